@@ -1,0 +1,1 @@
+"""The `striate` command line: thin doors onto the Python core."""

@@ -1,0 +1,137 @@
+"""Rendering runs for people: config tables, summaries, run lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rich.table import Table
+
+from striate.cli.app import console
+from striate.config import TrainConfig
+from striate.tracking.store import RunRecord
+
+KEY_PARAMS = ("lr", "batch_size", "epochs", "optimizer")
+
+
+def print_config(config: TrainConfig) -> None:
+    """The resolved config, non-default values in bold."""
+    default = TrainConfig()
+    parts = []
+    for f in config.fields():
+        value = getattr(config, f.name)
+        text = f"{f.name}={value}"
+        parts.append(f"[bold cyan]{text}[/]" if value != getattr(default, f.name) else f"[dim]{text}[/]")
+    console.print("config: " + "  ".join(parts), highlight=False)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """'1h02m', '3m05s', '12.3s'."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def fmt_time(ts: float | None) -> str:
+    """Local time of a Unix timestamp."""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def fmt_pct(value: Any) -> str:
+    """0.9123 -> '91.23%'."""
+    return f"{value:.2%}" if isinstance(value, (int, float)) else "-"
+
+
+STATUS_STYLE = {"running": "yellow", "finished": "green", "failed": "red", "stopped": "magenta", "crashed": "red"}
+
+
+def run_row(r: RunRecord) -> dict[str, Any]:
+    """The fields `striate runs` shows for one run."""
+    best = r.metrics.get("test/acc1", {}).get("max")
+    return {"id": r.id, "name": r.name, "project": r.project, "status": r.status, "model": r.model,
+            **{k: r.config.get(k) for k in KEY_PARAMS}, "best_test_acc1": best,
+            "duration_s": round(r.duration_s, 2), "started": fmt_time(r.created_at)}
+
+
+def print_runs(records: list[RunRecord]) -> None:
+    """A table of runs."""
+    table = Table("id", "name", "status", "model", *KEY_PARAMS, "best test acc", "duration", "started")
+    for r in records:
+        row = run_row(r)
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(r.id[:8], r.name, f"[{style}]{r.status}[/]", r.model or "-",
+                      *(str(row[k]) if row[k] is not None else "-" for k in KEY_PARAMS),
+                      fmt_pct(row["best_test_acc1"]), fmt_duration(r.duration_s), row["started"])
+    console.print(table)
+
+
+def print_train_summary(r: RunRecord, store_location: str) -> None:
+    """What `striate train` prints when it ends."""
+    s = r.summary
+    style = STATUS_STYLE.get(r.status, "")
+    console.print(f"\nrun [bold]{r.name}[/] ({r.id[:8]}) [{style}]{r.status}[/]: "
+                  f"test top-1 {fmt_pct(s.get('test_acc1'))}, top-5 {fmt_pct(s.get('test_acc5'))}, "
+                  f"best top-1 {fmt_pct(s.get('best_test_acc1'))} after {s.get('epochs_completed', 0)} epochs; "
+                  f"{s.get('train_samples_per_s', 0):,.0f} samples/s, {fmt_duration(s.get('train_seconds'))} "
+                  f"of training ({fmt_duration(s.get('wall_seconds'))} with evaluation)", highlight=False)
+    store_flag = "" if store_location in ("striate-runs", "./striate-runs") else f" --store {store_location}"
+    console.print(f"look at it again:  [bold]striate show {r.id[:8]}{store_flag}[/]   "
+                  f"all runs:  [bold]striate runs{store_flag}[/]", highlight=False)
+
+
+def print_run(r: RunRecord) -> None:
+    """One run in full."""
+    style = STATUS_STYLE.get(r.status, "")
+    console.print(f"[bold]{r.name}[/]  id {r.id}  project {r.project}  [{style}]{r.status}[/]", highlight=False)
+    console.print(f"started {fmt_time(r.created_at)}  ended {fmt_time(r.ended_at)}  "
+                  f"duration {fmt_duration(r.duration_s)}  model {r.model or '-'}", highlight=False)
+    if r.tags:
+        console.print("tags: " + ", ".join(r.tags))
+    if r.error:
+        console.print(f"[red]error: {r.error}[/]", highlight=False)
+    config = Table("setting", "value", title="config")
+    for k, v in r.config.items():
+        config.add_row(k, str(v))
+    console.print(config)
+    if r.metrics:
+        metrics = Table("metric", "last", "min", "max", "points", "last step", title="metrics")
+        for k, m in sorted(r.metrics.items()):
+            metrics.add_row(k, *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]), str(m["last_step"]))
+        console.print(metrics)
+    summary = Table("key", "value", title="summary")
+    for k, v in r.summary.items():
+        if k in ("checkpoints", "per_class_acc1"):
+            continue
+        summary.add_row(k, _num(v))
+    console.print(summary)
+    per_class = r.summary.get("per_class_acc1")
+    if per_class:
+        console.print("per-class top-1: " + "  ".join(f"{c} {fmt_pct(a)}" for c, a in per_class.items()),
+                      highlight=False)
+    if r.dataset:
+        console.print(f"dataset: {r.dataset.get('name')}  fingerprint {str(r.dataset.get('fingerprint'))[:16]}  "
+                      f"train {r.dataset.get('train_size')}  test {r.dataset.get('test_size')}  "
+                      f"from {r.dataset.get('source')}", highlight=False)
+    env = r.environment
+    if env:
+        git = env.get("git", {})
+        code = (f"git {str(git.get('commit'))[:10]}{' (dirty)' if git.get('dirty') else ''} on {git.get('branch')}"
+                if git.get("in_repo") else "not in a git repository")
+        console.print(f"environment: python {env.get('python')}  torch {env.get('torch')}  {env.get('cpu')}  "
+                      f"{env.get('hostname')}  {code}", highlight=False)
+        console.print(f"command: {' '.join(env.get('command', []))}", highlight=False)
+    if r.artifacts:
+        arts = Table("artifact", "kind", "size", "sha256", title="artifacts")
+        for a in r.artifacts:
+            arts.add_row(a["path"], a["kind"], f"{a['size']:,}", a["sha256"][:16])
+        console.print(arts)
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)

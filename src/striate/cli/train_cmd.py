@@ -1,0 +1,103 @@
+"""`striate train` — the flags are generated from the settings declared in striate.config."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from striate.cli.app import app, console, print_json
+from striate.config import TrainConfig, parse_assignments
+
+_SKIP = {"model", "model_options"}  # model is the positional argument; options go through --set
+
+
+def _flag_parameters() -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for f in TrainConfig.fields():
+        if f.name in _SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if kind is bool:
+            option = typer.Option(None, f"{flag}/--no-{f.name.replace('_', '-')}", help=f.metadata["help"])
+            annotation: Any = Optional[bool]
+        elif typing.get_origin(kind) is list or kind is list:
+            option = typer.Option(None, "--tag" if f.name == "tags" else flag, help=f.metadata["help"])
+            annotation = Optional[list[str]]
+        else:
+            option = typer.Option(None, flag, help=f.metadata["help"])
+            annotation = Optional[kind]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
+    return params
+
+
+def train_command(
+    model: Optional[str] = typer.Argument(None, help="model name (default lenet5)"),
+    config_file: Optional[Path] = typer.Option(None, "-c", "--config", help="YAML config file"),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="override any setting: --set key=value"),
+    store: Optional[str] = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
+    as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON"),
+    **flags: Any,
+) -> None:
+    """Train a CNN and record the run: `striate train lenet5 --data fashion-mnist --epochs 5`."""
+    from striate.cli.report import print_config, print_train_summary
+    from striate.tracking.store import default_store_location, open_store
+
+    config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
+    if model is not None:
+        given["model"] = model
+    config = config.override(given, "command line")
+    config = config.override(parse_assignments(overrides or []), "--set")
+    location = store or default_store_location()
+    if not as_json:
+        print_config(config)
+    result, run_id = run_training(config, location, progress=progress and not as_json)
+    opened = open_store(location)
+    record = opened.get_run(run_id)
+    if as_json:
+        print_json({"id": record.id, "name": record.name, "status": record.status, "summary": record.summary})
+    else:
+        print_train_summary(record, location)
+    if result.status == "stopped":
+        sys.exit(130)
+
+
+train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [p for p in inspect.signature(train_command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    + _flag_parameters())
+app.command("train")(train_command)
+
+
+def run_training(config: TrainConfig, store_location: str, progress: bool = True) -> tuple[Any, str]:
+    """Validate inputs, create the run, train, and finish the run with the right status."""
+    from striate import models
+    from striate.data.loader import load_dataset
+    from striate.tracking.capture import environment
+    from striate.tracking.run import init
+    from striate.tracking.store import open_store
+    from striate.train.engine import resolve_device, train
+
+    # Fail on bad input before a run exists, so nothing is left half-recorded.
+    store = open_store(store_location)
+    models.info(config.model)
+    resolve_device(config)
+    dataset = load_dataset(config.data)
+    run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
+               store=store, model=config.model)
+    try:
+        run.set(environment=environment())
+        result = train(config, run=run, dataset=dataset, progress=progress)
+    except BaseException as exc:
+        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run.finish(status, error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.finish(result.status)
+    return result, run.id

@@ -1,0 +1,147 @@
+"""Finding, downloading and verifying dataset files.
+
+Order of preference for a named dataset: the striate cache, a folder the user
+names, the copy an OS package installed, then the official mirrors. Every file is
+checked against the catalog's SHA-256 before it is used or cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from striate.data.catalog import FILE_NAMES, ROLES, DatasetSpec, FileSpec
+from striate.data.idx import read_bytes
+from striate.errors import DataError
+
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+def cache_root() -> Path:
+    """The folder where fetched datasets are kept (``$STRIATE_CACHE`` or ``~/.cache/striate``)."""
+    return Path(os.environ.get("STRIATE_CACHE") or Path.home() / ".cache" / "striate")
+
+
+def cache_dir(spec: DatasetSpec) -> Path:
+    """The cache folder of one dataset."""
+    return cache_root() / "datasets" / spec.name
+
+
+def find_file(folder: Path, role: str) -> Path | None:
+    """The file in ``folder`` that plays ``role`` (gzipped or raw), or None."""
+    base = FILE_NAMES[role]
+    for name in (base + ".gz", base, base.replace("-idx", ".idx") + ".gz", base.replace("-idx", ".idx")):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def has_all_files(folder: Path) -> bool:
+    """Whether ``folder`` holds the four IDX files."""
+    return all(find_file(folder, role) is not None for role in ROLES)
+
+
+def check_file(path: Path, expected: FileSpec, content: bytes | None = None) -> str:
+    """Verify ``path`` against its catalog checksums; return the content SHA-256.
+
+    Raises DataError when neither the archive hash nor the content hash matches.
+    """
+    raw = path.read_bytes()
+    if expected.archive_sha256 and hashlib.sha256(raw).hexdigest() == expected.archive_sha256:
+        return hashlib.sha256(content if content is not None else read_bytes(path)).hexdigest()
+    content_hash = hashlib.sha256(content if content is not None else read_bytes(path)).hexdigest()
+    if expected.content_sha256 and content_hash == expected.content_sha256:
+        return content_hash
+    raise DataError(f"checksum mismatch for {path}: the file is corrupt or not the expected dataset file",
+                    "delete it and run `striate data get` again")
+
+
+def _download_one(url: str, target: Path, expected: FileSpec) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            shutil.copyfileobj(response, out, length=1 << 20)
+        check_file(tmp, expected)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(spec: DatasetSpec, dest: Path, mirrors: list[str] | None = None) -> Path:
+    """Download every file of ``spec`` into ``dest`` from the first mirror that serves a genuine copy."""
+    bases = list(mirrors or spec.mirrors)
+    for role in ROLES:
+        expected = spec.files[role]
+        target = dest / expected.name
+        failures = []
+        for base in bases:
+            url = base.rstrip("/") + "/" + expected.name
+            try:
+                _download_one(url, target, expected)
+                break
+            except DataError as exc:
+                failures.append(f"{url}: {exc.problem}")
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                reason = getattr(exc, "reason", exc)
+                failures.append(f"{url}: {reason}")
+        else:
+            raise DataError(f"could not download {spec.name} file {expected.name} ({'; '.join(failures)})",
+                            _offline_hint(spec))
+    return dest
+
+
+def _offline_hint(spec: DatasetSpec) -> str:
+    hint = f"`striate data get {spec.name} --from FOLDER` with a local copy"
+    return f"{spec.install_hint}, or {hint}" if spec.install_hint and "apt-get" in spec.install_hint else hint
+
+
+def copy_verified(spec: DatasetSpec, source: Path, dest: Path) -> Path:
+    """Copy the four files of ``spec`` from ``source`` into ``dest``, verifying each on the way."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for role in ROLES:
+        found = find_file(source, role)
+        if found is None:
+            raise DataError(f"{source} has no {FILE_NAMES[role]}[.gz] file", "point --from at a folder with all four IDX files")
+        check_file(found, spec.files[role])
+        target = dest / (FILE_NAMES[role] + (".gz" if found.suffix == ".gz" else ""))
+        if found.resolve() != target.resolve():
+            shutil.copyfile(found, target)
+    return dest
+
+
+def locate(spec: DatasetSpec, allow_download: bool = True, mirrors: list[str] | None = None) -> Path:
+    """A folder holding the files of ``spec``: the cache, an OS package's copy, or a fresh download."""
+    cached = cache_dir(spec)
+    if has_all_files(cached):
+        return cached
+    for local in spec.local_copies:
+        if has_all_files(Path(local)):
+            return Path(local)
+    if not allow_download:
+        raise DataError(f"dataset {spec.name} is not available locally", _offline_hint(spec))
+    return download(spec, cached, mirrors)
+
+
+def get(spec: DatasetSpec, from_dir: Path | None = None, force_download: bool = False,
+        mirrors: list[str] | None = None) -> Path:
+    """Make ``spec`` available in the cache or in place and return its verified folder (``striate data get``)."""
+    if from_dir is not None:
+        if not from_dir.is_dir():
+            raise DataError(f"folder {from_dir} does not exist", "name the folder that holds the four IDX files")
+        return copy_verified(spec, from_dir, cache_dir(spec))
+    if force_download:
+        return download(spec, cache_dir(spec), mirrors)
+    folder = locate(spec, allow_download=True, mirrors=mirrors)
+    for role in ROLES:
+        found = find_file(folder, role)
+        assert found is not None  # locate() only returns complete folders
+        check_file(found, spec.files[role])
+    return folder

@@ -1,0 +1,47 @@
+"""One exception tree for striate: every error names the problem and the fix.
+
+The CLI prints ``str(error)`` as one red line and exits with ``error.exit_code``.
+``http_status`` lets a future server map errors onto HTTP responses.
+"""
+
+from __future__ import annotations
+
+
+class StriateError(Exception):
+    """Base of every error striate raises on purpose."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(problem if not fix else f"{problem} — fix: {fix}")
+
+
+class ConfigError(StriateError):
+    """A configuration value or file is invalid."""
+
+
+class DataError(StriateError):
+    """A dataset is missing, corrupt or cannot be fetched."""
+
+    http_status = 422
+
+
+class ModelError(StriateError):
+    """A model name or model option is invalid."""
+
+    http_status = 404
+
+
+class StoreError(StriateError):
+    """The tracking store cannot be opened or written."""
+
+    http_status = 503
+
+
+class RunNotFoundError(StoreError):
+    """No run matches the given id or prefix."""
+
+    http_status = 404

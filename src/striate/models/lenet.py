@@ -1,0 +1,57 @@
+"""LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998), modern form.
+
+The modern simplification keeps the paper's layer sizes — C1 6@5x5, 2x2 pooling,
+C3 16@5x5 (fully connected to all S2 maps), 2x2 pooling, C5 120@5x5, F6 84 — with
+ReLU, max pooling and a linear output read by softmax: 61,706 parameters for one
+input channel and ten classes. 28x28 images are padded to 32x32 by the data
+pipeline, as the paper centred its digits in a 32x32 field.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from striate.models.registry import register_model
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 with ReLU, max pooling and a linear classifier."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, kernel_size=5),  # C1: N x 6 x 28 x 28
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # S2: N x 6 x 14 x 14
+            nn.Conv2d(6, 16, kernel_size=5),  # C3: N x 16 x 10 x 10
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # S4: N x 16 x 5 x 5
+            nn.Conv2d(16, 120, kernel_size=5),  # C5: N x 120 x 1 x 1
+            nn.ReLU(inplace=True),
+        )
+        # Inputs larger than 32x32 leave C5 with a spatial map; average it as later CNNs do.
+        self.pool = nn.AdaptiveAvgPool2d(1)  # N x 120 x 1 x 1
+        self.classifier = nn.Sequential(
+            nn.Linear(120, 84),  # F6: N x 84
+            nn.ReLU(inplace=True),
+            nn.Linear(84, num_classes),  # output: N x num_classes (logits)
+        )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The flattened C5 activations, N x 120."""
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, N x num_classes."""
+        return self.classifier(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the output layer for ``num_classes`` classes (fine-tuning)."""
+        self.classifier[-1] = nn.Linear(84, num_classes)
+
+
+@register_model("lenet5", input_size=32, min_input_size=32, summary="LeNet-5, modern form (ReLU, max pool)")
+def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
+    """LeNet-5 in its modern form: 61,706 parameters at 1 channel, 10 classes."""
+    return LeNet5(num_classes=num_classes, in_channels=in_channels)

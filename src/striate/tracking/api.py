@@ -1,0 +1,41 @@
+"""Reading runs back: ``striate.Api(store).runs()`` and ``.run(id).history(key)``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from striate.tracking.store import MetricSeries, RunRecord, Store, open_store
+
+
+class RunView:
+    """A recorded run, read from a store."""
+
+    def __init__(self, store: Store, record: RunRecord) -> None:
+        self._store = store
+        self.record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.record, name)
+
+    def history(self, key: str) -> MetricSeries:
+        """Steps, times and values of metric ``key``."""
+        return self._store.history(self.record.id, key)
+
+    def __repr__(self) -> str:
+        return f"<RunView {self.record.id[:8]} {self.record.name!r} {self.record.status}>"
+
+
+class Api:
+    """Read access to a store."""
+
+    def __init__(self, store: str | os.PathLike[str] | Store | None = None) -> None:
+        self.store = store if isinstance(store, Store) else open_store(store)
+
+    def runs(self, project: str | None = None, limit: int | None = None) -> list[RunView]:
+        """Runs, newest first."""
+        return [RunView(self.store, r) for r in self.store.list_runs(project=project, limit=limit)]
+
+    def run(self, run_id: str) -> RunView:
+        """One run by id, unique id prefix or name."""
+        return RunView(self.store, self.store.get_run(run_id))

@@ -1,0 +1,99 @@
+"""What a run records about where it ran: code, packages, interpreter, OS and hardware."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+MAX_DIFF_BYTES = 1_000_000
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """Commit, branch, dirty flag, uncommitted diff (size-capped) and untracked files of the repo at ``cwd``."""
+    where = cwd or Path.cwd()
+    root = _git(["rev-parse", "--show-toplevel"], where)
+    if root is None:
+        return {"in_repo": False}
+    commit = _git(["rev-parse", "HEAD"], where)
+    branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], where)
+    diff = _git(["diff", "HEAD", "--binary"], where) if commit else _git(["diff", "--binary"], where)
+    untracked = (_git(["ls-files", "--others", "--exclude-standard"], where) or "").splitlines()
+    diff = diff or ""
+    return {
+        "in_repo": True,
+        "root": root.strip(),
+        "commit": commit.strip() if commit else None,
+        "branch": branch.strip() if branch else None,
+        "dirty": bool(diff) or bool(untracked),
+        "diff": diff[:MAX_DIFF_BYTES],
+        "diff_truncated": len(diff) > MAX_DIFF_BYTES,
+        "untracked": untracked[:1000],
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, from /proc/cpuinfo where available."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def packages() -> dict[str, str]:
+    """Installed distributions and their versions."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            found[name.lower()] = dist.version
+    return dict(sorted(found.items()))
+
+
+def torch_info() -> dict[str, Any]:
+    """torch, CUDA and cuDNN versions and GPUs, when torch is already imported."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    info: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda,
+                            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+                            "threads": torch.get_num_threads(), "gpus": []}
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["gpus"].append({"name": props.name, "memory_bytes": props.total_memory})
+    return info
+
+
+def environment() -> dict[str, Any]:
+    """Everything a run records about its environment."""
+    return {
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "platform": platform.platform(),
+        "os": platform.system(),
+        "hostname": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+        "cwd": str(Path.cwd()),
+        "git": git_state(),
+        "packages": packages(),
+        **torch_info(),
+    }

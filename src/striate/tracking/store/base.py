@@ -1,0 +1,97 @@
+"""The one store interface every backend (SQLite now; PostgreSQL and HTTP later) implements."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RUN_STATUSES = ("running", "finished", "failed", "stopped", "crashed")
+HEARTBEAT_INTERVAL_S = 5.0
+STALE_AFTER_S = 30.0  # a running run whose heartbeat is older than this was killed
+
+
+@dataclass
+class MetricSeries:
+    """Points of one metric: steps, wall-clock times (Unix seconds) and values, as arrays."""
+
+    key: str
+    steps: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+
+@dataclass
+class RunRecord:
+    """Everything the store keeps about one run, except its metric points."""
+
+    id: str
+    name: str
+    project: str
+    status: str
+    created_at: float
+    ended_at: float | None
+    heartbeat_at: float
+    model: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    reproduction_of: str | None = None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> last/min/max/count/last_step
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to end (or to the last heartbeat while running)."""
+        return (self.ended_at or self.heartbeat_at) - self.created_at
+
+
+class Store(abc.ABC):
+    """Where runs, metric points and artifact records live."""
+
+    artifact_root: str
+
+    @abc.abstractmethod
+    def create_run(self, record: RunRecord) -> None:
+        """Insert a new run."""
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change top-level fields of a run (status, summary, ended_at, heartbeat_at, ...)."""
+
+    @abc.abstractmethod
+    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None) -> None:
+        """Append metric points (the one write primitive for metrics), atomically."""
+
+    @abc.abstractmethod
+    def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
+        """Record an artifact stored under the run's artifact folder."""
+
+    @abc.abstractmethod
+    def remove_artifact(self, run_id: str, path: str) -> None:
+        """Forget an artifact record (the caller removes the file)."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run by id or unique id prefix (RunNotFoundError otherwise)."""
+
+    @abc.abstractmethod
+    def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    @abc.abstractmethod
+    def history(self, run_id: str, key: str) -> MetricSeries:
+        """All points of one metric of one run, in logging order."""
+
+    @abc.abstractmethod
+    def mark_stale_runs_crashed(self, now: float) -> int:
+        """Mark runs whose heartbeat stopped as crashed; return how many."""

@@ -1,0 +1,284 @@
+"""The embedded default store: SQLite (WAL) through SQLAlchemy Core, artifacts in a folder beside it.
+
+Metric points are stored in chunks — one row per (run, key, flush) holding packed
+step/time/value arrays — so ingestion and read-back cost one row per batch, not per
+point. A per-(run, key) summary row keeps last/min/max for listing and filtering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from striate.errors import RunNotFoundError, StoreError
+from striate.tracking.store.base import STALE_AFTER_S, MetricSeries, RunRecord, Store
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("config", sa.Text, nullable=False, default="{}"),
+    sa.Column("summary", sa.Text, nullable=False, default="{}"),
+    sa.Column("tags", sa.Text, nullable=False, default="[]"),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("environment", sa.Text, nullable=False, default="{}"),
+    sa.Column("dataset", sa.Text, nullable=False, default="{}"),
+    sa.Column("error", sa.Text),
+    sa.Column("reproduction_of", sa.String(32)),
+)
+
+params = sa.Table(
+    "params", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("value", sa.Text),
+    sa.Column("num", sa.Float, index=True),  # numeric value, when the param is a number, for filtering
+)
+
+metric_chunks = sa.Table(
+    "metric_chunks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
+    sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
+    sa.Column("values", sa.LargeBinary, nullable=False),  # float64
+    sa.Index("ix_metric_chunks_run_key", "run_id", "key", "id"),
+)
+
+metric_summary = sa.Table(
+    "metric_summary", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("last", sa.Float),
+    sa.Column("min", sa.Float),
+    sa.Column("max", sa.Float),
+    sa.Column("last_step", sa.Integer),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+_JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
+
+
+def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a crash never corrupts
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"optimizer.lr": 0.1, ...}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class SqlStore(Store):
+    """A store in a SQL database (SQLite by default) with artifacts in a local folder."""
+
+    def __init__(self, url: str, artifact_root: Path) -> None:
+        self.url = url
+        self.artifact_root = str(artifact_root)
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _set_sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open the store database {url}: {exc.orig}",
+                             "check that the folder is writable, or choose another with --store") from None
+        self.mark_stale_runs_crashed(time.time())
+
+    @classmethod
+    def open_folder(cls, folder: Path) -> "SqlStore":
+        """Open (creating if needed) the embedded store in ``folder``: striate.db plus artifacts/."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "artifacts").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {folder}: {exc.strerror}",
+                             "choose a writable folder with --store or STRIATE_STORE") from None
+        if not os.access(folder, os.W_OK) or not os.access(folder / "artifacts", os.W_OK):
+            raise StoreError(f"the store folder {folder} is not writable",
+                             "choose a writable folder with --store or STRIATE_STORE")
+        return cls(f"sqlite:///{folder.resolve() / 'striate.db'}", folder / "artifacts")
+
+    # -- writes -----------------------------------------------------------------------------------
+    def create_run(self, record: RunRecord) -> None:
+        """Insert a new run and its flattened params."""
+        row = {
+            "id": record.id, "name": record.name, "project": record.project, "status": record.status,
+            "created_at": record.created_at, "ended_at": record.ended_at, "heartbeat_at": record.heartbeat_at,
+            "model": record.model, "notes": record.notes, "error": record.error,
+            "reproduction_of": record.reproduction_of,
+        }
+        for name in _JSON_FIELDS:
+            row[name] = json.dumps(getattr(record, name), default=str)
+        param_rows = []
+        for key, value in flatten_params(record.config).items():
+            num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            param_rows.append({"run_id": record.id, "key": key, "value": json.dumps(value, default=str), "num": num})
+        with self._begin() as conn:
+            conn.execute(runs.insert().values(**row))
+            if param_rows:
+                conn.execute(params.insert(), param_rows)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change top-level fields of a run."""
+        values = {k: (json.dumps(v, default=str) if k in _JSON_FIELDS else v) for k, v in fields.items()}
+        with self._begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None) -> None:
+        """Append metric points and refresh the per-key summaries in one transaction."""
+        with self._begin() as conn:
+            if series:
+                conn.execute(metric_chunks.insert(), [
+                    {"run_id": run_id, "key": s.key, "count": len(s),
+                     "steps": np.ascontiguousarray(s.steps, dtype="<i8").tobytes(),
+                     "times": np.ascontiguousarray(s.times, dtype="<f8").tobytes(),
+                     "values": np.ascontiguousarray(s.values, dtype="<f8").tobytes()}
+                    for s in series])
+                keys = [s.key for s in series]
+                existing = {r.key: r for r in conn.execute(
+                    sa.select(metric_summary).where(metric_summary.c.run_id == run_id,
+                                                    metric_summary.c.key.in_(keys)))}
+                for s in series:
+                    finite = s.values[np.isfinite(s.values)]
+                    lo = float(finite.min()) if finite.size else None
+                    hi = float(finite.max()) if finite.size else None
+                    old = existing.get(s.key)
+                    row = {"last": float(s.values[-1]), "last_step": int(s.steps[-1])}
+                    if old is None:
+                        conn.execute(metric_summary.insert().values(run_id=run_id, key=s.key, min=lo, max=hi,
+                                                                    count=len(s), **row))
+                    else:
+                        conn.execute(metric_summary.update().where(
+                            metric_summary.c.run_id == run_id, metric_summary.c.key == s.key).values(
+                            min=_combine(min, old.min, lo), max=_combine(max, old.max, hi),
+                            count=old.count + len(s), **row))
+            if heartbeat_at is not None:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=heartbeat_at))
+
+    def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
+        """Record (or re-record) an artifact of a run."""
+        with self._begin() as conn:
+            conn.execute(artifacts.delete().where(artifacts.c.run_id == run_id, artifacts.c.path == path))
+            conn.execute(artifacts.insert().values(run_id=run_id, path=path, kind=kind, size=size, sha256=sha256,
+                                                   created_at=time.time()))
+
+    def remove_artifact(self, run_id: str, path: str) -> None:
+        """Forget an artifact record."""
+        with self._begin() as conn:
+            conn.execute(artifacts.delete().where(artifacts.c.run_id == run_id, artifacts.c.path == path))
+
+    def mark_stale_runs_crashed(self, now: float) -> int:
+        """Runs still `running` whose heartbeat is older than STALE_AFTER_S become `crashed`."""
+        with self._begin() as conn:
+            result = conn.execute(runs.update().where(
+                runs.c.status == "running", runs.c.heartbeat_at < now - STALE_AFTER_S).values(
+                status="crashed", ended_at=runs.c.heartbeat_at))
+            return int(result.rowcount or 0)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run by id or unique prefix."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(2)).all()
+            if not rows:
+                rows = conn.execute(sa.select(runs).where(runs.c.name == run_id)
+                                    .order_by(runs.c.created_at.desc()).limit(1)).all()
+            if not rows:
+                raise RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
+            if len(rows) > 1:
+                raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous", "give more characters of the id")
+            return self._records(conn, rows)[0]
+
+    def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        query = sa.select(runs).order_by(runs.c.created_at.desc())
+        if project:
+            query = query.where(runs.c.project == project)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return self._records(conn, conn.execute(query).all())
+
+    def history(self, run_id: str, key: str) -> MetricSeries:
+        """All points of one metric, concatenated from its chunks."""
+        with self.engine.connect() as conn:
+            chunks = conn.execute(sa.select(metric_chunks.c.steps, metric_chunks.c.times, metric_chunks.c["values"])
+                                  .where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
+                                  .order_by(metric_chunks.c.id)).all()
+        if not chunks:
+            return MetricSeries(key, np.empty(0, np.int64), np.empty(0), np.empty(0))
+        return MetricSeries(
+            key,
+            np.frombuffer(b"".join(c[0] for c in chunks), dtype="<i8"),
+            np.frombuffer(b"".join(c[1] for c in chunks), dtype="<f8"),
+            np.frombuffer(b"".join(c[2] for c in chunks), dtype="<f8"),
+        )
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    def _records(self, conn: sa.Connection, rows: list[Any]) -> list[RunRecord]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        metrics: dict[str, dict[str, dict[str, float]]] = {i: {} for i in ids}
+        for m in conn.execute(sa.select(metric_summary).where(metric_summary.c.run_id.in_(ids))):
+            metrics[m.run_id][m.key] = {"last": m.last, "min": m.min, "max": m.max, "count": m.count,
+                                        "last_step": m.last_step}
+        arts: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        for a in conn.execute(sa.select(artifacts).where(artifacts.c.run_id.in_(ids)).order_by(artifacts.c.created_at)):
+            arts[a.run_id].append({"path": a.path, "kind": a.kind, "size": a.size, "sha256": a.sha256})
+        records = []
+        for r in rows:
+            data = {c: getattr(r, c) for c in ("id", "name", "project", "status", "created_at", "ended_at",
+                                               "heartbeat_at", "model", "notes", "error", "reproduction_of")}
+            for name in _JSON_FIELDS:
+                data[name] = json.loads(getattr(r, name) or ("[]" if name == "tags" else "{}"))
+            records.append(RunRecord(**data, metrics=metrics[r.id], artifacts=arts[r.id]))
+        return records
+
+
+def _combine(pick: Any, old: float | None, new: float | None) -> float | None:
+    values = [v for v in (old, new) if v is not None]
+    return pick(values) if values else None

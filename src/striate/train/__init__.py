@@ -1,0 +1,1 @@
+"""The training engine: one loop that every entry point reuses."""

@@ -1,0 +1,254 @@
+"""The training engine: the one loop that `striate train`, sweeps and reproductions all use.
+
+Read top to bottom: set-up, data, model, optimizer, the loop, evaluation, checkpoints,
+summary. Data lives on the training device as uint8 and is normalized and augmented
+in batches; the loop only synchronizes with the device when it logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager
+
+import torch
+import torch.nn.functional as F
+
+from striate import models
+from striate.config import TrainConfig
+from striate.data.loader import DeviceBatches, ImageDataset, load_dataset, pad_to
+from striate.errors import ConfigError
+from striate.tracking.run import Run
+from striate.train import checkpoint as ckpt
+from striate.train.determinism import rng_state, seed_everything
+from striate.train.metrics import EvalResult, evaluate
+from striate.train.optim import build_optimizer, build_schedule
+
+
+@dataclass
+class TrainResult:
+    """What a training run ended with."""
+
+    status: str  # finished or stopped
+    epochs_completed: int
+    test_acc1: float | None = None
+    test_acc5: float | None = None
+    test_loss: float | None = None
+    best_test_acc1: float | None = None
+    train_samples_per_s: float = 0.0  # training steps only, evaluation excluded
+    train_seconds: float = 0.0  # time spent in training steps
+    wall_seconds: float = 0.0  # the whole loop, evaluation and checkpoints included
+    weights_hash: str | None = None
+    per_class_acc1: list[float] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+    run_id: str | None = None
+
+
+def resolve_device(config: TrainConfig) -> torch.device:
+    """The device to train on: CUDA when present (device=auto) or as asked."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda was asked for but no CUDA GPU is available", "use --device cpu or auto")
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def autocast_for(config: TrainConfig, device: torch.device) -> Callable[[], ContextManager[Any]]:
+    """A context factory: bf16 autocast where asked (auto: on CUDA), else nothing."""
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset | None = None,
+          progress: bool = True, on_epoch: Callable[[int, EvalResult], None] | None = None) -> TrainResult:
+    """Train ``config.model`` on ``config.data``; record everything in ``run`` when given.
+
+    The caller owns ``run``: this function logs metrics, artifacts and the summary but
+    does not finish it. Ctrl-C ends training cleanly with status ``stopped``.
+    """
+    # --- set-up -----------------------------------------------------------------------------------
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config)
+    seed_everything(config.seed)
+    autocast = autocast_for(config, device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    # --- data -------------------------------------------------------------------------------------
+    data = dataset if dataset is not None else load_dataset(config.data)
+    entry = models.info(config.model)
+    channels = data.image_shape[0]
+    num_classes = len(data.classes)
+    mean, std = data.pixel_stats()
+    train_split = type(data.train)(pad_to(data.train.images, entry.min_input_size), data.train.labels)
+    test_split = type(data.test)(pad_to(data.test.images, entry.min_input_size), data.test.labels)
+    train_batches = DeviceBatches(train_split, batch_size=config.batch_size, device=device, mean=mean, std=std,
+                                  shuffle=True, crop_padding=config.crop_padding, flip=config.flip,
+                                  seed=config.seed, channels_last=config.channels_last)
+    test_batches = DeviceBatches(test_split, batch_size=config.eval_batch_size, device=device, mean=mean,
+                                 std=std, channels_last=config.channels_last)
+
+    # --- model, optimizer, schedule ---------------------------------------------------------------
+    model = models.create(config.model, num_classes=num_classes, in_channels=channels, **config.model_options)
+    model = model.to(device=device, memory_format=memory_format)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = len(train_batches)
+    schedule = build_schedule(optimizer, config, steps_per_epoch)
+
+    if run is not None:
+        run.set(model=config.model, dataset=data.identity())
+        run.summary.update({"parameters": models.count_parameters(model), "device": str(device),
+                            "input_shape": [channels, *train_split.images.shape[2:]]})
+
+    # --- the loop ---------------------------------------------------------------------------------
+    result = TrainResult(status="finished", epochs_completed=0, run_id=run.id if run else None)
+    bar = _Progress(enabled=progress, total=config.epochs * steps_per_epoch)
+    global_step = 0
+    started = time.perf_counter()
+    try:
+        with bar:
+            for epoch in range(1, config.epochs + 1):
+                model.train()
+                loss_sum = torch.zeros((), device=device)
+                correct = torch.zeros((), device=device, dtype=torch.int64)
+                seen = seen_since_log = 0
+                loss_at_log, correct_at_log = 0.0, 0
+                epoch_start = time.perf_counter()
+                for x, y in train_batches.epoch(epoch):
+                    with autocast():
+                        logits = model(x)
+                        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    global_step += 1
+                    batch = y.shape[0]
+                    seen += batch
+                    seen_since_log += batch
+                    loss_sum += loss.detach() * batch
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    if global_step % config.log_every == 0:
+                        total_loss, total_correct = float(loss_sum), int(correct)  # one device sync per log
+                        window_loss = (total_loss - loss_at_log) / seen_since_log
+                        window_acc = (total_correct - correct_at_log) / seen_since_log
+                        loss_at_log, correct_at_log, seen_since_log = total_loss, total_correct, 0
+                        rate = seen / (time.perf_counter() - epoch_start)
+                        if run is not None:
+                            run.log({"train/loss": window_loss, "train/acc1": window_acc,
+                                     "lr": optimizer.param_groups[0]["lr"]}, step=global_step)
+                        bar.update(global_step, epoch, window_loss, window_acc, rate)
+                epoch_seconds = time.perf_counter() - epoch_start
+                result.train_seconds += epoch_seconds
+                rate = seen / epoch_seconds
+
+                # --- evaluation -----------------------------------------------------------------------
+                ev = evaluate(model, test_batches.epoch(0), num_classes, autocast)
+                result.epochs_completed = epoch
+                result.test_acc1, result.test_acc5, result.test_loss = ev.top1, ev.top5, ev.loss
+                result.best_test_acc1 = max(result.best_test_acc1 or 0.0, ev.top1)
+                result.confusion = ev.confusion.tolist()
+                result.per_class_acc1 = ev.per_class_accuracy()
+                bar.epoch_done(epoch, config.epochs, float(loss_sum) / seen, int(correct) / seen, ev, rate)
+                if run is not None:
+                    run.log({"train/epoch_loss": float(loss_sum) / seen, "train/epoch_acc1": int(correct) / seen,
+                             "test/loss": ev.loss, "test/acc1": ev.top1, "test/acc5": ev.top5, "epoch": epoch,
+                             "train/samples_per_s": rate}, step=global_step)
+                    run.summary.update({"epochs_completed": epoch, "test_acc1": ev.top1, "test_acc5": ev.top5,
+                                        "test_loss": ev.loss, "best_test_acc1": result.best_test_acc1})
+                    # --- checkpoint -------------------------------------------------------------------
+                    if config.checkpoint:
+                        _save_checkpoint(run, model, optimizer, schedule, epoch, global_step, config)
+                if on_epoch is not None:
+                    on_epoch(epoch, ev)
+    except KeyboardInterrupt:
+        result.status = "stopped"
+    result.wall_seconds = time.perf_counter() - started
+    samples = result.epochs_completed * len(train_split)
+    result.train_samples_per_s = samples / result.train_seconds if result.train_seconds else 0.0
+
+    # --- summary ----------------------------------------------------------------------------------
+    if run is not None:
+        _finalize(run, model, data, result, config)
+    else:
+        result.weights_hash = ckpt.weights_hash(model.state_dict())
+    return result
+
+
+def _save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     schedule: Any, epoch: int, global_step: int, config: TrainConfig) -> None:
+    folder = run.artifact_dir / "checkpoints"
+    weights = folder / f"epoch-{epoch:03d}.safetensors"
+    state = folder / f"epoch-{epoch:03d}.state.pt"
+    digest = ckpt.save_weights(model, weights)
+    ckpt.save_training_state(state, {"epoch": epoch, "global_step": global_step,
+                                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                                     "rng": rng_state(), "config": json.dumps(config.to_dict())})
+    run.log_artifact(weights, f"checkpoints/{weights.name}", kind="checkpoint")
+    run.log_artifact(state, f"checkpoints/{state.name}", kind="training-state")
+    run.summary.setdefault("checkpoints", {})[f"checkpoints/{weights.name}"] = digest
+    if config.keep_checkpoints and epoch > config.keep_checkpoints:
+        old = epoch - config.keep_checkpoints
+        for name in (f"epoch-{old:03d}.safetensors", f"epoch-{old:03d}.state.pt"):
+            (folder / name).unlink(missing_ok=True)
+            run.store.remove_artifact(run.id, f"checkpoints/{name}")
+        run.summary["checkpoints"].pop(f"checkpoints/epoch-{old:03d}.safetensors", None)
+
+
+def _finalize(run: Run, model: torch.nn.Module, data: ImageDataset, result: TrainResult,
+              config: TrainConfig) -> None:
+    final = run.artifact_dir / "model.safetensors"
+    result.weights_hash = ckpt.save_weights(model, final)
+    run.log_artifact(final, "model.safetensors", kind="model")
+    if result.confusion:
+        matrix = run.artifact_dir / "confusion_matrix.json"
+        matrix.write_text(json.dumps({"classes": list(data.classes), "rows_are": "true class",
+                                      "matrix": result.confusion}))
+        run.log_artifact(matrix, "confusion_matrix.json", kind="confusion-matrix")
+    run.summary.update({
+        "weights_hash": result.weights_hash,
+        "train_samples_per_s": round(result.train_samples_per_s, 1),
+        "train_seconds": round(result.train_seconds, 2),
+        "wall_seconds": round(result.wall_seconds, 2),
+        "per_class_acc1": dict(zip(data.classes, result.per_class_acc1)),
+    })
+
+
+class _Progress:
+    """A rich progress bar with live loss, accuracy and samples/s (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+        self._progress: Any = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                                      TimeElapsedColumn(), TimeRemainingColumn())
+            self._progress.__enter__()
+            self._task = self._progress.add_task("train", total=self.total, epoch=1, stats="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def update(self, step: int, epoch: int, loss: float, acc: float, rate: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, epoch=epoch,
+                                  stats=f"loss {loss:.4f}  acc {acc:6.2%}  {rate:,.0f} samples/s")
+
+    def epoch_done(self, epoch: int, epochs: int, loss: float, acc: float, ev: EvalResult, rate: float) -> None:
+        if self._progress is not None:
+            self._progress.console.print(
+                f"epoch {epoch:>3}/{epochs}  train loss {loss:.4f} acc {acc:.2%}  |  "
+                f"test loss {ev.loss:.4f} top-1 {ev.top1:.2%} top-5 {ev.top5:.2%}  |  {rate:,.0f} samples/s")
