@@ -70,16 +70,16 @@ class TrainConfig:
         return list(dataclasses.fields(cls))
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
         """Defaults overridden by ``values``; unknown keys and bad values raise ConfigError."""
         return cls().override(values, source)
 
     @classmethod
-    def from_file(cls, path: Path) -> "TrainConfig":
+    def from_file(cls, path: Path) -> TrainConfig:
         """Defaults overridden by a YAML (or JSON) file."""
         return cls().override(load_file(path), str(path))
 
-    def override(self, values: Mapping[str, Any], source: str = "override") -> "TrainConfig":
+    def override(self, values: Mapping[str, Any], source: str = "override") -> TrainConfig:
         """A copy with ``values`` applied, coerced to each setting's type and validated."""
         known = {f.name: f for f in self.fields()}
         changes: dict[str, Any] = {}
@@ -116,7 +116,8 @@ class TrainConfig:
         ]
         for ok, key, rule in checks:
             if not ok:
-                raise ConfigError(f"invalid {key}={getattr(self, key)!r}: {rule}", f"set a valid --{key.replace('_', '-')}")
+                raise ConfigError(f"invalid {key}={getattr(self, key)!r}: {rule}",
+                                  f"set a valid --{key.replace('_', '-')}")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (stored with the run)."""

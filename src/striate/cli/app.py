@@ -25,10 +25,9 @@ def print_json(value: Any) -> None:
 
 def main() -> None:
     """Entry point: run the app; turn striate errors into one red line and a non-zero exit."""
-    from striate.errors import StriateError
-
     # Importing the command modules registers their commands on `app`.
     from striate.cli import data_cmd, models_cmd, runs_cmd, train_cmd  # noqa: F401
+    from striate.errors import StriateError
 
     try:
         app()

@@ -15,7 +15,9 @@ def get(
     name: str = typer.Argument(..., help="fashion-mnist or mnist"),
     from_dir: Optional[Path] = typer.Option(None, "--from", help="a folder holding the four IDX files"),
     download: bool = typer.Option(False, "--download", help="download from the mirrors even when a local copy exists"),
-    mirror: Optional[list[str]] = typer.Option(None, "--mirror", help="base URL to download from instead of the official mirrors"),
+    local_only: bool = typer.Option(False, "--local-only", help="never use the network"),
+    mirror: Optional[list[str]] = typer.Option(
+        None, "--mirror", help="base URL to download from instead of the official mirrors"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Make a dataset available: cache, --from folder, OS package copy, or the official mirrors."""
@@ -26,7 +28,8 @@ def get(
     spec = DATASETS.get(name)
     if spec is None:
         raise DataError(f"unknown dataset {name!r}", f"choose one of: {', '.join(sorted(DATASETS))}")
-    folder = fetch(spec, from_dir=from_dir, force_download=download, mirrors=mirror or None)
+    folder = fetch(spec, from_dir=from_dir, force_download=download, mirrors=mirror or None,
+                   allow_download=not local_only)
     if as_json:
         print_json({"dataset": name, "folder": str(folder), "verified": True})
     else:

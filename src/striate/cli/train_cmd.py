@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from striate.cli.app import app, console, print_json
+from striate.cli.app import app, print_json
 from striate.config import TrainConfig, parse_assignments
 
 _SKIP = {"model", "model_options"}  # model is the positional argument; options go through --set
@@ -41,7 +41,8 @@ def train_command(
     model: Optional[str] = typer.Argument(None, help="model name (default lenet5)"),
     config_file: Optional[Path] = typer.Option(None, "-c", "--config", help="YAML config file"),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="override any setting: --set key=value"),
-    store: Optional[str] = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)"),
+    store: Optional[str] = typer.Option(None, "--store",
+                                        help="store folder (default ./striate-runs or $STRIATE_STORE)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON"),
     **flags: Any,
@@ -59,7 +60,7 @@ def train_command(
     location = store or default_store_location()
     if not as_json:
         print_config(config)
-    result, run_id = run_training(config, location, progress=progress and not as_json)
+    result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json)
     opened = open_store(location)
     record = opened.get_run(run_id)
     if as_json:
@@ -76,7 +77,8 @@ train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 app.command("train")(train_command)
 
 
-def run_training(config: TrainConfig, store_location: str, progress: bool = True) -> tuple[Any, str]:
+def run_training(config: TrainConfig, store_location: str, progress: bool = True,
+                 echo: bool = True) -> tuple[Any, str]:
     """Validate inputs, create the run, train, and finish the run with the right status."""
     from striate import models
     from striate.data.loader import load_dataset
@@ -94,7 +96,7 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
                store=store, model=config.model)
     try:
         run.set(environment=environment())
-        result = train(config, run=run, dataset=dataset, progress=progress)
+        result = train(config, run=run, dataset=dataset, progress=progress, echo=echo)
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
         run.finish(status, error=f"{type(exc).__name__}: {exc}")

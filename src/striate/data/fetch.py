@@ -47,18 +47,22 @@ def has_all_files(folder: Path) -> bool:
     return all(find_file(folder, role) is not None for role in ROLES)
 
 
-def check_file(path: Path, expected: FileSpec, content: bytes | None = None) -> str:
-    """Verify ``path`` against its catalog checksums; return the content SHA-256.
+def check_file(path: Path, expected: FileSpec, content: bytes | None = None, label: str | None = None) -> str:
+    """Verify ``path`` against its catalog checksums; return the SHA-256 of its decompressed content.
 
-    Raises DataError when neither the archive hash nor the content hash matches.
+    Raises DataError (naming ``label``, default the path) when no known checksum matches.
     """
     raw = path.read_bytes()
     if expected.archive_sha256 and hashlib.sha256(raw).hexdigest() == expected.archive_sha256:
         return hashlib.sha256(content if content is not None else read_bytes(path)).hexdigest()
-    content_hash = hashlib.sha256(content if content is not None else read_bytes(path)).hexdigest()
-    if expected.content_sha256 and content_hash == expected.content_sha256:
-        return content_hash
-    raise DataError(f"checksum mismatch for {path}: the file is corrupt or not the expected dataset file",
+    if expected.content_sha256:
+        try:
+            content = content if content is not None else read_bytes(path)
+        except DataError:
+            content = None
+        if content is not None and hashlib.sha256(content).hexdigest() == expected.content_sha256:
+            return expected.content_sha256
+    raise DataError(f"checksum mismatch for {label or path}: the file is corrupt or not the expected dataset file",
                     "delete it and run `striate data get` again")
 
 
@@ -69,7 +73,7 @@ def _download_one(url: str, target: Path, expected: FileSpec) -> None:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             shutil.copyfileobj(response, out, length=1 << 20)
-        check_file(tmp, expected)
+        check_file(tmp, expected, label=url)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -109,7 +113,8 @@ def copy_verified(spec: DatasetSpec, source: Path, dest: Path) -> Path:
     for role in ROLES:
         found = find_file(source, role)
         if found is None:
-            raise DataError(f"{source} has no {FILE_NAMES[role]}[.gz] file", "point --from at a folder with all four IDX files")
+            raise DataError(f"{source} has no {FILE_NAMES[role]}[.gz] file",
+                            "point --from at a folder with all four IDX files")
         check_file(found, spec.files[role])
         target = dest / (FILE_NAMES[role] + (".gz" if found.suffix == ".gz" else ""))
         if found.resolve() != target.resolve():
@@ -131,7 +136,7 @@ def locate(spec: DatasetSpec, allow_download: bool = True, mirrors: list[str] | 
 
 
 def get(spec: DatasetSpec, from_dir: Path | None = None, force_download: bool = False,
-        mirrors: list[str] | None = None) -> Path:
+        mirrors: list[str] | None = None, allow_download: bool = True) -> Path:
     """Make ``spec`` available in the cache or in place and return its verified folder (``striate data get``)."""
     if from_dir is not None:
         if not from_dir.is_dir():
@@ -139,9 +144,10 @@ def get(spec: DatasetSpec, from_dir: Path | None = None, force_download: bool = 
         return copy_verified(spec, from_dir, cache_dir(spec))
     if force_download:
         return download(spec, cache_dir(spec), mirrors)
-    folder = locate(spec, allow_download=True, mirrors=mirrors)
+    folder = locate(spec, allow_download=allow_download, mirrors=mirrors)
     for role in ROLES:
         found = find_file(folder, role)
-        assert found is not None  # locate() only returns complete folders
+        if found is None:
+            raise DataError(f"{folder} lost its {FILE_NAMES[role]} file while being read", "run the command again")
         check_file(found, spec.files[role])
     return folder

@@ -21,7 +21,8 @@ def read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read dataset file {path}: {exc.strerror}", "check the path and its permissions") from None
+        raise DataError(f"cannot read dataset file {path}: {exc.strerror}",
+                        "check the path and its permissions") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)

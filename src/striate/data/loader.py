@@ -116,12 +116,14 @@ def load_dataset(data: str, allow_download: bool = True) -> ImageDataset:
     train = _split(arrays["train_images"], arrays["train_labels"], "the training set")
     test = _split(arrays["test_images"], arrays["test_labels"], "the test set")
     if train.images.shape[1:] != test.images.shape[1:]:
-        raise DataError(f"train images are {tuple(train.images.shape[1:])} but test images {tuple(test.images.shape[1:])}",
+        raise DataError(f"train images are {tuple(train.images.shape[1:])} "
+                        f"but test images {tuple(test.images.shape[1:])}",
                         "both splits must have the same image size")
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     classes = spec.classes if spec is not None else tuple(str(i) for i in range(n_classes))
     if n_classes > len(classes):
-        raise DataError(f"labels go up to {n_classes - 1} but {data} has {len(classes)} classes", "check the label files")
+        raise DataError(f"labels go up to {n_classes - 1} but {data} has {len(classes)} classes",
+                        "check the label files")
     return ImageDataset(spec.name if spec else folder.name, train, test, classes, str(folder), hashes)
 
 

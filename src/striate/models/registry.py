@@ -25,7 +25,7 @@ class ModelInfo:
     """What the registry knows about one architecture."""
 
     name: str
-    builder: Callable[..., "nn.Module"]
+    builder: Callable[..., nn.Module]
     input_size: int  # the side, in pixels, of the square input the architecture was designed for
     min_input_size: int  # the smallest side the network accepts
     summary: str
@@ -37,10 +37,10 @@ _discovered = False
 
 def register_model(
     name: str, *, input_size: int, min_input_size: int, summary: str
-) -> Callable[[Callable[..., "nn.Module"]], Callable[..., "nn.Module"]]:
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder(num_classes=..., in_channels=..., **options)`` under ``name``."""
 
-    def decorate(builder: Callable[..., "nn.Module"]) -> Callable[..., "nn.Module"]:
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ModelError(f"model name {name!r} is registered twice", "give the new model another name")
         _REGISTRY[name] = ModelInfo(name, builder, input_size, min_input_size, summary)
@@ -78,19 +78,20 @@ def info(name: str) -> ModelInfo:
         raise ModelError(f"unknown model {name!r}", f"{hint} (`striate models` lists them)") from None
 
 
-def create(name: str, *, num_classes: int = 10, in_channels: int = 1, **options: Any) -> "nn.Module":
+def create(name: str, *, num_classes: int = 10, in_channels: int = 1, **options: Any) -> nn.Module:
     """Build the registered model ``name`` for ``num_classes`` classes and ``in_channels`` input channels."""
     entry = info(name)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}", "pass e.g. num_classes=10")
     if not isinstance(in_channels, int) or in_channels < 1:
-        raise ModelError(f"in_channels must be a positive integer, got {in_channels!r}", "pass 1 for greyscale, 3 for RGB")
+        raise ModelError(f"in_channels must be a positive integer, got {in_channels!r}",
+                         "pass 1 for greyscale, 3 for RGB")
     try:
         return entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
     except TypeError as exc:
         raise ModelError(f"invalid option for model {name!r}: {exc}", "check the model's options") from None
 
 
-def count_parameters(model: "nn.Module", trainable_only: bool = True) -> int:
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """The number of (trainable) parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

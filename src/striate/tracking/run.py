@@ -23,7 +23,7 @@ from striate.tracking.store import MetricSeries, RunRecord, Store, open_store
 from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES
 
 FLUSH_INTERVAL_S = 0.1
-_active_run: "Run | None" = None
+_active_run: Run | None = None
 
 
 class Run:
@@ -98,7 +98,7 @@ class Run:
         if _active_run is self:
             _active_run = None
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:

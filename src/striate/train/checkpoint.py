@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -14,7 +16,8 @@ def save_weights(model: torch.nn.Module, path: Path) -> str:
     """Write the model's weights to ``path`` (safetensors); return the weights hash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path))
+    with _atomic(path) as tmp:
+        save_file(tensors, str(tmp))
     return weights_hash(tensors)
 
 
@@ -36,9 +39,21 @@ def load_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> Non
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """Write optimizer/scheduler/RNG state (tensors and plain data only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    with _atomic(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
     """Read a training state without unpickling arbitrary objects."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Write to a temporary name and rename: an interrupted save never leaves a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -64,11 +64,13 @@ def autocast_for(config: TrainConfig, device: torch.device) -> Callable[[], Cont
 
 
 def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset | None = None,
-          progress: bool = True, on_epoch: Callable[[int, EvalResult], None] | None = None) -> TrainResult:
+          progress: bool = True, echo: bool | None = None,
+          on_epoch: Callable[[int, EvalResult], None] | None = None) -> TrainResult:
     """Train ``config.model`` on ``config.data``; record everything in ``run`` when given.
 
     The caller owns ``run``: this function logs metrics, artifacts and the summary but
-    does not finish it. Ctrl-C ends training cleanly with status ``stopped``.
+    does not finish it. Ctrl-C ends training cleanly with status ``stopped``. ``progress``
+    shows a live bar; ``echo`` (default: same as ``progress``) prints one line per epoch.
     """
     # --- set-up -----------------------------------------------------------------------------------
     if config.threads:
@@ -106,7 +108,8 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
 
     # --- the loop ---------------------------------------------------------------------------------
     result = TrainResult(status="finished", epochs_completed=0, run_id=run.id if run else None)
-    bar = _Progress(enabled=progress, total=config.epochs * steps_per_epoch)
+    bar = _Progress(enabled=progress, echo=progress if echo is None else echo,
+                    total=config.epochs * steps_per_epoch)
     global_step = 0
     started = time.perf_counter()
     try:
@@ -125,7 +128,6 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    schedule.step()
                     global_step += 1
                     batch = y.shape[0]
                     seen += batch
@@ -142,7 +144,9 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                             run.log({"train/loss": window_loss, "train/acc1": window_acc,
                                      "lr": optimizer.param_groups[0]["lr"]}, step=global_step)
                         bar.update(global_step, epoch, window_loss, window_acc, rate)
+                    schedule.step()  # after logging, so "lr" is the rate this step used
                 epoch_seconds = time.perf_counter() - epoch_start
+                bar.update(global_step, epoch, None, None, seen / epoch_seconds)
                 result.train_seconds += epoch_seconds
                 rate = seen / epoch_seconds
 
@@ -153,7 +157,6 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                 result.best_test_acc1 = max(result.best_test_acc1 or 0.0, ev.top1)
                 result.confusion = ev.confusion.tolist()
                 result.per_class_acc1 = ev.per_class_accuracy()
-                bar.epoch_done(epoch, config.epochs, float(loss_sum) / seen, int(correct) / seen, ev, rate)
                 if run is not None:
                     run.log({"train/epoch_loss": float(loss_sum) / seen, "train/epoch_acc1": int(correct) / seen,
                              "test/loss": ev.loss, "test/acc1": ev.top1, "test/acc5": ev.top5, "epoch": epoch,
@@ -163,6 +166,7 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                     # --- checkpoint -------------------------------------------------------------------
                     if config.checkpoint:
                         _save_checkpoint(run, model, optimizer, schedule, epoch, global_step, config)
+                bar.epoch_done(epoch, config.epochs, float(loss_sum) / seen, int(correct) / seen, ev, rate)
                 if on_epoch is not None:
                     on_epoch(epoch, ev)
     except KeyboardInterrupt:
@@ -221,15 +225,22 @@ def _finalize(run: Run, model: torch.nn.Module, data: ImageDataset, result: Trai
 class _Progress:
     """A rich progress bar with live loss, accuracy and samples/s (or nothing when disabled)."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(self, enabled: bool, echo: bool, total: int) -> None:
         self.enabled = enabled
+        self.echo = echo
         self.total = total
         self._progress: Any = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-                TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
                                       MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
@@ -242,13 +253,21 @@ class _Progress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-    def update(self, step: int, epoch: int, loss: float, acc: float, rate: float) -> None:
-        if self._progress is not None:
+    def update(self, step: int, epoch: int, loss: float | None, acc: float | None, rate: float) -> None:
+        if self._progress is None:
+            return
+        if loss is None or acc is None:
+            self._progress.update(self._task, completed=step, epoch=epoch)
+        else:
             self._progress.update(self._task, completed=step, epoch=epoch,
                                   stats=f"loss {loss:.4f}  acc {acc:6.2%}  {rate:,.0f} samples/s")
 
     def epoch_done(self, epoch: int, epochs: int, loss: float, acc: float, ev: EvalResult, rate: float) -> None:
-        if self._progress is not None:
-            self._progress.console.print(
+        if self.echo:
+            from rich.console import Console
+
+            console = self._progress.console if self._progress is not None else Console()
+            console.print(
                 f"epoch {epoch:>3}/{epochs}  train loss {loss:.4f} acc {acc:.2%}  |  "
-                f"test loss {ev.loss:.4f} top-1 {ev.top1:.2%} top-5 {ev.top5:.2%}  |  {rate:,.0f} samples/s")
+                f"test loss {ev.loss:.4f} top-1 {ev.top1:.2%} top-5 {ev.top5:.2%}  |  {rate:,.0f} samples/s",
+                highlight=False)

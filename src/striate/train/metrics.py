@@ -31,7 +31,7 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, batches: "object", num_classes: int, autocast: "object") -> EvalResult:
+def evaluate(model: torch.nn.Module, batches: object, num_classes: int, autocast: object) -> EvalResult:
     """Loss, top-1, top-5 and confusion matrix of ``model`` over ``batches`` (an iterable of (x, y))."""
     was_training = model.training
     model.eval()

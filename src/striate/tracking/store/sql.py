@@ -125,7 +125,7 @@ class SqlStore(Store):
         self.mark_stale_runs_crashed(time.time())
 
     @classmethod
-    def open_folder(cls, folder: Path) -> "SqlStore":
+    def open_folder(cls, folder: Path) -> SqlStore:
         """Open (creating if needed) the embedded store in ``folder``: striate.db plus artifacts/."""
         try:
             folder.mkdir(parents=True, exist_ok=True)

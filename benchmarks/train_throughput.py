@@ -1,0 +1,153 @@
+"""Training throughput (samples/s) of striate's engine vs the loop users typically write.
+
+Both train LeNet-5 on real Fashion-MNIST (60,000 training images, full epochs), batch 128,
+on CPU, with SGD lr 0.05, momentum 0.9, Nesterov, weight decay 5e-4.
+
+- baseline: a ``torch.utils.data.Dataset`` over the uint8 numpy images whose ``__getitem__``
+  normalizes one image (/255, -mean, /std) and pads 28 -> 32 with ``F.pad``; a
+  ``DataLoader(batch_size=128, shuffle=True)`` with ``num_workers=0`` and, as a second
+  baseline, ``num_workers=2``; plain ``torch.optim.SGD(model.parameters(), ...)``; NCHW model;
+  forward, cross_entropy, zero_grad, backward, step. Timed from building the DataLoader
+  iterator to the last step (worker start-up included, as users pay it every epoch).
+- striate: ``striate.train.engine.train(TrainConfig(epochs=1, ...), run=None)``; its
+  ``train_samples_per_s`` counts training steps only (set-up and evaluation excluded).
+
+One process, interleaved: each repetition runs one epoch of each variant, in rotated order,
+after a short untimed warm-up, so machine noise hits all of them. Prints one JSON object.
+
+Command: cd /work/main && .venv/bin/python benchmarks/train_throughput.py [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+import striate
+from striate import models
+from striate.config import TrainConfig
+from striate.data import load_dataset
+from striate.data.loader import Split
+from striate.train.engine import train
+from striate.train.optim import build_optimizer
+
+BATCH, LR, MOMENTUM, WEIGHT_DECAY = 128, 0.05, 0.9, 5e-4
+
+
+class FashionMNIST(Dataset):
+    """The typical per-sample dataset: uint8 numpy images in, one normalized float tensor out."""
+
+    def __init__(self, images, labels, mean: float, std: float) -> None:
+        self.images, self.labels, self.mean, self.std = images, labels, mean, std
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = torch.from_numpy(self.images[i]).float().div(255.0).sub(self.mean).div(self.std)
+        return F.pad(x, (2, 2, 2, 2)), int(self.labels[i])
+
+
+def baseline_epoch(dataset: Dataset, num_workers: int, limit: int | None = None) -> float:
+    """One epoch of the typical loop; returns training samples/s."""
+    torch.manual_seed(0)
+    model = models.create("lenet5", num_classes=10, in_channels=1)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY)
+    model.train()
+    seen = 0
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=num_workers)):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += y.shape[0]
+        if limit is not None and step + 1 >= limit:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def striate_epoch(ds) -> float:
+    """One epoch of striate's engine (no tracking, no checkpoints); returns training samples/s."""
+    config = TrainConfig(model="lenet5", data="fashion-mnist", epochs=1, batch_size=BATCH, schedule="constant",
+                         lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY, device="cpu",
+                         checkpoint=False)
+    return train(config, run=None, dataset=ds, progress=False).train_samples_per_s
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (one epoch of each variant)")
+    args = parser.parse_args()
+    began = time.perf_counter()
+
+    ds = load_dataset("fashion-mnist")
+    mean, std = ds.pixel_stats()
+    per_sample = FashionMNIST(ds.train.images.numpy(), ds.train.labels.numpy(), mean, std)
+    variants = {
+        "baseline_workers0": lambda: baseline_epoch(per_sample, 0),
+        "baseline_workers2": lambda: baseline_epoch(per_sample, 2),
+        "striate": lambda: striate_epoch(ds),
+    }
+
+    # Warm-up (untimed): oneDNN primitives, allocator, DataLoader worker code paths.
+    baseline_epoch(per_sample, 0, limit=20)
+    baseline_epoch(per_sample, 2, limit=20)
+    small = dataclasses.replace(ds, train=Split(ds.train.images[:2560], ds.train.labels[:2560]))
+    striate_epoch(small)
+
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants)
+    for rep in range(args.reps):
+        for name in order[rep % len(order):] + order[:rep % len(order)]:  # rotate the order each repetition
+            rates[name].append(round(variants[name](), 1))
+
+    def ratios(base: str) -> dict[str, object]:
+        per_rep = [round(s / b, 3) for s, b in zip(rates["striate"], rates[base])]
+        return {"per_repetition": per_rep, "median": statistics.median(per_rep),
+                "ratio_of_medians": round(statistics.median(rates["striate"]) / statistics.median(rates[base]), 3)}
+
+    print(json.dumps({
+        "benchmark": "train_throughput",
+        "command": "cd /work/main && .venv/bin/python " + " ".join(["benchmarks/train_throughput.py", *sys.argv[1:]]),
+        "what": "training samples/s, LeNet-5, Fashion-MNIST train split (60,000 images), batch 128, CPU, "
+                "SGD lr 0.05 momentum 0.9 nesterov wd 5e-4, one full epoch per measurement",
+        "repetitions": args.reps,
+        "samples_per_s": rates,
+        "median_samples_per_s": {name: statistics.median(v) for name, v in rates.items()},
+        "striate_over_baseline_workers0": ratios("baseline_workers0"),
+        "striate_over_baseline_workers2": ratios("baseline_workers2"),
+        "striate_defaults": {"channels_last": TrainConfig().channels_last, "precision": TrainConfig().precision,
+                             "sgd_fused": build_optimizer(models.create("lenet5"), TrainConfig()).defaults.get("fused"),
+                             "weight_decay_on_biases": False},
+        "torch": torch.__version__,
+        "striate": getattr(striate, "__version__", "unknown"),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "total_seconds": round(time.perf_counter() - began, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

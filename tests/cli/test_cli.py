@@ -1,0 +1,135 @@
+"""The real `striate` command in subprocesses: training, listing, showing, bad input, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from striate.tracking.store import open_store
+from tests.conftest import run_cli, write_dataset
+
+
+def no_run_left_running(store: Path) -> bool:
+    if not (store / "striate.db").exists():
+        return True
+    return all(r.status != "running" for r in open_store(store).list_runs())
+
+
+def test_train_then_runs_and_show(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    done = run_cli("train", "lenet5", "--data", str(synthetic_data), "--epochs", "2", "--batch-size", "32",
+                   "--lr", "0.05", "--seed", "1", "--store", str(store), "--no-progress", "--tag", "smoke")
+    assert done.returncode == 0, done.stderr
+    assert "config:" in done.stdout and "epochs=2" in done.stdout
+    assert "epoch   2/2" in done.stdout
+    assert "striate show" in done.stdout
+
+    listed = run_cli("runs", "--store", str(store), "--json")
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "finished" and rows[0]["model"] == "lenet5"
+    assert rows[0]["lr"] == 0.05 and rows[0]["batch_size"] == 32 and rows[0]["best_test_acc1"] > 0.3
+    table = run_cli("runs", "--store", str(store))
+    assert rows[0]["id"][:8] in table.stdout and "finished" in table.stdout
+
+    shown = json.loads(run_cli("show", rows[0]["id"][:8], "--store", str(store), "--json").stdout)
+    assert shown["config"]["epochs"] == 2 and shown["config"]["seed"] == 1 and shown["tags"] == ["smoke"]
+    env = shown["environment"]
+    assert env["python"] and env["torch"] and env["cpu"] and "train" in env["command"]
+    assert "packages" in env and "torch" in env["packages"] and "git" in env
+    assert shown["dataset"]["fingerprint"] and shown["dataset"]["train_size"] == 320
+    assert any(a["kind"] == "checkpoint" and len(a["sha256"]) == 64 for a in shown["artifacts"])
+    assert set(shown["summary"]["per_class_acc1"]) == {str(i) for i in range(10)}
+    text = run_cli("show", rows[0]["id"][:8], "--store", str(store))
+    assert text.returncode == 0 and "per-class top-1" in text.stdout and "confusion_matrix.json" in text.stdout
+
+
+def test_config_file_with_cli_overrides(synthetic_data, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {synthetic_data}\nepochs: 3\nbatch_size: 64\nlr: 0.02\nname: from-file\n")
+    store = tmp_path / "store"
+    done = run_cli("train", "-c", str(config), "--epochs", "1", "--set", "weight_decay=0.001",
+                   "--store", str(store), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    record = open_store(store).get_run(out["id"])
+    assert record.name == "from-file"
+    assert record.config["epochs"] == 1 and record.config["lr"] == 0.02 and record.config["weight_decay"] == 0.001
+
+
+def bad_inputs(tmp_path: Path, data: Path) -> dict[str, tuple[list[str], str]]:
+    corrupt = write_dataset(tmp_path / "corrupt")
+    raw = (corrupt / "train-images-idx3-ubyte.gz").read_bytes()
+    (corrupt / "train-images-idx3-ubyte.gz").write_bytes(raw[: len(raw) // 2])
+    return {
+        "missing data": (["--data", str(tmp_path / "nowhere")], "unknown dataset"),
+        "corrupt data": (["--data", str(corrupt)], "corrupt"),
+        "unknown model": (["lenet", "--data", str(data)], "unknown model 'lenet'"),
+        "bad value": (["--data", str(data), "--lr", "-1"], "invalid lr"),
+        "bad choice": (["--data", str(data), "--optimizer", "adam"], "choose one of: sgd, adamw"),
+        "unknown key": (["--data", str(data), "--set", "epoch=3"], "did you mean 'epochs'"),
+        "bad type": (["--data", str(data), "--set", "epochs=three"], "invalid epochs"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing data", "corrupt data", "unknown model", "bad value", "bad choice",
+                                  "unknown key", "bad type"])
+def test_bad_input_gives_one_clear_line(synthetic_data, tmp_path, case):
+    args, expected = bad_inputs(tmp_path, synthetic_data)[case]
+    store = tmp_path / "store"
+    done = run_cli("train", *args, "--epochs", "1", "--store", str(store), "--no-progress")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error:") and expected in lines[0] and "fix:" in lines[0]
+    assert no_run_left_running(store)
+
+
+def test_unwritable_store_is_one_clear_line(synthetic_data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = run_cli("train", "--data", str(synthetic_data), "--store", str(blocker / "store"))
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "store" in done.stderr and "fix:" in done.stderr
+
+
+def test_bad_config_file_is_one_clear_line(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: [1\n")
+    done = run_cli("train", "-c", str(config))
+    assert done.returncode == 2 and "not valid YAML" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_existing_runs_survive_a_failing_command(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    assert run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", str(store),
+                   "--no-progress").returncode == 0
+    assert run_cli("train", "nope", "--data", str(synthetic_data), "--store", str(store)).returncode == 2
+    runs = open_store(store).list_runs()
+    assert [r.status for r in runs] == ["finished"]
+
+
+def test_ctrl_c_marks_the_run_stopped_and_keeps_the_checkpoint(tmp_path):
+    data = write_dataset(tmp_path / "bigger", n_train=2000, n_test=100)
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--epochs", "200",
+                             "--batch-size", "16", "--store", str(store), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait for the first finished epoch (and its checkpoint)
+        if line.startswith("epoch   1/200"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (record,) = open_store(store).list_runs()
+    assert record.status == "stopped"
+    assert "checkpoints/epoch-001.safetensors" in {a["path"] for a in record.artifacts}
+    assert "stopped" in out

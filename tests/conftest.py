@@ -1,0 +1,62 @@
+"""Shared fixtures: small synthetic IDX datasets written by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from striate.data.idx import write_idx
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def make_images(n: int, seed: int, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable 28x28 images: class c is a bright bar at a class-specific row, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        row = 3 + 2 * int(c)
+        images[i, row:row + 2, 4:24] = 230
+    return images, labels
+
+
+def write_dataset(folder: Path, n_train: int = 320, n_test: int = 80, compress: bool = True, seed: int = 0) -> Path:
+    """Write the four IDX files of a synthetic dataset into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if compress else ""
+    train_x, train_y = make_images(n_train, seed)
+    test_x, test_y = make_images(n_test, seed + 1)
+    write_idx(folder / f"train-images-idx3-ubyte{ext}", train_x)
+    write_idx(folder / f"train-labels-idx1-ubyte{ext}", train_y)
+    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", test_x)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", test_y)
+    return folder
+
+
+@pytest.fixture
+def synthetic_data(tmp_path: Path) -> Path:
+    """A folder with a small gzipped synthetic IDX dataset."""
+    return write_dataset(tmp_path / "synthetic")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own dataset cache and default store, never the user's."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("STRIATE_CACHE", str(cache))
+    monkeypatch.setenv("STRIATE_STORE", str(tmp_path / "default-store"))
+    return cache
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `striate` command in a subprocess."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "striate", *args], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)

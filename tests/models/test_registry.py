@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from striate import models
+from striate.errors import ModelError
+
+ALL = models.names()
+
+
+def test_lenet5_is_registered_with_its_parameter_count():
+    assert "lenet5" in ALL
+    assert models.count_parameters(models.create("lenet5", num_classes=10, in_channels=1)) == 61_706
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("in_channels,num_classes", [(1, 10), (3, 7)])
+def test_forward_backward_shapes(name, in_channels, num_classes):
+    model = models.create(name, num_classes=num_classes, in_channels=in_channels)
+    size = models.info(name).input_size
+    x = torch.randn(4, in_channels, size, size)
+    out = model(x)
+    assert out.shape == (4, num_classes)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_larger_inputs_work(name):
+    model = models.create(name).eval()
+    size = 2 * models.info(name).input_size
+    assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
+
+
+def test_reset_classifier_changes_class_count():
+    model = models.create("lenet5")
+    model.reset_classifier(3)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ModelError, match="unknown model 'lenet'.*lenet5"):
+        models.create("lenet")
+
+
+@pytest.mark.parametrize("kwargs", [{"num_classes": 0}, {"in_channels": -1}, {"bogus_option": 1}])
+def test_invalid_arguments_are_rejected(kwargs):
+    with pytest.raises(ModelError):
+        models.create("lenet5", **kwargs)

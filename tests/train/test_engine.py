@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from striate import models
+from striate.config import TrainConfig
+from striate.data.loader import load_dataset
+from striate.tracking.run import init
+from striate.tracking.store import open_store
+from striate.train import checkpoint as ckpt
+from striate.train.engine import train
+
+
+def quick(data: Path, **kw) -> TrainConfig:
+    base = {"data": str(data), "epochs": 3, "batch_size": 32, "lr": 0.05, "log_every": 5, "eval_batch_size": 64}
+    return TrainConfig.from_mapping({**base, **kw})
+
+
+def test_training_learns_and_records_everything(synthetic_data, tmp_path):
+    config = quick(synthetic_data)
+    store = open_store(tmp_path / "store")
+    run = init(project="t", config=config.to_dict(), store=store, model=config.model)
+    result = train(config, run=run, progress=False)
+    run.finish(result.status)
+    assert result.status == "finished" and result.epochs_completed == 3
+    assert result.test_acc1 is not None and result.test_acc1 > 0.5, "the bars are easy to tell apart"
+    assert result.test_acc5 >= result.test_acc1
+    assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == 80
+    record = store.get_run(run.id)
+    assert record.status == "finished"
+    assert record.summary["test_acc1"] == pytest.approx(result.test_acc1)
+    assert record.summary["parameters"] == 61_706
+    assert record.dataset["fingerprint"] == load_dataset(str(synthetic_data)).fingerprint
+    assert {"train/loss", "test/acc1", "test/acc5", "test/loss", "lr", "epoch"} <= set(record.metrics)
+    assert record.metrics["epoch"]["count"] == 3
+    assert len(store.history(run.id, "train/loss")) == (3 * 10) // 5
+    paths = {a["path"]: a for a in record.artifacts}
+    for epoch in (1, 2, 3):
+        assert f"checkpoints/epoch-{epoch:03d}.safetensors" in paths
+    assert "model.safetensors" in paths and "confusion_matrix.json" in paths
+    final = Path(store.artifact_root) / run.id / "model.safetensors"
+    assert ckpt.weights_hash(load_file(str(final))) == result.weights_hash == record.summary["weights_hash"]
+    state = ckpt.load_training_state(Path(store.artifact_root) / run.id / "checkpoints" / "epoch-003.state.pt")
+    assert state["epoch"] == 3 and state["global_step"] == 30 and "optimizer" in state
+
+
+def test_seeded_runs_are_bit_identical(synthetic_data):
+    a = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True), progress=False)
+    b = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True), progress=False)
+    c = train(quick(synthetic_data, epochs=1, seed=4, crop_padding=2, flip=True), progress=False)
+    assert a.weights_hash == b.weights_hash
+    assert a.weights_hash != c.weights_hash
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine", "onecycle"])
+def test_optimizers_and_schedules_train(synthetic_data, optimizer, schedule):
+    lr = 0.05 if optimizer == "sgd" else 0.003
+    result = train(quick(synthetic_data, epochs=2, optimizer=optimizer, schedule=schedule, lr=lr,
+                         label_smoothing=0.1), progress=False)
+    assert result.test_acc1 is not None and result.test_loss == result.test_loss  # not NaN
+    assert result.test_acc1 > 0.2
+
+
+def test_schedules_shape_the_learning_rate(synthetic_data, tmp_path):
+    store = open_store(tmp_path / "s")
+    lrs = {}
+    for schedule in ("constant", "cosine", "onecycle", "step"):
+        config = quick(synthetic_data, epochs=3, schedule=schedule, log_every=1, checkpoint=False)
+        run = init(config=config.to_dict(), store=store)
+        train(config, run=run, progress=False)
+        run.finish()
+        lrs[schedule] = store.history(run.id, "lr").values
+    assert (lrs["constant"] == 0.05).all()
+    assert lrs["cosine"][0] > lrs["cosine"][15] > lrs["cosine"][-1]
+    assert lrs["onecycle"].argmax() not in (0, len(lrs["onecycle"]) - 1)
+    assert sorted(set(lrs["step"].round(8)), reverse=True) == pytest.approx([0.05, 0.005, 0.0005])
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(synthetic_data, tmp_path):
+    config = quick(synthetic_data, epochs=5)
+    store = open_store(tmp_path / "s")
+    run = init(config=config.to_dict(), store=store)
+
+    def interrupt(epoch, _ev):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    result = train(config, run=run, progress=False, on_epoch=interrupt)
+    run.finish(result.status)
+    assert result.status == "stopped" and result.epochs_completed == 2
+    record = store.get_run(run.id)
+    assert record.status == "stopped"
+    assert "checkpoints/epoch-002.safetensors" in {a["path"] for a in record.artifacts}
+
+
+def test_keep_checkpoints_prunes_old_epochs(synthetic_data, tmp_path):
+    config = quick(synthetic_data, epochs=3, keep_checkpoints=1)
+    store = open_store(tmp_path / "s")
+    run = init(config=config.to_dict(), store=store)
+    train(config, run=run, progress=False)
+    run.finish()
+    folder = Path(store.artifact_root) / run.id / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch-003.safetensors", "epoch-003.state.pt"]
+    assert {a["path"] for a in store.get_run(run.id).artifacts if a["kind"] == "checkpoint"} == {
+        "checkpoints/epoch-003.safetensors"}
+
+
+def test_checkpoint_weights_load_into_a_fresh_model(synthetic_data, tmp_path):
+    config = quick(synthetic_data, epochs=1)
+    store = open_store(tmp_path / "s")
+    run = init(config=config.to_dict(), store=store)
+    train(config, run=run, progress=False)
+    run.finish()
+    model = models.create("lenet5")
+    ckpt.load_weights(model, Path(store.artifact_root) / run.id / "checkpoints" / "epoch-001.safetensors")
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
