@@ -62,6 +62,9 @@ class TrainConfig:
     name: str = _setting("", "run name (empty: generated)")
     tags: list = _setting([], "run tags")
     model_options: dict = _setting({}, "extra keyword options for the model builder")
+    pretrained: str = _setting("", "weight file to start from (safetensors or a state dict); the classifier "
+                                   "is replaced when the class count differs")
+    image_size: int = _setting(0, "resize images to this side on the device (0: pad to the model's minimum)")
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
@@ -111,6 +114,7 @@ class TrainConfig:
             (self.threads >= 0, "threads", "must be >= 0"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.keep_checkpoints >= 0, "keep_checkpoints", "must be >= 0"),
+            (self.image_size >= 0, "image_size", "must be >= 0"),
             (not (self.nesterov and self.optimizer == "sgd" and self.momentum == 0), "nesterov",
              "needs momentum > 0"),
         ]

@@ -117,3 +117,37 @@ def test_checkpoint_weights_load_into_a_fresh_model(synthetic_data, tmp_path):
     model = models.create("lenet5")
     ckpt.load_weights(model, Path(store.artifact_root) / run.id / "checkpoints" / "epoch-001.safetensors")
     assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+
+
+def test_pretrained_fine_tunes_with_another_class_count(synthetic_data, tmp_path):
+    from striate.train.pretrained import load_pretrained
+
+    source = models.create("lenet5", num_classes=7, in_channels=3)
+    path = tmp_path / "w.pth"
+    torch.save(source.state_dict(), path)
+    target = models.create("lenet5", num_classes=10, in_channels=1)
+    fresh = load_pretrained(target, path, num_classes=10)
+    assert fresh == ["classifier.2.weight", "classifier.2.bias"]
+    assert torch.equal(target.classifier[0].weight, source.classifier[0].weight)
+    assert torch.allclose(target.features[0].weight, source.features[0].weight.sum(1, keepdim=True), atol=1e-6)
+    result = train(quick(synthetic_data, epochs=1, pretrained=str(path)), progress=False)
+    assert result.status == "finished"
+
+
+def test_pretrained_rejects_other_architectures_and_pickles(tmp_path):
+    from striate.errors import ConfigError
+    from striate.train.pretrained import load_pretrained
+
+    path = tmp_path / "other.pth"
+    torch.save({"features.0.weight": torch.zeros(6, 1, 3, 3)}, path)
+    with pytest.raises(ConfigError, match="features.0.weight has shape"):
+        load_pretrained(models.create("lenet5"), path, 10)
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": object()}, evil)
+    with pytest.raises(ConfigError, match="weights-only"):
+        load_pretrained(models.create("lenet5"), evil, 10)
+
+
+def test_image_size_resizes_on_the_device(synthetic_data):
+    result = train(quick(synthetic_data, epochs=1, image_size=48), progress=False)
+    assert result.status == "finished" and result.test_acc1 is not None

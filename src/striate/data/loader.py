@@ -145,7 +145,7 @@ class DeviceBatches:
 
     def __init__(self, split: Split, *, batch_size: int, device: torch.device, mean: float, std: float,
                  shuffle: bool = False, crop_padding: int = 0, flip: bool = False, seed: int = 0,
-                 channels_last: bool = False, drop_last: bool = False) -> None:
+                 channels_last: bool = False, drop_last: bool = False, resize_to: int = 0) -> None:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
@@ -156,6 +156,7 @@ class DeviceBatches:
         self.seed = seed
         self.channels_last = channels_last
         self.drop_last = drop_last
+        self.resize_to = resize_to
         # Folding the /255 into the affine map saves one pass over every batch.
         self.scale = 1.0 / (255.0 * std)
         self.shift = -mean / std
@@ -182,6 +183,8 @@ class DeviceBatches:
             if self.flip:
                 x = random_flip(x, gen)
             x = x.float().mul_(self.scale).add_(self.shift)
+            if self.resize_to and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
+                x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y

@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -25,6 +26,7 @@ from striate.train import checkpoint as ckpt
 from striate.train.determinism import rng_state, seed_everything
 from striate.train.metrics import EvalResult, evaluate
 from striate.train.optim import build_optimizer, build_schedule
+from striate.train.pretrained import load_pretrained
 
 
 @dataclass
@@ -86,17 +88,28 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     channels = data.image_shape[0]
     num_classes = len(data.classes)
     mean, std = data.pixel_stats()
-    train_split = type(data.train)(pad_to(data.train.images, entry.min_input_size), data.train.labels)
-    test_split = type(data.test)(pad_to(data.test.images, entry.min_input_size), data.test.labels)
-    train_batches = DeviceBatches(train_split, batch_size=config.batch_size, device=device, mean=mean, std=std,
-                                  shuffle=True, crop_padding=config.crop_padding, flip=config.flip,
-                                  seed=config.seed, channels_last=config.channels_last)
-    test_batches = DeviceBatches(test_split, batch_size=config.eval_batch_size, device=device, mean=mean,
-                                 std=std, channels_last=config.channels_last)
+    if config.image_size and config.image_size < entry.min_input_size:
+        raise ConfigError(f"image_size={config.image_size} is below {config.model}'s minimum of "
+                          f"{entry.min_input_size} px", f"use --image-size {entry.min_input_size} or more")
+    # Small images are padded once in memory (LeNet's 28 -> 32); resizing, when asked, happens per batch.
+    pad = 0 if config.image_size else entry.min_input_size
+    train_split = type(data.train)(pad_to(data.train.images, pad), data.train.labels)
+    test_split = type(data.test)(pad_to(data.test.images, pad), data.test.labels)
+    batch_options = {"device": device, "mean": mean, "std": std, "channels_last": config.channels_last,
+                     "resize_to": config.image_size}
+    train_batches = DeviceBatches(train_split, batch_size=config.batch_size, shuffle=True,
+                                  crop_padding=config.crop_padding, flip=config.flip, seed=config.seed,
+                                  **batch_options)
+    test_batches = DeviceBatches(test_split, batch_size=config.eval_batch_size, **batch_options)
 
     # --- model, optimizer, schedule ---------------------------------------------------------------
     model = models.create(config.model, num_classes=num_classes, in_channels=channels, **config.model_options)
+    if config.pretrained:
+        load_pretrained(model, Path(config.pretrained), num_classes)
     model = model.to(device=device, memory_format=memory_format)
+    # Models with auxiliary classifiers (GoogLeNet) expose them through forward_with_aux in training.
+    forward_with_aux = getattr(model, "forward_with_aux", None)
+    aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
     optimizer = build_optimizer(model, config)
     steps_per_epoch = len(train_batches)
     schedule = build_schedule(optimizer, config, steps_per_epoch)
@@ -123,8 +136,13 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                 epoch_start = time.perf_counter()
                 for x, y in train_batches.epoch(epoch):
                     with autocast():
-                        logits = model(x)
+                        if forward_with_aux is not None:
+                            logits, aux_logits = forward_with_aux(x)
+                        else:
+                            logits, aux_logits = model(x), []
                         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                        for aux in aux_logits:
+                            loss = loss + aux_weight * F.cross_entropy(aux, y, label_smoothing=config.label_smoothing)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

@@ -1,0 +1,66 @@
+"""Starting from a weight file: fine-tuning with another class count or input channel count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from striate.errors import ConfigError
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file or a PyTorch state dict (loaded with weights_only=True)."""
+    if not path.is_file():
+        raise ConfigError(f"pretrained weight file {path} does not exist",
+                          "pass the path of a .safetensors or .pth file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for non-weight pickles
+        raise ConfigError(f"cannot read {path} as a weights-only state dict ({type(exc).__name__})",
+                          "save the weights with torch.save(model.state_dict(), path) or as safetensors") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path} does not hold a state dict of tensors", "export the model's state_dict()")
+    return state
+
+
+def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int) -> list[str]:
+    """Load ``path`` into ``model``; return the keys left at their fresh initialization.
+
+    Tensors whose shape differs only because of the class count (the classifier) are
+    skipped; a first convolution trained on 3 channels is averaged down for greyscale
+    input (or repeated up), as timm does. Any other mismatch is an error.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise ConfigError(f"{path} has weights this model lacks: {', '.join(unexpected[:5])}",
+                          "check that the file was saved from the same architecture")
+    first_conv = next((k for k, v in own.items() if v.ndim == 4), None)
+    loadable: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    for key, tensor in state.items():
+        target = own[key]
+        if tensor.shape == target.shape:
+            loadable[key] = tensor
+        elif key == first_conv and tensor.shape[0] == target.shape[0] and tensor.shape[2:] == target.shape[2:]:
+            in_old, in_new = tensor.shape[1], target.shape[1]
+            mean = tensor.mean(1, keepdim=True)
+            loadable[key] = mean.repeat(1, in_new, 1, 1) * (in_old / in_new) if in_new != 1 else mean * in_old
+        elif tensor.ndim in (1, 2) and tensor.shape[1:] == target.shape[1:] and target.shape[0] == num_classes:
+            skipped.append(key)  # the classifier for another class count: keep the fresh one
+        else:
+            raise ConfigError(f"{path}: {key} has shape {tuple(tensor.shape)} "
+                              f"but the model needs {tuple(target.shape)}",
+                              "use weights of the same architecture (or only a different class count)")
+    missing = [k for k in own if k not in loadable]
+    model.load_state_dict(loadable, strict=False)
+    return missing
+
