@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,15 +70,47 @@ def test_log_does_not_wait_for_the_store(tmp_path):
     assert elapsed < 2.0  # generous: enqueueing 20k points must not involve a database round trip each
 
 
-def test_killed_process_run_is_marked_crashed(tmp_path):
-    code = ("import os, striate; r = striate.init(store=%r); r.log({'x': 1}); r.flush(); "
-            "print(r.id, flush=True); os._exit(0)" % str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    run_id = out.strip()
+KILL_CHILD = """
+import sys, time, striate
+run = striate.init(store=sys.argv[1], system_metrics=False)
+print(run.id, flush=True)
+step = 0
+while True:
+    run.log({"t": time.time()}, step=step)
+    step += 1
+    if step == 200:
+        print("logging", flush=True)
+    time.sleep(0.001)
+"""
+
+
+def test_sigkill_loses_at_most_100ms_and_the_run_is_marked_crashed(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()
+    assert child.stdout.readline().strip() == "logging"
+    time.sleep(0.5)  # let it log for a while: the point is to kill it mid-stream
+    killed_at = time.time()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    store = open_store(tmp_path)  # opening the store notices the dead process
+    record = store.get_run(run_id)
+    assert record.status == "crashed"
+    series = store.history(run_id, "t")
+    assert (np.diff(series.steps) == 1).all(), "no gaps or duplicates in what was written"
+    lost = killed_at - series.values.max()
+    assert lost <= 0.1, f"lost the last {lost * 1000:.0f} ms of points"
+
+
+def test_silent_run_on_another_host_is_marked_crashed_after_its_heartbeat_stops(tmp_path):
+    run = striate.init(store=tmp_path, system_metrics=False)
+    run._stopped.set()  # simulate a writer that died with its host
+    run._writer.join()
     store = open_store(tmp_path)
-    assert store.get_run(run_id).status == "running", "a fresh heartbeat keeps it running"
-    store.update_run(run_id, heartbeat_at=time.time() - STALE_AFTER_S - 1)
-    assert open_store(tmp_path).get_run(run_id).status == "crashed"
+    store.update_run(run.id, host="elsewhere", heartbeat_at=time.time() - 5)
+    assert open_store(tmp_path).get_run(run.id).status == "running", "a recent heartbeat keeps it running"
+    store.update_run(run.id, heartbeat_at=time.time() - STALE_AFTER_S - 1)
+    assert open_store(tmp_path).get_run(run.id).status == "crashed"
 
 
 def test_unknown_run_and_unwritable_store(tmp_path):
@@ -106,3 +139,56 @@ def test_store_path_that_is_a_file_is_rejected(tmp_path):
 def test_import_striate_does_not_import_torch():
     code = "import sys, striate; striate.Api; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("bad", [{"loss": "high"}, {"loss": None}, {"loss": [1, 2]}, {3: 1.0}])
+def test_logging_non_numbers_is_a_clear_error(tmp_path, bad):
+    run = striate.init(store=tmp_path, system_metrics=False)
+    with pytest.raises(ConfigError, match="metric values must be numbers"):
+        run.log(bad)
+    run.log({"ok": np.float32(1.5), "flag": True})
+    run.finish()
+    assert open_store(tmp_path).get_run(run.id).metrics["ok"]["last"] == 1.5
+
+
+def test_logged_dicts_are_copied(tmp_path):
+    run = striate.init(store=tmp_path, system_metrics=False)
+    metrics = {"loss": 1.0}
+    run.log(metrics, step=0)
+    metrics["loss"] = 2.0
+    run.log(metrics, step=1)
+    run.finish()
+    assert list(open_store(tmp_path).history(run.id, "loss").values) == [1.0, 2.0]
+
+
+def test_console_output_is_captured(tmp_path, capsys):
+    run = striate.init(store=tmp_path, capture_console=True, system_metrics=False)
+    print("hello from the training loop")
+    print("a warning", file=sys.stderr)
+    run.finish()
+    text = (run.artifact_dir / "console.log").read_text()
+    assert "hello from the training loop" in text and "a warning" in text
+    assert "console.log" in {a["path"] for a in open_store(tmp_path).get_run(run.id).artifacts}
+    assert "hello from the training loop" in capsys.readouterr().out, "output still reaches the terminal"
+
+
+def test_console_capture_keeps_head_and_tail():
+    from striate.tracking.capture import ConsoleCapture
+
+    capture = ConsoleCapture()
+    capture.HEAD_BYTES, capture.TAIL_BYTES = 10, 10
+    capture.write("0123456789" + "x" * 100 + "abcdefghij")
+    text = capture.contents().decode()
+    assert text.startswith("0123456789") and text.endswith("abcdefghij") and "100 bytes" in text
+
+
+def test_system_metrics_are_sampled(tmp_path, monkeypatch):
+    import striate.tracking.run as run_module
+
+    monkeypatch.setattr(run_module, "SYSTEM_METRICS_INTERVAL_S", 0.0)
+    run = striate.init(store=tmp_path)
+    run._wake.wait(0.3)
+    run.finish()
+    metrics = open_store(tmp_path).get_run(run.id).metrics
+    assert metrics["system/rss_mb"]["last"] > 10
+    assert "system/cpu_percent" in metrics

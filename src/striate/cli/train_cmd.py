@@ -93,7 +93,7 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     resolve_device(config)
     dataset = load_dataset(config.data)
     run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
-               store=store, model=config.model)
+               store=store, model=config.model, capture_console=True)
     try:
         run.set(environment=environment())
         result = train(config, run=run, dataset=dataset, progress=progress, echo=echo)

@@ -97,3 +97,88 @@ def environment() -> dict[str, Any]:
         "packages": packages(),
         **torch_info(),
     }
+
+
+class SystemSampler:
+    """CPU %, resident memory and, when present, GPU utilization and memory of this process."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first call only starts the measurement window
+        self._psutil = psutil
+
+    def sample(self) -> dict[str, float]:
+        """One reading, as metric name -> value."""
+        values = {
+            "system/cpu_percent": float(self._psutil.cpu_percent(None)),
+            "system/process_cpu_percent": float(self._process.cpu_percent(None)),
+            "system/rss_mb": self._process.memory_info().rss / 2**20,
+        }
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                values[f"system/gpu{i}_memory_mb"] = torch.cuda.memory_allocated(i) / 2**20
+                try:
+                    values[f"system/gpu{i}_utilization"] = float(torch.cuda.utilization(i))
+                except Exception:  # needs pynvml; memory is still recorded
+                    pass
+        return values
+
+
+class ConsoleCapture:
+    """Tee sys.stdout and sys.stderr into a size-capped buffer (the head and the tail are kept)."""
+
+    HEAD_BYTES = 256 * 1024
+    TAIL_BYTES = 768 * 1024
+
+    def __init__(self) -> None:
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._dropped = 0
+        self._saved: tuple[Any, Any] | None = None
+
+    def start(self) -> None:
+        """Begin copying everything written to stdout and stderr."""
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout = _Tee(sys.stdout, self)
+        sys.stderr = _Tee(sys.stderr, self)
+
+    def stop(self) -> None:
+        """Restore the original streams."""
+        if self._saved is not None:
+            sys.stdout, sys.stderr = self._saved
+            self._saved = None
+
+    def write(self, text: str) -> None:
+        """Append text to the capture."""
+        data = text.encode("utf-8", "replace")
+        room = self.HEAD_BYTES - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data:
+            self._tail += data
+            if len(self._tail) > self.TAIL_BYTES:
+                cut = len(self._tail) - self.TAIL_BYTES
+                self._dropped += cut
+                del self._tail[:cut]
+
+    def contents(self) -> bytes:
+        """What was captured, with a marker where the middle was dropped."""
+        marker = f"\n[... {self._dropped} bytes of console output dropped ...]\n".encode() if self._dropped else b""
+        return bytes(self._head) + marker + bytes(self._tail)
+
+
+class _Tee:
+    def __init__(self, stream: Any, capture: ConsoleCapture) -> None:
+        self._stream = stream
+        self._capture = capture
+
+    def write(self, text: str) -> int:
+        self._capture.write(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

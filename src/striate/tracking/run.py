@@ -1,16 +1,17 @@
 """The client side of a run: ``striate.init`` / ``run.log`` / ``run.finish``.
 
 ``log()`` only appends to an in-memory queue; a background thread batches the
-points into the store every ``FLUSH_INTERVAL_S`` and refreshes the run's heartbeat,
-so training never waits on the database.
+points into the store every ``FLUSH_INTERVAL_S`` (so a killed process loses at most
+that much), refreshes the run's heartbeat and samples system metrics, so training
+never waits on the database.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -22,14 +23,17 @@ from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, open_store
 from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES
 
-FLUSH_INTERVAL_S = 0.1
+FLUSH_INTERVAL_S = 0.05
+SYSTEM_METRICS_INTERVAL_S = 5.0
 _active_run: Run | None = None
+_NUMBER_TYPES = (float, int)
 
 
 class Run:
     """A run being recorded. Create it with :func:`striate.init`."""
 
-    def __init__(self, store: Store, record: RunRecord) -> None:
+    def __init__(self, store: Store, record: RunRecord, capture_console: bool = False,
+                 system_metrics: bool = True) -> None:
         self.store = store
         self.id = record.id
         self.name = record.name
@@ -38,22 +42,33 @@ class Run:
         self.summary: dict[str, Any] = {}
         self.status = "running"
         self.artifact_dir = Path(store.artifact_root) / record.id
-        self._queue: deque[tuple[int, float, Mapping[str, Any]]] = deque()
+        self._queue: deque[tuple[int, float, dict[str, Any]]] = deque()
         self._step = -1
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._write_error: BaseException | None = None
         self._drain_lock = threading.Lock()
+        self._system_metrics = system_metrics
+        self._console = None
+        if capture_console:
+            from striate.tracking.capture import ConsoleCapture
+
+            self._console = ConsoleCapture()
+            self._console.start()
         self._writer = threading.Thread(target=self._write_loop, name=f"striate-writer-{self.id[:8]}", daemon=True)
         self._writer.start()
 
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values at ``step`` (the next step when omitted). Never blocks on the store."""
+        for key, value in data.items():
+            if type(value) not in _NUMBER_TYPES and not _is_number(value) or type(key) is not str:
+                raise ConfigError(f"cannot log {key!r}={value!r}: metric values must be numbers, keys strings",
+                                  "log floats or ints (call .item() on tensors)")
         if step is None:
             step = self._step + 1
-        self._step = max(self._step, step)
-        self._queue.append((step, time.time(), data))
+        if step > self._step:
+            self._step = step
+        self._queue.append((step, time.time(), dict(data)))
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> str:
         """Copy a file into the run's artifact folder (unless already there) and record its SHA-256."""
@@ -91,8 +106,15 @@ class Run:
         self._wake.set()
         self._writer.join()
         self._drain()
+        if self._console is not None:
+            self._console.stop()
+            log_file = self.artifact_dir / "console.log"
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            log_file.write_bytes(self._console.contents())
+            self.log_artifact(log_file, "console.log", kind="console")
         self.status = status
-        self.store.update_run(self.id, status=status, ended_at=time.time(), heartbeat_at=time.time(),
+        now = time.time()
+        self.store.update_run(self.id, status=status, ended_at=now, heartbeat_at=now,
                               summary=_jsonable(self.summary), error=error)
         global _active_run
         if _active_run is self:
@@ -111,51 +133,71 @@ class Run:
 
     # -- background writer ------------------------------------------------------------------------
     def _write_loop(self) -> None:
-        last_beat = 0.0
+        last_beat = last_sample = 0.0
+        sampler = None
+        if self._system_metrics:
+            from striate.tracking.capture import SystemSampler
+
+            sampler = SystemSampler()
         while not self._stopped.is_set():
             self._wake.wait(FLUSH_INTERVAL_S)
             now = time.time()
+            if sampler is not None and now - last_sample >= SYSTEM_METRICS_INTERVAL_S:
+                last_sample = now
+                self._queue.append((max(self._step, 0), now, sampler.sample()))
             beat = now if now - last_beat >= HEARTBEAT_INTERVAL_S else None
             try:
                 self._drain(heartbeat_at=beat)
                 if beat is not None:
                     last_beat = beat
-            except Exception as exc:  # keep the points queued; finish() retries and reports
-                self._write_error = exc
+            except Exception:  # keep the points queued; the next flush or finish() retries and reports
+                pass
 
     def _drain(self, heartbeat_at: float | None = None) -> None:
         with self._drain_lock:
             taken = []
-            while self._queue:
-                taken.append(self._queue.popleft())
+            queue = self._queue
+            while queue:
+                taken.append(queue.popleft())
             if not taken and heartbeat_at is None:
                 return
             try:
                 self.store.log_batch(self.id, _to_series(taken), heartbeat_at=heartbeat_at)
             except Exception:
-                self._queue.extendleft(reversed(taken))
+                queue.extendleft(reversed(taken))
                 raise
 
 
-def _to_series(points: Iterable[tuple[int, float, Mapping[str, Any]]]) -> list[MetricSeries]:
+def _is_number(value: Any) -> bool:
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _to_series(points: Iterable[tuple[int, float, dict[str, Any]]]) -> list[MetricSeries]:
     import numpy as np
 
-    grouped: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    grouped: dict[str, tuple[list[int], list[float], list[Any]]] = {}
     for step, when, data in points:
         for key, value in data.items():
-            steps, times, values = grouped.setdefault(key, ([], [], []))
-            steps.append(step)
-            times.append(when)
-            values.append(_as_float(key, value))
-    return [MetricSeries(k, np.asarray(s, np.int64), np.asarray(t, np.float64), np.asarray(v, np.float64))
-            for k, (s, t, v) in grouped.items()]
-
-
-def _as_float(key: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+            bucket = grouped.get(key)
+            if bucket is None:
+                bucket = grouped[key] = ([], [], [])
+            bucket[0].append(step)
+            bucket[1].append(when)
+            bucket[2].append(value)
+    series = []
+    for key, (steps, times, values) in grouped.items():
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = np.fromiter((float(v) for v in values), dtype=np.float64, count=len(values))
+        series.append(MetricSeries(key, np.asarray(steps, np.int64), np.asarray(times, np.float64), array))
+    return series
 
 
 def _jsonable(value: Any) -> Any:
@@ -173,7 +215,8 @@ def _jsonable(value: Any) -> Any:
 
 def init(project: str = "default", name: str | None = None, config: Mapping[str, Any] | None = None,
          tags: list[str] | None = None, store: str | os.PathLike[str] | Store | None = None,
-         model: str | None = None, notes: str = "") -> Run:
+         model: str | None = None, notes: str = "", capture_console: bool = False,
+         system_metrics: bool = True) -> Run:
     """Start a run in ``store`` (default ``./striate-runs`` or ``$STRIATE_STORE``) and make it the active run."""
     global _active_run
     opened = store if isinstance(store, Store) else open_store(store)
@@ -181,15 +224,25 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     run_id = uuid.uuid4().hex
     record = RunRecord(id=run_id, name=name or _default_name(run_id), project=project, status="running",
                        created_at=now, ended_at=None, heartbeat_at=now, model=model,
-                       config=_jsonable(dict(config or {})), tags=list(tags or []), notes=notes)
+                       config=_jsonable(dict(config or {})), tags=list(tags or []), notes=notes,
+                       host=socket.gethostname(), pid=os.getpid(), pid_started_at=_process_start_time())
     try:
         opened.create_run(record)
     except Exception as exc:
         raise StoreError(f"cannot record a new run in the store: {exc}",
                          "check that the store is writable, or choose another with --store") from None
-    run = Run(opened, record)
+    run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics)
     _active_run = run
     return run
+
+
+def _process_start_time() -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # psutil missing or the platform hides it: liveness falls back to the heartbeat
+        return None
 
 
 def active_run() -> Run | None:

@@ -46,6 +46,10 @@ class RunRecord:
     dataset: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     reproduction_of: str | None = None
+    host: str | None = None  # where the run's process lives, to tell a dead process from a slow one
+    pid: int | None = None
+    pid_started_at: float | None = None
+    archived: bool = False
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> last/min/max/count/last_step
     artifacts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -89,9 +93,45 @@ class Store(abc.ABC):
         """Runs, newest first."""
 
     @abc.abstractmethod
-    def history(self, run_id: str, key: str) -> MetricSeries:
-        """All points of one metric of one run, in logging order."""
+    def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
+        """Points of one metric of one run in logging order, downsampled to ``max_points`` (M4) when given."""
+
+    @abc.abstractmethod
+    def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
+                    limit: int | None = None, include_archived: bool = False) -> list[str]:
+        """Ids of the runs matching a filter expression (see tracking/query.py), in ``sort`` order."""
+
+    @abc.abstractmethod
+    def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
+        """Full records for ``run_ids``, in that order."""
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run, its points and artifact records."""
 
     @abc.abstractmethod
     def mark_stale_runs_crashed(self, now: float) -> int:
         """Mark runs whose heartbeat stopped as crashed; return how many."""
+
+
+def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:
+    """Keep, per bucket, the first, last, minimum and maximum points: spikes survive downsampling."""
+    n = len(series)
+    if max_points <= 0 or n <= max_points:
+        return series
+    buckets = max(1, max_points // 4)
+    size = -(-n // buckets)
+    padded = np.full(buckets * size, np.nan)
+    padded[:n] = series.values
+    grid = padded.reshape(buckets, size)
+    starts = np.arange(buckets) * size
+    valid = starts < n
+    all_nan = np.isnan(grid).all(1)
+    filled_min = np.where(np.isnan(grid), np.inf, grid)
+    filled_max = np.where(np.isnan(grid), -np.inf, grid)
+    lo = starts + filled_min.argmin(1)
+    hi = starts + filled_max.argmax(1)
+    last = np.minimum(starts + size - 1, n - 1)
+    keep = np.concatenate([starts[valid], last[valid], lo[valid & ~all_nan], hi[valid & ~all_nan]])
+    index = np.unique(keep)
+    return MetricSeries(series.key, series.steps[index], series.times[index], series.values[index])

@@ -7,19 +7,21 @@ point. A per-(run, key) summary row keeps last/min/max for listing and filtering
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from striate.errors import RunNotFoundError, StoreError
-from striate.tracking.store.base import STALE_AFTER_S, MetricSeries, RunRecord, Store
+from striate.tracking.store.base import STALE_AFTER_S, MetricSeries, RunRecord, Store, downsample_m4
 
 metadata = sa.MetaData()
 
@@ -41,6 +43,10 @@ runs = sa.Table(
     sa.Column("dataset", sa.Text, nullable=False, default="{}"),
     sa.Column("error", sa.Text),
     sa.Column("reproduction_of", sa.String(32)),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("pid_started_at", sa.Float),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
 )
 
 params = sa.Table(
@@ -48,7 +54,8 @@ params = sa.Table(
     sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", sa.String(300), primary_key=True),
     sa.Column("value", sa.Text),
-    sa.Column("num", sa.Float, index=True),  # numeric value, when the param is a number, for filtering
+    sa.Column("num", sa.Float),  # numeric value, when the param is a number, for filtering
+    sa.Index("ix_params_key_num", "key", "num"),
 )
 
 metric_chunks = sa.Table(
@@ -72,6 +79,7 @@ metric_summary = sa.Table(
     sa.Column("max", sa.Float),
     sa.Column("last_step", sa.Integer),
     sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("ix_metric_summary_key_last", "key", "last"),
 )
 
 artifacts = sa.Table(
@@ -88,6 +96,8 @@ _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
 
 
 def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself, so writers can take the lock up front.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a crash never corrupts
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -117,6 +127,7 @@ class SqlStore(Store):
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         try:
             metadata.create_all(self.engine)
         except sa.exc.OperationalError as exc:
@@ -145,7 +156,8 @@ class SqlStore(Store):
             "id": record.id, "name": record.name, "project": record.project, "status": record.status,
             "created_at": record.created_at, "ended_at": record.ended_at, "heartbeat_at": record.heartbeat_at,
             "model": record.model, "notes": record.notes, "error": record.error,
-            "reproduction_of": record.reproduction_of,
+            "reproduction_of": record.reproduction_of, "host": record.host, "pid": record.pid,
+            "pid_started_at": record.pid_started_at, "archived": record.archived,
         }
         for name in _JSON_FIELDS:
             row[name] = json.dumps(getattr(record, name), default=str)
@@ -208,12 +220,66 @@ class SqlStore(Store):
             conn.execute(artifacts.delete().where(artifacts.c.run_id == run_id, artifacts.c.path == path))
 
     def mark_stale_runs_crashed(self, now: float) -> int:
-        """Runs still `running` whose heartbeat is older than STALE_AFTER_S become `crashed`."""
+        """Runs still `running` whose process is gone become `crashed`.
+
+        A run on this host whose process no longer exists is crashed at once; any other
+        run when its heartbeat is older than STALE_AFTER_S.
+        """
+        host = socket.gethostname()
+        with self.engine.connect() as conn:
+            running = conn.execute(sa.select(runs.c.id, runs.c.host, runs.c.pid, runs.c.pid_started_at,
+                                             runs.c.heartbeat_at).where(runs.c.status == "running")).all()
+        dead = [r.id for r in running
+                if r.heartbeat_at < now - STALE_AFTER_S
+                or (r.host == host and r.pid is not None and not _process_alive(r.pid, r.pid_started_at))]
+        if not dead:
+            return 0
         with self._begin() as conn:
-            result = conn.execute(runs.update().where(
-                runs.c.status == "running", runs.c.heartbeat_at < now - STALE_AFTER_S).values(
+            result = conn.execute(runs.update().where(runs.c.id.in_(dead), runs.c.status == "running").values(
                 status="crashed", ended_at=runs.c.heartbeat_at))
             return int(result.rowcount or 0)
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run's rows and its artifact folder."""
+        with self._begin() as conn:
+            for table in (metric_chunks, metric_summary, params, artifacts):
+                conn.execute(table.delete().where(table.c.run_id == run_id))
+            conn.execute(runs.delete().where(runs.c.id == run_id))
+        folder = Path(self.artifact_root) / run_id
+        if folder.is_dir():
+            import shutil
+
+            shutil.rmtree(folder)
+
+    def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
+                    limit: int | None = None, include_archived: bool = False) -> list[str]:
+        """Ids of the runs matching ``where``, ordered by ``sort`` (default newest first)."""
+        from striate.tracking.store.sql_query import order_by_clause, where_clause
+
+        query = sa.select(runs.c.id)
+        if where:
+            query = query.where(where_clause(where))
+        if project:
+            query = query.where(runs.c.project == project)
+        if not include_archived:
+            query = query.where(runs.c.archived.is_(False))
+        if sort:
+            query = query.order_by(*order_by_clause(sort))
+        query = query.order_by(runs.c.created_at.desc())
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
+
+    def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
+        """Full records for ``run_ids``, in that order."""
+        found: dict[str, RunRecord] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(run_ids), 500):
+                chunk = run_ids[start:start + 500]
+                rows = conn.execute(sa.select(runs).where(runs.c.id.in_(chunk))).all()
+                found.update((r.id, r) for r in self._records(conn, rows))
+        return [found[i] for i in run_ids if i in found]
 
     # -- reads ------------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
@@ -230,7 +296,7 @@ class SqlStore(Store):
             return self._records(conn, rows)[0]
 
     def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:
-        """Runs, newest first."""
+        """Runs, newest first (archived ones included)."""
         query = sa.select(runs).order_by(runs.c.created_at.desc())
         if project:
             query = query.where(runs.c.project == project)
@@ -239,24 +305,32 @@ class SqlStore(Store):
         with self.engine.connect() as conn:
             return self._records(conn, conn.execute(query).all())
 
-    def history(self, run_id: str, key: str) -> MetricSeries:
-        """All points of one metric, concatenated from its chunks."""
+    def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
+        """All points of one metric, concatenated from its chunks (M4-downsampled to ``max_points``)."""
         with self.engine.connect() as conn:
             chunks = conn.execute(sa.select(metric_chunks.c.steps, metric_chunks.c.times, metric_chunks.c["values"])
                                   .where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
                                   .order_by(metric_chunks.c.id)).all()
         if not chunks:
             return MetricSeries(key, np.empty(0, np.int64), np.empty(0), np.empty(0))
-        return MetricSeries(
+        series = MetricSeries(
             key,
             np.frombuffer(b"".join(c[0] for c in chunks), dtype="<i8"),
             np.frombuffer(b"".join(c[1] for c in chunks), dtype="<f8"),
             np.frombuffer(b"".join(c[2] for c in chunks), dtype="<f8"),
         )
+        return downsample_m4(series, max_points) if max_points else series
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _begin(self) -> Any:
-        return self.engine.begin()
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE): a reader
+        upgrading to writer mid-transaction is what makes SQLite answer "database is locked"
+        without waiting, so no transaction here ever upgrades."""
+        with self.engine.connect() as conn:
+            conn.info["begin_immediate"] = True
+            with conn.begin():
+                yield conn
 
     def _records(self, conn: sa.Connection, rows: list[Any]) -> list[RunRecord]:
         if not rows:
@@ -272,13 +346,35 @@ class SqlStore(Store):
         records = []
         for r in rows:
             data = {c: getattr(r, c) for c in ("id", "name", "project", "status", "created_at", "ended_at",
-                                               "heartbeat_at", "model", "notes", "error", "reproduction_of")}
+                                               "heartbeat_at", "model", "notes", "error", "reproduction_of",
+                                               "host", "pid", "pid_started_at", "archived")}
             for name in _JSON_FIELDS:
                 data[name] = json.loads(getattr(r, name) or ("[]" if name == "tags" else "{}"))
             records.append(RunRecord(**data, metrics=metrics[r.id], artifacts=arts[r.id]))
         return records
 
 
+def _sqlite_begin(conn: sa.Connection) -> None:
+    mode = "IMMEDIATE" if conn.info.pop("begin_immediate", False) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
 def _combine(pick: Any, old: float | None, new: float | None) -> float | None:
     values = [v for v in (old, new) if v is not None]
     return pick(values) if values else None
+
+
+def _process_alive(pid: int, started_at: float | None) -> bool:
+    try:
+        import psutil
+    except ImportError:  # without psutil only the heartbeat can tell
+        return True
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or abs(process.create_time() - started_at) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # it exists; we just may not look at it
+        return True

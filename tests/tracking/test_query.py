@@ -1,0 +1,107 @@
+import time
+
+import numpy as np
+import pytest
+
+import striate
+from striate.errors import ConfigError
+from striate.tracking.store import MetricSeries, open_store
+from striate.tracking.store.base import downsample_m4
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(tmp_path)
+    specs = [
+        ("a", {"lr": 0.1, "optimizer": "sgd", "nesterov": True}, ["baseline"], [0.5, 0.8, 0.85]),
+        ("b", {"lr": 0.01, "optimizer": "adamw", "nesterov": False}, ["x"], [0.6, 0.95, 0.9]),
+        ("c", {"lr": 0.001, "optimizer": "sgd", "nesterov": True}, ["baseline", "x"], [0.2, 0.3]),
+        ("lenet-d", {"lr": 0.5, "optimizer": "sgd"}, [], []),
+    ]
+    for name, config, tags, accs in specs:
+        run = striate.init(name=name, config=config, tags=tags, store=store, model="lenet5", system_metrics=False)
+        for step, acc in enumerate(accs):
+            run.log({"test/acc1": acc}, step=step)
+        run.finish("failed" if name == "c" else "finished")
+        time.sleep(0.01)  # distinct creation times for the default order
+    return store
+
+
+def names(store, where=None, sort=None, **kw):
+    return [r.name for r in store.get_runs(store.search_runs(where=where, sort=sort, **kw))]
+
+
+@pytest.mark.parametrize("where,expected", [
+    ("params.lr > 0.005", {"a", "b", "lenet-d"}),
+    ("params.lr > 0.005 and metrics.test/acc1.max >= 0.9", {"b"}),
+    ("metrics.test/acc1 > 0.86", {"b"}),  # last value
+    ("metrics.test/acc1.min < 0.55", {"a", "c"}),
+    ("params.optimizer = sgd", {"a", "c", "lenet-d"}),
+    ("params.optimizer != sgd", {"b"}),
+    ("params.nesterov = true", {"a", "c"}),
+    ("tags contains baseline", {"a", "c"}),
+    ("tags contains baseline and not tags contains x", {"a"}),
+    ("status = failed or name ~ lenet", {"c", "lenet-d"}),
+    ("(status = finished) and not (params.lr < 0.05)", {"a", "lenet-d"}),
+    ("model = lenet5 and duration < 3600", {"a", "b", "c", "lenet-d"}),
+    ('created > "2000-01-01"', {"a", "b", "c", "lenet-d"}),
+    ('created < "2000-01-01"', set()),
+])
+def test_filters(store, where, expected):
+    assert set(names(store, where)) == expected
+
+
+def test_sorting(store):
+    assert names(store) == ["lenet-d", "c", "b", "a"]  # newest first
+    assert names(store, sort="-metrics.test/acc1.max") == ["b", "a", "c", "lenet-d"]  # missing values last
+    assert names(store, sort="params.lr") == ["c", "b", "a", "lenet-d"]
+    assert names(store, sort="params.lr desc", limit=2) == ["lenet-d", "a"]
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("params.lr >", "cannot parse"),
+    ("weights.x > 1", "unknown field"),
+    ("metrics.loss > high", "not a number"),
+    ('created > "yesterday"', "as a time"),
+    ("metrics.`loss`.median < 1", "unknown metric aggregate"),
+])
+def test_bad_filters_are_clear(store, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        store.search_runs(where=bad)
+
+
+def test_archived_runs_are_hidden_unless_asked(store):
+    (run_id,) = store.search_runs(where="name = a")
+    store.update_run(run_id, archived=True)
+    assert "a" not in names(store)
+    assert "a" in names(store, include_archived=True)
+
+
+def test_delete_removes_everything(store, tmp_path):
+    (run_id,) = store.search_runs(where="name = b")
+    store.delete_run(run_id)
+    assert "b" not in names(store, include_archived=True)
+    assert len(store.history(run_id, "test/acc1")) == 0
+
+
+def test_m4_keeps_spikes_first_and_last():
+    n = 100_000
+    values = np.sin(np.arange(n) / 1000.0)
+    values[54_321] = 50.0  # a loss spike
+    values[77_777] = -50.0
+    series = MetricSeries("loss", np.arange(n), np.arange(n, dtype=float), values)
+    down = downsample_m4(series, 400)
+    assert len(down) <= 400
+    assert 50.0 in down.values and -50.0 in down.values
+    assert down.steps[0] == 0 and down.steps[-1] == n - 1
+    assert (np.diff(down.steps) > 0).all()
+    assert downsample_m4(series, 0) is series
+
+
+def test_history_resolution_through_the_api(tmp_path):
+    run = striate.init(store=tmp_path, system_metrics=False)
+    for step in range(5000):
+        run.log({"loss": 1.0 if step != 4321 else 99.0}, step=step)
+    run.finish()
+    series = striate.Api(tmp_path).run(run.id).history("loss", max_points=100)
+    assert len(series) <= 100 and series.values.max() == 99.0
