@@ -26,7 +26,9 @@ def print_json(value: Any) -> None:
 def main() -> None:
     """Entry point: run the app; turn striate errors into one red line and a non-zero exit."""
     # Importing the command modules registers their commands on `app`.
-    from striate.cli import data_cmd, models_cmd, runs_cmd, train_cmd  # noqa: F401
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from striate.cli import compare_cmd, data_cmd, models_cmd, runs_cmd, train_cmd  # noqa: F401
     from striate.errors import StriateError
 
     try:
@@ -34,3 +36,9 @@ def main() -> None:
     except StriateError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except SQLAlchemyError as exc:
+        # A database problem outside the cases the store checks for: still one line, not a traceback.
+        problem = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        err_console.print(f"[bold red]error:[/] the store database failed: {problem} — fix: check --store, "
+                          "its disk space and permissions", highlight=False, soft_wrap=True)
+        sys.exit(3)

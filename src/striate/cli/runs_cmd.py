@@ -1,27 +1,52 @@
-"""`striate runs` and `striate show` — look at recorded runs."""
+"""`striate runs`, `show`, `tag`, `note`, `archive`, `delete` — look at and curate recorded runs."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Optional
 
 import typer
 
-from striate.cli.app import app, print_json
+from striate.cli.app import app, console, print_json
+
+STORE_OPTION = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)")
+JSON_OPTION = typer.Option(False, "--json", help="machine-readable output")
 
 
 @app.command("runs")
 def list_runs(
-    store: Optional[str] = typer.Option(None, "--store", help="store folder (default ./striate-runs)"),
+    where: Optional[str] = typer.Option(None, "--where", "-w",
+                                        help="filter, e.g. 'params.lr > 0.01 and metrics.test/acc1.max > 0.9'"),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="sort key, '-' for descending: -metrics.test/acc1"),
+    columns: Optional[str] = typer.Option(None, "--columns", "-c",
+                                          help="comma-separated: id,name,status,params.lr,metrics.test/acc1.max,..."),
     project: Optional[str] = typer.Option(None, "--project", help="only runs of this project"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many runs, newest first"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="at most this many runs"),
+    archived: bool = typer.Option(False, "--archived", help="include archived runs"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List runs: id, name, status, model, key params, best test accuracy, duration."""
-    from striate.cli.report import print_runs, run_row
+    from striate.cli.report import print_runs, run_row, select_columns
     from striate.tracking.store import open_store
 
-    records = open_store(store).list_runs(project=project, limit=limit)
+    opened = open_store(store)
+    records = opened.get_runs(opened.search_runs(where=where, sort=sort, project=project, limit=limit,
+                                                 include_archived=archived))
+    if columns:
+        rows = select_columns(records, [c.strip() for c in columns.split(",") if c.strip()])
+        if as_json:
+            print_json(rows)
+        else:
+            from rich.table import Table
+
+            table = Table(*rows[0].keys()) if rows else Table(*columns.split(","))
+            for row in rows:
+                table.add_row(*("-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+                                for v in row.values()))
+            console.print(table)
+        return
     if as_json:
         print_json([run_row(r) for r in records])
     else:
@@ -31,17 +56,104 @@ def list_runs(
 @app.command("show")
 def show(
     run: str = typer.Argument(..., help="run id, id prefix or name"),
-    store: Optional[str] = typer.Option(None, "--store", help="store folder (default ./striate-runs)"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    requirements: bool = typer.Option(False, "--requirements", help="print the run's exact package list"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one run in full: config, metrics, summary, dataset, environment, artifacts."""
     from striate.cli.report import print_run
     from striate.tracking.store import open_store
 
     record = open_store(store).get_run(run)
+    if requirements:
+        packages = record.environment.get("packages", {})
+        sys.stdout.write("".join(f"{name}=={version}\n" for name, version in packages.items()))
+        return
     if as_json:
         data = dataclasses.asdict(record)
         data["duration_s"] = record.duration_s
         print_json(data)
     else:
         print_run(record)
+
+
+@app.command("tag")
+def tag(
+    run: str = typer.Argument(..., help="run id, prefix or name"),
+    tags: list[str] = typer.Argument(..., help="tags to add"),
+    remove: bool = typer.Option(False, "--remove", help="remove these tags instead"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add (or --remove) tags on a run."""
+    from striate.tracking.store import open_store
+
+    opened = open_store(store)
+    record = opened.get_run(run)
+    if remove:
+        new = [t for t in record.tags if t not in tags]
+    else:
+        new = record.tags + [t for t in tags if t not in record.tags]
+    opened.update_run(record.id, tags=new)
+    if as_json:
+        print_json({"id": record.id, "tags": new})
+    else:
+        console.print(f"{record.name}: tags {', '.join(new) or '-'}")
+
+
+@app.command("note")
+def note(
+    run: str = typer.Argument(..., help="run id, prefix or name"),
+    text: str = typer.Argument(..., help="the note (replaces the previous one)"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Attach a note to a run."""
+    from striate.tracking.store import open_store
+
+    opened = open_store(store)
+    record = opened.get_run(run)
+    opened.update_run(record.id, notes=text)
+    print_json({"id": record.id, "notes": text}) if as_json else console.print(f"{record.name}: note saved")
+
+
+@app.command("archive")
+def archive(
+    runs: list[str] = typer.Argument(..., help="run ids, prefixes or names"),
+    undo: bool = typer.Option(False, "--undo", help="bring archived runs back"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Hide runs from `striate runs` without deleting them (`--archived` shows them)."""
+    from striate.tracking.store import open_store
+
+    opened = open_store(store)
+    ids = [opened.get_run(r).id for r in runs]
+    for run_id in ids:
+        opened.update_run(run_id, archived=not undo)
+    print_json({"archived": not undo, "ids": ids}) if as_json else console.print(
+        f"{'un' if undo else ''}archived {len(ids)} run(s)")
+
+
+@app.command("delete")
+def delete(
+    runs: list[str] = typer.Argument(..., help="run ids, prefixes or names"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Delete runs with their metrics and artifacts (asks first unless --yes)."""
+    from striate.errors import ConfigError
+    from striate.tracking.store import open_store
+
+    opened = open_store(store)
+    records = [opened.get_run(r) for r in runs]
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("delete needs confirmation", "add --yes to delete without a prompt")
+        names = ", ".join(f"{r.name} ({r.id[:8]})" for r in records)
+        if not typer.confirm(f"delete {names} and their artifacts?"):
+            raise typer.Exit(1)
+    for record in records:
+        opened.delete_run(record.id)
+    print_json({"deleted": [r.id for r in records]}) if as_json else console.print(f"deleted {len(records)} run(s)")

@@ -134,7 +134,7 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                 seen = seen_since_log = 0
                 loss_at_log, correct_at_log = 0.0, 0
                 epoch_start = time.perf_counter()
-                for x, y in train_batches.epoch(epoch):
+                for batch_index, (x, y) in enumerate(train_batches.epoch(epoch), start=1):
                     with autocast():
                         if forward_with_aux is not None:
                             logits, aux_logits = forward_with_aux(x)
@@ -152,7 +152,7 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
                     seen_since_log += batch
                     loss_sum += loss.detach() * batch
                     correct += (logits.detach().argmax(1) == y).sum()
-                    if global_step % config.log_every == 0:
+                    if global_step % config.log_every == 0 or batch_index == steps_per_epoch:
                         total_loss, total_correct = float(loss_sum), int(correct)  # one device sync per log
                         window_loss = (total_loss - loss_at_log) / seen_since_log
                         window_acc = (total_correct - correct_at_log) / seen_since_log

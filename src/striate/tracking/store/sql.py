@@ -92,6 +92,13 @@ artifacts = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+SCHEMA_VERSION = 1
+store_meta = sa.Table(
+    "store_meta", metadata,
+    sa.Column("key", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
 
 
@@ -129,11 +136,26 @@ class SqlStore(Store):
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         try:
-            metadata.create_all(self.engine)
+            self._check_schema()
         except sa.exc.OperationalError as exc:
             raise StoreError(f"cannot open the store database {url}: {exc.orig}",
                              "check that the folder is writable, or choose another with --store") from None
         self.mark_stale_runs_crashed(time.time())
+
+    def _check_schema(self) -> None:
+        inspector = sa.inspect(self.engine)
+        existing = set(inspector.get_table_names())
+        if "runs" in existing and "store_meta" not in existing:
+            raise StoreError(f"the store {self.url} was written by an older, incompatible striate",
+                             "move it aside and start a new store (or use --store with another folder)")
+        metadata.create_all(self.engine)
+        with self._begin() as conn:
+            found = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise StoreError(f"the store {self.url} has schema version {found}, newer than this striate "
+                                 f"understands ({SCHEMA_VERSION})", "upgrade striate: pip install -U striate")
 
     @classmethod
     def open_folder(cls, folder: Path) -> SqlStore:

@@ -1,0 +1,58 @@
+"""`striate compare` and `striate diff` — runs side by side."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from striate.cli.app import app, console, print_json
+from striate.cli.runs_cmd import JSON_OPTION, STORE_OPTION
+
+
+@app.command("compare")
+def compare(
+    runs: list[str] = typer.Argument(..., help="two or more run ids, prefixes or names"),
+    metric: str = typer.Option("test/acc1", "--metric", "-m", help="metric to chart"),
+    chart: bool = typer.Option(True, "--chart/--no-chart", help="draw the metric in the terminal"),
+    show_all: bool = typer.Option(False, "--all", help="show identical params too"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Params side by side (differences highlighted), final metrics, and a chart of one metric."""
+    from striate.cli.compare_view import comparison, print_comparison
+    from striate.tracking.store import open_store
+
+    opened = open_store(store)
+    records = [opened.get_run(r) for r in runs]
+    histories = {r.id: opened.history(r.id, metric, max_points=400) for r in records}
+    data = comparison(records)
+    if as_json:
+        data["chart"] = {"metric": metric, "series": {
+            rid: {"steps": h.steps.tolist(), "values": h.values.tolist()} for rid, h in histories.items()}}
+        print_json(data)
+        return
+    print_comparison(records, data, show_all=show_all)
+    if chart:
+        from rich.text import Text
+
+        from striate.cli.compare_view import metric_chart
+
+        console.print(Text.from_ansi(metric_chart(records, histories, metric)))
+
+
+@app.command("diff")
+def diff(
+    run_a: str = typer.Argument(..., help="first run"),
+    run_b: str = typer.Argument(..., help="second run"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """What differs between two runs: config, environment (packages, hardware) and code."""
+    from striate.cli.compare_view import print_run_diff, run_diff
+    from striate.tracking.store import open_store
+
+    opened = open_store(store)
+    a, b = opened.get_run(run_a), opened.get_run(run_b)
+    data = run_diff(a, b)
+    print_json(data) if as_json else print_run_diff(a, b, data)
