@@ -90,3 +90,18 @@ def test_tag_note_archive_delete(store):
 def test_show_requirements(store):
     out = run_cli("show", "wild", "--requirements", "--store", str(store))
     assert out.stdout == "torch==2.14.1\n"
+
+
+def test_which_traces_a_weight_file_to_its_run(store, tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights" * 100)
+    run = striate.init(name="producer", store=store, system_metrics=False)
+    run.log_artifact(weights, "model.safetensors", kind="model")
+    run.finish()
+    out = run_cli("which", str(weights), "--store", str(store), "--json")
+    assert json.loads(out.stdout) == [{"id": run.id, "name": "producer", "artifact": "model.safetensors",
+                                       "status": "finished"}]
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"nope")
+    missing = run_cli("which", str(other), "--store", str(store))
+    assert missing.returncode == 2 and "no run in this store produced" in missing.stderr

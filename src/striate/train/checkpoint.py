@@ -31,6 +31,16 @@ def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def structure_hash(model: torch.nn.Module) -> str:
+    """SHA-256 of the architecture: module types in order plus every parameter's name, shape and dtype."""
+    digest = hashlib.sha256()
+    for name, module in model.named_modules():
+        digest.update(f"{name}:{type(module).__module__}.{type(module).__qualname__}\n".encode())
+    for key, tensor in model.state_dict().items():
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
+    return digest.hexdigest()
+
+
 def load_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> None:
     """Load safetensors weights into ``model``."""
     model.load_state_dict(load_file(str(path)), strict=strict)

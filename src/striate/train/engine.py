@@ -117,6 +117,7 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     if run is not None:
         run.set(model=config.model, dataset=data.identity())
         run.summary.update({"parameters": models.count_parameters(model), "device": str(device),
+                            "model_structure_hash": ckpt.structure_hash(model),
                             "input_shape": [channels, *train_split.images.shape[2:]]})
 
     # --- the loop ---------------------------------------------------------------------------------

@@ -85,6 +85,10 @@ class Store(abc.ABC):
         """Forget an artifact record (the caller removes the file)."""
 
     @abc.abstractmethod
+    def find_artifacts(self, sha256: str) -> list[tuple[str, str]]:
+        """(run id, artifact path) of every artifact whose file has this SHA-256."""
+
+    @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord:
         """One run by id or unique id prefix (RunNotFoundError otherwise)."""
 

@@ -90,6 +90,7 @@ artifacts = sa.Table(
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_artifacts_sha256", "sha256"),
 )
 
 SCHEMA_VERSION = 1
@@ -235,6 +236,12 @@ class SqlStore(Store):
             conn.execute(artifacts.delete().where(artifacts.c.run_id == run_id, artifacts.c.path == path))
             conn.execute(artifacts.insert().values(run_id=run_id, path=path, kind=kind, size=size, sha256=sha256,
                                                    created_at=time.time()))
+
+    def find_artifacts(self, sha256: str) -> list[tuple[str, str]]:
+        """(run id, artifact path) of every artifact with this file hash."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(artifacts.c.run_id, artifacts.c.path).where(artifacts.c.sha256 == sha256))
+            return [(r.run_id, r.path) for r in rows]
 
     def remove_artifact(self, run_id: str, path: str) -> None:
         """Forget an artifact record."""

@@ -1,0 +1,130 @@
+"""Tracking speed: log() latency, ingestion rate, read-back and search, on the embedded SQLite store.
+
+    .venv/bin/python benchmarks/tracking_store.py            # prints one JSON object
+
+- log_latency: 200,000 calls of run.log() with 10 scalars each; p50/p99/max per call (perf_counter_ns).
+- ingestion: 1,000,000 points (100,000 calls x 10 keys) logged as fast as possible; points/s from the
+  first log() to finish() returning, i.e. until every point is committed to SQLite.
+- read_back: one 100,000-point metric read back as numpy arrays (best of 5), and M4-downsampled to 1,000.
+- search: 10,000 runs with params and metric summaries; a filtered, sorted query (best of 5).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+import striate
+from striate.tracking.store import MetricSeries, RunRecord, open_store
+
+
+def log_latency(store_dir: Path, calls: int = 200_000) -> dict[str, float]:
+    run = striate.init(store=store_dir, system_metrics=False)
+    values = {f"metric_{i}": 0.5 for i in range(10)}
+    samples = np.empty(calls, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for step in range(calls):
+        start = clock()
+        run.log(values, step=step)
+        samples[step] = clock() - start
+    run.finish()
+    us = samples / 1000
+    return {"calls": calls, "scalars_per_call": 10, "p50_us": float(np.percentile(us, 50)),
+            "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max())}
+
+
+def ingestion(store_dir: Path, calls: int = 100_000) -> dict[str, float]:
+    run = striate.init(store=store_dir, system_metrics=False)
+    values = {f"metric_{i}": 0.25 for i in range(10)}
+    start = time.perf_counter()
+    for step in range(calls):
+        run.log(values, step=step)
+    logged = time.perf_counter() - start
+    run.finish()
+    total = time.perf_counter() - start
+    stored = sum(len(open_store(store_dir).history(run.id, f"metric_{i}")) for i in range(10))
+    return {"points": calls * 10, "stored_points": stored, "seconds_to_committed": total,
+            "seconds_in_log_calls": logged, "points_per_s": calls * 10 / total}
+
+
+def read_back(store_dir: Path, points: int = 100_000) -> dict[str, float]:
+    store = open_store(store_dir)
+    run = striate.init(store=store, system_metrics=False)
+    for step in range(points):
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+    run.finish()
+    full, down = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        series = store.history(run.id, "loss")
+        full.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        small = store.history(run.id, "loss", max_points=1000)
+        down.append(time.perf_counter() - start)
+    assert len(series) == points and len(small) <= 1000
+    return {"points": points, "full_ms": min(full) * 1000, "downsampled_1000_ms": min(down) * 1000}
+
+
+def search(store_dir: Path, runs: int = 10_000) -> dict[str, object]:
+    store = open_store(store_dir)
+    rng = np.random.default_rng(0)
+    now = time.time()
+    start = time.perf_counter()
+    for i in range(runs):
+        run_id = uuid.uuid4().hex
+        lr = float(10 ** rng.uniform(-4, 0))
+        store.create_run(RunRecord(id=run_id, name=f"run-{i}", project="bench", status="finished",
+                                   created_at=now + i, ended_at=now + i + 60, heartbeat_at=now + i + 60,
+                                   model="lenet5", config={"lr": lr, "batch_size": int(rng.choice([64, 128, 256])),
+                                                           "optimizer": str(rng.choice(["sgd", "adamw"]))}))
+        accs = np.sort(rng.uniform(0.5, 0.95, 5))
+        store.log_batch(run_id, [MetricSeries("test_acc", np.arange(5), np.full(5, now), accs),
+                                 MetricSeries("loss", np.arange(5), np.full(5, now), 1 - accs)])
+    build = time.perf_counter() - start
+    where = "params.lr > 0.01 and metrics.test_acc > 0.9"
+    sort = "-metrics.test_acc"
+    times, found = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        found = store.search_runs(where=where, sort=sort)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    top = store.get_runs(found[:50])
+    fetch_top = time.perf_counter() - start
+    return {"runs": runs, "build_s": build, "where": where, "sort": sort, "matches": len(found),
+            "search_ms": min(times) * 1000, "median_search_ms": statistics.median(times) * 1000,
+            "fetch_top50_records_ms": fetch_top * 1000, "best_match_acc": top[0].metrics["test_acc"]["last"]}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        result = {
+            "benchmark": "tracking_store",
+            "command": "python benchmarks/tracking_store.py",
+            "python": sys.version.split()[0], "machine": platform.machine(), "cpu": _cpu(),
+            "log_latency": log_latency(root / "latency"),
+            "ingestion": ingestion(root / "ingest"),
+            "read_back": read_back(root / "read"),
+            "search": search(root / "search"),
+        }
+    print(json.dumps(result, indent=2))
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
