@@ -73,6 +73,10 @@ class Store(abc.ABC):
         """Change top-level fields of a run (status, summary, ended_at, heartbeat_at, ...)."""
 
     @abc.abstractmethod
+    def set_params(self, run_id: str, flat: dict[str, Any]) -> None:
+        """Replace a run's flattened params (used when a config grows after the run started)."""
+
+    @abc.abstractmethod
     def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None) -> None:
         """Append metric points (the one write primitive for metrics), atomically."""
 

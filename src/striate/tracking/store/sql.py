@@ -184,14 +184,19 @@ class SqlStore(Store):
         }
         for name in _JSON_FIELDS:
             row[name] = json.dumps(getattr(record, name), default=str)
-        param_rows = []
-        for key, value in flatten_params(record.config).items():
-            num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-            param_rows.append({"run_id": record.id, "key": key, "value": json.dumps(value, default=str), "num": num})
+        param_rows = _param_rows(record.id, flatten_params(record.config))
         with self._begin() as conn:
             conn.execute(runs.insert().values(**row))
             if param_rows:
                 conn.execute(params.insert(), param_rows)
+
+    def set_params(self, run_id: str, flat: dict[str, Any]) -> None:
+        """Replace a run's flattened params."""
+        rows = _param_rows(run_id, flat)
+        with self._begin() as conn:
+            conn.execute(params.delete().where(params.c.run_id == run_id))
+            if rows:
+                conn.execute(params.insert(), rows)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Change top-level fields of a run."""
@@ -381,6 +386,14 @@ class SqlStore(Store):
                 data[name] = json.loads(getattr(r, name) or ("[]" if name == "tags" else "{}"))
             records.append(RunRecord(**data, metrics=metrics[r.id], artifacts=arts[r.id]))
         return records
+
+
+def _param_rows(run_id: str, flat: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for key, value in flat.items():
+        num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        rows.append({"run_id": run_id, "key": key, "value": json.dumps(value, default=str), "num": num})
+    return rows
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
