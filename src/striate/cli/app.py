@@ -28,7 +28,15 @@ def main() -> None:
     # Importing the command modules registers their commands on `app`.
     from sqlalchemy.exc import SQLAlchemyError
 
-    from striate.cli import compare_cmd, data_cmd, integrations_cmd, models_cmd, runs_cmd, train_cmd  # noqa: F401
+    from striate.cli import (  # noqa: F401
+        compare_cmd,
+        data_cmd,
+        export_cmd,
+        integrations_cmd,
+        models_cmd,
+        runs_cmd,
+        train_cmd,
+    )
     from striate.errors import StriateError
 
     try:

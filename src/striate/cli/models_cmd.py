@@ -1,28 +1,134 @@
-"""`striate models` — the registered architectures."""
+"""`striate models` — list, inspect and draw architectures (registered names or layer-spec files)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
 from striate.cli.app import app, console, print_json
+from striate.errors import ConfigError
+
+models_app = typer.Typer(help="List, inspect and draw model architectures.", no_args_is_help=False)
+app.add_typer(models_app, name="models")
 
 
-@app.command("models")
-def list_models(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """List every registered model with its parameter count (1 channel, 10 classes)."""
-    from rich.table import Table
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """``"3x224x224"`` -> (3, 224, 224); a ConfigError naming the expected form otherwise."""
+    parts = re.split(r"[x×,]", text.strip().lower())
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"cannot read input shape {text!r}", "write CxHxW, e.g. --input 1x32x32 or 3x224x224")
+    c, h, w = (int(p) for p in parts)
+    return c, h, w
+
+
+def human(n: float) -> str:
+    """A count in K/M/G with three significant decimals: 416520 -> 416.5K."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3f}".rstrip("0").rstrip(".") + unit
+    return str(int(n))
+
+
+def _number(header: str) -> Any:
+    """A right-aligned column that never wraps: names may wrap, numbers must stay whole."""
+    from rich.table import Column
+
+    return Column(header, justify="right", no_wrap=True)
+
+
+@models_app.callback(invoke_without_command=True)
+def list_models(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    channels: int = typer.Option(1, "--channels", help="input channels the counts are computed for"),
+    classes: int = typer.Option(10, "--classes", help="output classes the counts are computed for"),
+) -> None:
+    """List every registered model with parameters and multiply-adds at its own input size.
+
+    Counts are for 1 input channel and 10 classes unless --channels/--classes say otherwise
+    (`--channels 3 --classes 1000` gives the ImageNet figures the papers quote).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Column, Table
 
     from striate import models
+    from striate.models.inspect import summarize
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in models.names():
         entry = models.info(name)
-        params = models.count_parameters(models.create(name, num_classes=10, in_channels=1))
-        rows.append({"name": name, "parameters": params, "input_size": entry.input_size, "summary": entry.summary})
+        size = entry.input_size
+        table = summarize(name, (channels, size, size), classes)  # on the meta device: milliseconds even for VGG
+        rows.append({"name": name, "parameters": table.parameters, "macs": table.macs, "input_size": size,
+                     "min_input_size": entry.min_input_size, "summary": entry.summary})
     if as_json:
         print_json(rows)
         return
-    table = Table("model", "parameters", "input", "description")
+    out = Table(Column("model", no_wrap=True), _number("parameters"), _number("multiply-adds"),
+                Column("input", no_wrap=True), _number("min"), "description",
+                caption=f"counts for {channels} input channel(s), {classes} classes, at each model's input size")
     for r in rows:
-        table.add_row(r["name"], f"{r['parameters']:,}", f"{r['input_size']}x{r['input_size']}", r["summary"])
-    console.print(table)
+        out.add_row(r["name"], f"{r['parameters']:,}", human(r["macs"]), f"{r['input_size']}x{r['input_size']}",
+                    str(r["min_input_size"]), r["summary"])
+    console.print(out)
+
+
+@models_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="registered model name or layer-spec file (.yaml/.yml/.json)"),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="CxHxW (default: 1 channel at the "
+                                                                      "model's input size)"),
+    classes: int = typer.Option(10, "--classes", help="output classes"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    diagram_path: Optional[Path] = typer.Option(None, "--diagram", help="also draw the architecture to "
+                                                                          "FILE.svg or FILE.png"),
+) -> None:
+    """Print a model's layer table (output shapes, parameters, multiply-adds) and optionally draw it."""
+    from rich.table import Column, Table
+
+    from striate import models
+    from striate.models.inspect import inspect_model
+    from striate.models.registry import SPEC_SUFFIXES
+
+    entry = models.info(name)
+    shape = parse_input_shape(input_shape) if input_shape else (1, entry.input_size, entry.input_size)
+    is_spec = name.lower().endswith(SPEC_SUFFIXES)
+    if not is_spec and (shape[1] < entry.min_input_size or shape[2] < entry.min_input_size):
+        raise ConfigError(f"{name} needs inputs of at least {entry.min_input_size}x{entry.min_input_size}, "
+                          f"got {shape[1]}x{shape[2]}", f"use --input {shape[0]}x{entry.input_size}x{entry.input_size}")
+    # A spec's linear sizes are inferred for one input size: build it for the size asked about.
+    options = {"input_size": shape[1]} if is_spec else {}
+    model, table = inspect_model(name, shape, classes, **options)  # on the meta device: no memory, no arithmetic
+    written = None
+    if diagram_path is not None:
+        from striate.models.diagram import diagram
+
+        title = (f"{name} — input {'x'.join(map(str, shape))}, {table.parameters:,} parameters, "
+                 f"{human(table.macs)} multiply-adds")
+        written = diagram(model, shape, title).save(diagram_path)
+    if as_json:
+        print_json({"model": name, "num_classes": classes, **table.to_dict(),
+                    "diagram": str(written) if written else None})
+        return
+    out = Table(_number("#"), "layer", "type", Column("output", no_wrap=True), _number("parameters"),
+                _number("multiply-adds"),
+                title=f"{name}: {entry.summary}", title_justify="left")
+    for i, r in enumerate(table, start=1):
+        shape_text = "x".join(map(str, r.output_shape)) if r.output_shape else "-"
+        out.add_row(str(i), r.name, r.type, shape_text, f"{r.parameters:,}" if r.parameters else "",
+                    f"{r.macs:,}" if r.macs else "")
+    out.add_section()
+    out.add_row("", "total", "", "x".join(map(str, table.output_shape or ())), f"{table.parameters:,}",
+                f"{table.macs:,} ({human(table.macs)})")
+    console.print(out)
+    not_run = table.parameters - sum(r.parameters for r in table)
+    if not_run:
+        console.print(f"{not_run:,} parameters sit in layers not run at inference (e.g. auxiliary heads).")
+    console.print(f"input {'x'.join(map(str, shape))}, {classes} classes; multiply-adds count convolutions "
+                  "and linear layers (torchvision's GFLOPS convention).", highlight=False)
+    if written:
+        console.print(f"wrote the diagram to {written}", highlight=False)

@@ -17,7 +17,8 @@ from striate.errors import ModelError
 if TYPE_CHECKING:
     from torch import nn
 
-_INFRA_MODULES = {"registry"}
+# Modules that hold tooling, not architectures: not imported by discovery.
+_INFRA_MODULES = {"registry", "spec", "inspect", "diagram", "export"}
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,33 @@ class ModelInfo:
     input_size: int  # the side, in pixels, of the square input the architecture was designed for
     min_input_size: int  # the smallest side the network accepts
     summary: str
+    small_input_min_size: int | None = None  # the smallest side with the small-input variant (small_input=True)
+
+    def min_size(self, options: dict[str, Any] | None = None) -> int:
+        """The smallest input side for a model built with ``options``."""
+        if options and options.get("small_input") and self.small_input_min_size is not None:
+            return self.small_input_min_size
+        return self.min_input_size
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")  # a model name ending so is a layer-spec file (models/spec.py)
 _discovered = False
 
 
 def register_model(
-    name: str, *, input_size: int, min_input_size: int, summary: str
+    name: str, *, input_size: int, min_input_size: int, summary: str, small_input_min_size: int | None = None
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``builder(num_classes=..., in_channels=..., **options)`` under ``name``."""
+    """Register ``builder(num_classes=..., in_channels=..., **options)`` under ``name``.
+
+    ``small_input_min_size`` declares that the builder accepts ``small_input=True`` (a stem for
+    small images) and the smallest side it then takes.
+    """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ModelError(f"model name {name!r} is registered twice", "give the new model another name")
-        _REGISTRY[name] = ModelInfo(name, builder, input_size, min_input_size, summary)
+        _REGISTRY[name] = ModelInfo(name, builder, input_size, min_input_size, summary, small_input_min_size)
         return builder
 
     return decorate
@@ -68,7 +81,11 @@ def names() -> list[str]:
 
 
 def info(name: str) -> ModelInfo:
-    """The registry entry for ``name``; a ModelError naming close matches when unknown."""
+    """The registry entry for ``name`` (or a layer-spec file path); a ModelError naming close matches when unknown."""
+    if isinstance(name, str) and name.lower().endswith(SPEC_SUFFIXES):
+        from striate.models.spec import spec_info  # imported on use: it needs torch
+
+        return spec_info(name)
     _discover()
     try:
         return _REGISTRY[name]
@@ -79,7 +96,7 @@ def info(name: str) -> ModelInfo:
 
 
 def create(name: str, *, num_classes: int = 10, in_channels: int = 1, **options: Any) -> nn.Module:
-    """Build the registered model ``name`` for ``num_classes`` classes and ``in_channels`` input channels."""
+    """Build model ``name`` (registered, or a layer-spec file) for ``num_classes`` classes, ``in_channels`` channels."""
     entry = info(name)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}", "pass e.g. num_classes=10")

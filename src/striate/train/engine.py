@@ -88,11 +88,12 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     channels = data.image_shape[0]
     num_classes = len(data.classes)
     mean, std = data.pixel_stats()
-    if config.image_size and config.image_size < entry.min_input_size:
+    min_size = entry.min_size(config.model_options)
+    if config.image_size and config.image_size < min_size:
         raise ConfigError(f"image_size={config.image_size} is below {config.model}'s minimum of "
-                          f"{entry.min_input_size} px", f"use --image-size {entry.min_input_size} or more")
+                          f"{min_size} px", f"use --image-size {min_size} or more")
     # Small images are padded once in memory (LeNet's 28 -> 32); resizing, when asked, happens per batch.
-    pad = 0 if config.image_size else entry.min_input_size
+    pad = 0 if config.image_size else min_size
     train_split = type(data.train)(pad_to(data.train.images, pad), data.train.labels)
     test_split = type(data.test)(pad_to(data.test.images, pad), data.test.labels)
     batch_options = {"device": device, "mean": mean, "std": std, "channels_last": config.channels_last,
@@ -116,6 +117,12 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
 
     if run is not None:
         run.set(model=config.model, dataset=data.identity())
+        if config.model.endswith(models.SPEC_SUFFIXES):
+            # A layer-spec model travels with its run, so the run can be rebuilt without the original file.
+            from striate.models.spec import load_spec
+
+            run.summary["model_spec"] = load_spec(Path(config.model))
+            run.log_artifact(Path(config.model), "model_spec" + Path(config.model).suffix, kind="model-spec")
         run.summary.update({"parameters": models.count_parameters(model), "device": str(device),
                             "model_structure_hash": ckpt.structure_hash(model),
                             "input_shape": [channels, *train_split.images.shape[2:]]})

@@ -1,0 +1,40 @@
+"""`striate export` — a model or a trained run as ONNX or TorchScript, verified against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from striate.cli.app import app, console, print_json
+from striate.cli.models_cmd import parse_input_shape
+
+
+@app.command("export")
+def export_command(
+    target: str = typer.Argument(..., help="run id (or prefix), registered model name, or layer-spec file"),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="file to write (default: NAME.onnx / "
+                                                                        "NAME.pt in this folder)"),
+    input_shape: Optional[str] = typer.Option(None, "--input", help="CxHxW (default: the run's input, or 1 "
+                                                                      "channel at the model's input size)"),
+    classes: Optional[int] = typer.Option(None, "--classes", help="output classes for a fresh model (default 10)"),
+    store: Optional[str] = typer.Option(None, "--store", help="store folder holding the run (default "
+                                                                "./striate-runs or $STRIATE_STORE)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Export a run's trained weights (or a model with fresh weights) and check the file against PyTorch."""
+    from striate.export import export
+
+    shape = parse_input_shape(input_shape) if input_shape else None
+    result = export(target, fmt.lower(), output, shape, classes, store)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    batch = "any batch size" if result.dynamic_batch else "batch size 1"
+    console.print(f"exported {result.source} to [bold]{result.path}[/] ({result.format}, input "
+                  f"{'x'.join(map(str, result.input_shape))}, {batch}, {result.num_classes} classes)", highlight=False)
+    checker = "onnxruntime" if result.format == "onnx" else "the reloaded TorchScript module"
+    console.print(f"checked: {checker} vs PyTorch, max abs difference {result.max_abs_diff:.2e} "
+                  f"(limit {result.tolerance:g})", highlight=False)

@@ -1,0 +1,232 @@
+"""Export a model to ONNX or TorchScript, and prove the file computes what PyTorch computes.
+
+The source is a registered model name or layer-spec file (fresh weights) or a run id
+(the run's final ``model.safetensors``). Every export is reloaded and run on a
+random batch of two; the largest absolute difference from PyTorch's logits is
+reported and must stay within ``TOLERANCE``. ONNX uses PyTorch's ``torch.export``
+based exporter (needs ``onnx`` and ``onnxscript``) and is checked with onnxruntime:
+``pip install 'striate[export]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from striate.errors import ModelError, RunNotFoundError, StriateError
+from striate.models.registry import SPEC_SUFFIXES
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-4
+_EXPORT_HINT = "pip install 'striate[export]' (onnx, onnxscript, onnxruntime)"
+
+
+class ExportError(StriateError):
+    """An export failed, or the exported file disagrees with PyTorch."""
+
+
+@dataclass
+class ExportResult:
+    """Where the export went and how closely it matches PyTorch."""
+
+    path: str
+    format: str
+    source: str  # "model lenet5 (fresh weights)" or "run 1a2b3c4d (lenet5)"
+    input_shape: tuple[int, ...]
+    num_classes: int
+    max_abs_diff: float
+    tolerance: float = TOLERANCE
+    dynamic_batch: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        return {**asdict(self), "input_shape": list(self.input_shape)}
+
+
+@dataclass
+class _Source:
+    model: nn.Module
+    description: str
+    stem: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
+           input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None,
+           store: str | None = None) -> ExportResult:
+    """Export model name, spec file or run id ``target`` as ``fmt`` (onnx or torchscript) and verify it."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    source = resolve(target, input_shape, num_classes, store)
+    path = Path(output) if output else Path(source.stem + FORMATS[fmt])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = source.model.eval()
+    # Export with a batch of 2 and check with 3: a batch of 1 could be baked into the graph unnoticed.
+    example = torch.randn(2, *source.input_shape, generator=torch.Generator().manual_seed(0))
+    check = torch.randn(3, *source.input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(check)
+    if fmt == "onnx":
+        diff, dynamic = _onnx(model, example, check, expected, path)
+    else:
+        diff, dynamic = _torchscript(model, example, check, expected, path), True
+    if not diff <= TOLERANCE:  # also catches NaN
+        raise ExportError(f"the exported {fmt} model differs from PyTorch by {diff:.3g} (limit {TOLERANCE:g}); "
+                          f"kept {path} for inspection", "report this model; try the other format meanwhile")
+    return ExportResult(str(path), fmt, source.description, source.input_shape, source.num_classes, diff,
+                        dynamic_batch=dynamic)
+
+
+def resolve(target: str, input_shape: tuple[int, int, int] | None, num_classes: int | None,
+            store: str | None) -> _Source:
+    """The model to export: a registered model or spec with fresh weights, else a run's final weights."""
+    from striate import models
+
+    try:
+        entry = models.info(target)
+    except ModelError as model_error:
+        from striate.tracking.store import default_store_location
+
+        location = Path(store or default_store_location())
+        if not (location / "striate.db").is_file():  # opening a store would create one: do not, for a typo
+            raise ExportError(f"{target!r} is neither a model nor a run id ({model_error.problem}); there is no "
+                              f"store at {location} to look for runs in",
+                              "give a name from `striate models`, a spec file, or --store with the run's store"
+                              ) from None
+        try:
+            return _from_run(target, input_shape, num_classes, str(location))
+        except RunNotFoundError:
+            raise ExportError(f"{target!r} is neither a model nor a run id ({model_error.problem})",
+                              "give a name from `striate models`, a spec file, or a run id from `striate runs` "
+                              "(with --store when the store is elsewhere)") from None
+    shape = input_shape or (1, entry.input_size, entry.input_size)
+    classes = num_classes or 10
+    # A spec's linear sizes are inferred for one input size: build it for the size asked for.
+    options = {"input_size": shape[1]} if target.lower().endswith(SPEC_SUFFIXES) else {}
+    model = models.create(target, num_classes=classes, in_channels=shape[0], **options)
+    return _Source(model, f"model {target} (fresh weights)", Path(target).stem, shape, classes)
+
+
+def _from_run(run_id: str, input_shape: tuple[int, int, int] | None, num_classes: int | None,
+              store_location: str | None) -> _Source:
+    from striate import models
+    from striate.models import spec
+    from striate.tracking.store import open_store
+    from striate.train.checkpoint import load_weights
+
+    store = open_store(store_location)
+    record = store.get_run(run_id)
+    weights = Path(store.artifact_root) / record.id / "model.safetensors"
+    if not weights.is_file():
+        raise ExportError(f"run {record.id[:8]} ({record.status}) has no final weights at {weights}",
+                          "export a run that finished training, or a model name for fresh weights")
+    classes = list(record.dataset.get("classes") or [])
+    if num_classes is not None and classes and num_classes != len(classes):
+        raise ExportError(f"run {record.id[:8]} was trained for {len(classes)} classes, not {num_classes}",
+                          "leave out --classes when exporting a run")
+    n_classes = len(classes) or num_classes or 10
+    config = record.config or {}
+    options = dict(config.get("model_options") or {})
+    name = record.model or config.get("model")
+    if not name:
+        raise ExportError(f"run {record.id[:8]} does not say which model it trained", "export a model name instead")
+    stored_spec = _stored_spec(record, Path(store.artifact_root) / record.id)
+    image_shape = list(record.dataset.get("image_shape") or [1, 28, 28])
+    if input_shape is None:
+        side = config.get("image_size") or (record.summary.get("input_shape") or [0, 0, 0])[1]
+        if not side:
+            minimum = models.info(name).min_input_size if not stored_spec else spec.min_input_size(stored_spec)
+            side = max(image_shape[1], minimum)
+        input_shape = (int(image_shape[0]), int(side), int(side))
+    # Built exactly as the engine built it (no input_size), so the weights fit.
+    if stored_spec:  # the spec saved with the run: the file may have changed or moved since
+        model: nn.Module = spec.build_model(stored_spec, num_classes=n_classes, in_channels=input_shape[0], **options)
+    else:
+        model = models.create(name, num_classes=n_classes, in_channels=input_shape[0], **options)
+    try:
+        load_weights(model, weights)
+    except RuntimeError as exc:
+        raise ExportError(f"run {record.id[:8]}'s weights do not fit {name}: {str(exc).splitlines()[0]}",
+                          "the model's code or spec changed since the run; check out the run's commit") from None
+    return _Source(model, f"run {record.id[:8]} ({name})", f"{Path(name).stem}-{record.id[:8]}", input_shape,
+                   n_classes)
+
+
+def _stored_spec(record: Any, artifact_dir: Path) -> dict[str, Any] | None:
+    """The layer spec a run trained, if the run kept one (config, summary, or a "model-spec" artifact)."""
+    from striate.models.spec import load_spec
+
+    for holder in (record.config or {}, record.summary or {}):
+        if isinstance(holder.get("model_spec"), dict):
+            return holder["model_spec"]
+    for artifact in record.artifacts or []:
+        if artifact.get("kind") == "model-spec":
+            return load_spec(artifact_dir / artifact["path"])
+    return None
+
+
+def _onnx(model: nn.Module, example: torch.Tensor, check: torch.Tensor, expected: torch.Tensor,
+          path: Path) -> tuple[float, bool]:
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401 - the torch.export-based exporter needs it
+    except ImportError:
+        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime", _EXPORT_HINT) from None
+    dynamic = True
+    with _quiet():
+        try:
+            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
+                              output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+        except Exception:  # noqa: BLE001 - some models specialize on the batch size; a fixed batch still works
+            dynamic = False
+            try:
+                torch.onnx.export(model, (example[:1],), str(path), dynamo=True, input_names=["input"],
+                                  output_names=["logits"])
+            except Exception as exc:  # noqa: BLE001 - exporter errors come in many types
+                raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                                  "try --format torchscript") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    batch = check if dynamic else check[:1]
+    got = session.run(None, {name: batch.numpy()})[0]
+    return float((torch.from_numpy(got) - expected[: batch.shape[0]]).abs().max()), dynamic
+
+
+def _torchscript(model: nn.Module, example: torch.Tensor, check: torch.Tensor, expected: torch.Tensor,
+                 path: Path) -> float:
+    with _quiet():  # torch.jit is deprecated upstream but still the format C++ and mobile runtimes load
+        try:
+            traced = torch.jit.trace(model, example)
+        except Exception as exc:  # noqa: BLE001
+            raise ExportError(f"TorchScript tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                              "try --format onnx") from None
+        torch.jit.save(traced, str(path))
+        reloaded = torch.jit.load(str(path))
+        with torch.no_grad():
+            got = reloaded(check)
+    return float((got - expected).abs().max())
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' progress prints, warnings and log lines; errors still raise."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -1,0 +1,125 @@
+"""Export to ONNX (checked with onnxruntime) and TorchScript, from model names, spec files and trained runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from striate import export as export_module
+from striate import models
+from striate.export import ExportError, export
+from striate.models.spec import build_model
+from striate.train.checkpoint import load_weights
+from tests.conftest import run_cli
+
+onnxruntime = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+# Every spec building block: inception, residual with projection, LRN, BatchNorm, ceil-mode and adaptive pools.
+BLOCKS = {"name": "blocks", "input_size": 20, "layers": [
+    {"conv": {"out": 8, "kernel": 3, "padding": 1}}, {"lrn": 3}, "relu",
+    {"maxpool": {"kernel": 3, "stride": 2, "ceil_mode": True}},
+    {"inception": [[{"conv": {"out": 4, "kernel": 1}}],
+                   [{"conv": {"out": 4, "kernel": 1}}, {"conv": {"out": 6, "kernel": 3, "padding": 1}}],
+                   [{"avgpool": {"kernel": 3, "stride": 1, "padding": 1}}, {"conv": {"out": 2, "kernel": 1}}]]},
+    {"residual": {"body": [{"conv": {"out": 16, "kernel": 3, "stride": 2, "padding": 1}}, "batchnorm", "gelu"],
+                  "projection": "auto"}},
+    {"pool": {"kind": "avg", "output": 1}}, {"dropout": 0.3}, {"linear": "classes"}]}
+
+
+def onnx_logits(path: str, x: torch.Tensor) -> np.ndarray:
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def test_onnx_round_trip_of_a_registered_model(tmp_path):
+    result = export("lenet5", "onnx", tmp_path / "lenet5.onnx")
+    assert result.max_abs_diff <= 1e-4 and result.dynamic_batch and result.input_shape == (1, 32, 32)
+    x = torch.randn(5, 1, 32, 32)
+    got = onnx_logits(result.path, x)
+    assert got.shape == (5, 10)  # the batch dimension stays dynamic
+
+
+def test_onnx_round_trip_of_a_spec_with_every_block(tmp_path):
+    spec = tmp_path / "blocks.yaml"
+    spec.write_text(yaml.safe_dump(BLOCKS))
+    result = export(str(spec), "onnx", tmp_path / "blocks.onnx", input_shape=(3, 20, 20), num_classes=4)
+    assert result.max_abs_diff <= 1e-4 and result.num_classes == 4
+    assert onnx_logits(result.path, torch.randn(2, 3, 20, 20)).shape == (2, 4)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_torchscript_round_trip(tmp_path):
+    result = export("lenet5", "torchscript", tmp_path / "lenet5.pt", num_classes=3)
+    assert result.max_abs_diff <= 1e-4
+    reloaded = torch.jit.load(result.path)
+    assert reloaded(torch.randn(4, 1, 32, 32)).shape == (4, 3)
+
+
+def test_default_output_name_is_the_model_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert export("lenet5", "torchscript").path == "lenet5.pt"
+    assert (tmp_path / "lenet5.pt").is_file()
+
+
+def test_a_mismatch_beyond_the_tolerance_fails_loudly(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)  # any difference, even 0, now exceeds it
+    with pytest.raises(ExportError, match=r"differs from PyTorch by .* \(limit -1\)"):
+        export("lenet5", "onnx", tmp_path / "x.onnx")
+
+
+def test_missing_onnx_packages_give_an_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
+    with pytest.raises(ExportError, match=r"pip install 'striate\[export\]'"):
+        export("lenet5", "onnx", tmp_path / "x.onnx")
+
+
+def test_bad_targets_and_formats(tmp_path):
+    with pytest.raises(ExportError, match=r"unknown export format 'tflite' — fix: use one of: onnx, torchscript"):
+        export("lenet5", "tflite")
+    store = tmp_path / "nowhere"
+    with pytest.raises(ExportError, match=r"'lenet' is neither a model nor a run id .*no store at"):
+        export("lenet", store=str(store))
+    assert not store.exists()  # a typo does not create a store
+
+
+def test_export_a_trained_run_with_its_weights(synthetic_data, tmp_path):
+    """Train a spec model through the real CLI, then export the run: the ONNX file holds the trained weights."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({"input_size": 28, "layers": [
+        {"conv": {"out": 4, "kernel": 3}}, "relu", {"pool": {"kind": "max", "kernel": 2}}, {"linear": "classes"}]}))
+    store = tmp_path / "store"
+    trained = run_cli("train", str(spec), "--data", str(synthetic_data), "--epochs", "1", "--batch-size", "64",
+                      "--store", str(store), "--no-progress", "--json")
+    assert trained.returncode == 0, trained.stderr
+    run_id = json.loads(trained.stdout)["id"]
+
+    out = tmp_path / "run.onnx"
+    done = run_cli("export", run_id[:8], "--store", str(store), "-o", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["source"] == f"run {run_id[:8]} ({spec})" and result["input_shape"] == [1, 28, 28]
+    assert result["num_classes"] == 10 and result["max_abs_diff"] <= 1e-4
+
+    model = models.create(str(spec), num_classes=10, in_channels=1).eval()
+    load_weights(model, store / "artifacts" / run_id / "model.safetensors")
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(onnx_logits(str(out), x) - expected).max() <= 1e-4
+    fresh = build_model(yaml.safe_load(spec.read_text()), num_classes=10).eval()
+    with torch.no_grad():
+        assert np.abs(fresh(x).numpy() - expected).max() > 1e-3  # the export did not use fresh weights
+
+    with pytest.raises(ExportError, match=r"was trained for 10 classes, not 3"):
+        export(run_id, store=str(store), num_classes=3)
+    missing = Path(store / "artifacts" / run_id / "model.safetensors")
+    missing.unlink()
+    with pytest.raises(ExportError, match=r"has no final weights"):
+        export(run_id, store=str(store))
