@@ -13,7 +13,10 @@ on CPU, with SGD lr 0.05, momentum 0.9, Nesterov, weight decay 5e-4.
   ``train_samples_per_s`` counts training steps only (set-up and evaluation excluded).
 
 One process, interleaved: each repetition runs one epoch of each variant, in rotated order,
-after a short untimed warm-up, so machine noise hits all of them. Prints one JSON object.
+after a short untimed warm-up, so machine noise hits all of them. Also reports, per measurement,
+the CPU seconds other programs used meanwhile (0 on a quiet machine).
+Repetitions where that stayed under 1 s for every measurement count as quiet; medians over
+them are reported too. Prints one JSON object.
 
 Command: cd /work/main && .venv/bin/python benchmarks/train_throughput.py [--reps 5]
 """
@@ -25,7 +28,9 @@ import dataclasses
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -42,6 +47,7 @@ from striate.train.engine import train
 from striate.train.optim import build_optimizer
 
 BATCH, LR, MOMENTUM, WEIGHT_DECAY = 128, 0.05, 0.9, 5e-4
+QUIET_CPU_S = 1.0
 
 
 class FashionMNIST(Dataset):
@@ -85,6 +91,29 @@ def striate_epoch(ds) -> float:
     return train(config, run=None, dataset=ds, progress=False).train_samples_per_s
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """Busy CPU seconds so far: (whole machine, this process with its reaped children)."""
+    with open("/proc/stat") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
+    machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    own = sum(sum(resource.getrusage(who)[:2]) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return machine, own
+
+
+def other_cpu_since(start: tuple[float, float]) -> float:
+    """CPU seconds other programs (and the hypervisor) took since ``start``: noise on a shared machine."""
+    machine, own = cpu_seconds()
+    return round(machine - start[0] - (own - start[1]), 1)
+
+
+def git_state() -> dict[str, object]:
+    """The commit measured and the files that differ from it (the tree may be mid-edit)."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=os.path.dirname(__file__) or ".")
+        return done.stdout.strip()
+    return {"head": git("rev-parse", "--short", "HEAD"), "modified": git("status", "--porcelain").splitlines()}
+
+
 def cpu_model() -> str:
     with open("/proc/cpuinfo") as fh:
         for line in fh:
@@ -115,15 +144,22 @@ def main() -> None:
     striate_epoch(small)
 
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    other_cpu: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
     for rep in range(args.reps):
         for name in order[rep % len(order):] + order[:rep % len(order)]:  # rotate the order each repetition
+            start = cpu_seconds()
             rates[name].append(round(variants[name](), 1))
+            other_cpu[name].append(other_cpu_since(start))
+
+    # A repetition is "quiet" when other programs took under QUIET_CPU_S CPU seconds in each of its measurements.
+    quiet = [i for i in range(args.reps) if all(other_cpu[name][i] < QUIET_CPU_S for name in variants)]
 
     def ratios(base: str) -> dict[str, object]:
         per_rep = [round(s / b, 3) for s, b in zip(rates["striate"], rates[base])]
         return {"per_repetition": per_rep, "median": statistics.median(per_rep),
-                "ratio_of_medians": round(statistics.median(rates["striate"]) / statistics.median(rates[base]), 3)}
+                "ratio_of_medians": round(statistics.median(rates["striate"]) / statistics.median(rates[base]), 3),
+                "median_quiet_repetitions": statistics.median([per_rep[i] for i in quiet]) if quiet else None}
 
     print(json.dumps({
         "benchmark": "train_throughput",
@@ -133,11 +169,14 @@ def main() -> None:
         "repetitions": args.reps,
         "samples_per_s": rates,
         "median_samples_per_s": {name: statistics.median(v) for name, v in rates.items()},
+        "other_programs_cpu_seconds": other_cpu,
+        "quiet_repetitions": quiet,
         "striate_over_baseline_workers0": ratios("baseline_workers0"),
         "striate_over_baseline_workers2": ratios("baseline_workers2"),
         "striate_defaults": {"channels_last": TrainConfig().channels_last, "precision": TrainConfig().precision,
                              "sgd_fused": build_optimizer(models.create("lenet5"), TrainConfig()).defaults.get("fused"),
                              "weight_decay_on_biases": False},
+        "git": git_state(),
         "torch": torch.__version__,
         "striate": getattr(striate, "__version__", "unknown"),
         "python": platform.python_version(),

@@ -57,3 +57,14 @@ def test_unknown_model_suggests_close_names():
 def test_invalid_arguments_are_rejected(kwargs):
     with pytest.raises(ModelError):
         models.create("lenet5", **kwargs)
+
+
+def test_lenet5_pool_then_relu_equals_relu_then_pool():
+    model = models.create("lenet5").eval()
+    x = torch.randn(8, 1, 32, 32)
+    conv1, conv3 = model.features[0], model.features[3]
+    reference = torch.relu(conv1(x))
+    reference = torch.nn.functional.max_pool2d(reference, 2)
+    reference = torch.nn.functional.max_pool2d(torch.relu(conv3(reference)), 2)
+    with torch.no_grad():
+        assert torch.allclose(model.features[:6](x), reference, atol=1e-6)

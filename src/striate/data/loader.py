@@ -42,6 +42,7 @@ class ImageDataset:
     classes: tuple[str, ...]
     source: str
     file_sha256: dict[str, str] = field(default_factory=dict)
+    _stats: tuple[tuple[int, tuple[int, ...]], tuple[float, float]] | None = field(default=None, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -59,12 +60,16 @@ class ImageDataset:
 
     def pixel_stats(self) -> tuple[float, float]:
         """Mean and standard deviation of the training pixels, scaled to [0, 1] (exact, from a histogram)."""
+        key = (id(self.train.images), tuple(self.train.images.shape))
+        if self._stats is not None and self._stats[0] == key:
+            return self._stats[1]
         counts = np.bincount(self.train.images.numpy().ravel(), minlength=256).astype(np.float64)
         values = np.arange(256, dtype=np.float64) / 255.0
         total = counts.sum()
         mean = float((counts * values).sum() / total)
         var = float((counts * (values - mean) ** 2).sum() / total)
-        return mean, max(var, 1e-12) ** 0.5
+        self._stats = (key, (mean, max(var, 1e-12) ** 0.5))
+        return self._stats[1]
 
     def identity(self) -> dict[str, object]:
         """What a run records about its data."""

@@ -75,8 +75,17 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     shows a live bar; ``echo`` (default: same as ``progress``) prints one line per epoch.
     """
     # --- set-up -----------------------------------------------------------------------------------
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _train(config, run, dataset, progress, echo, on_epoch)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, progress: bool,
+           echo: bool | None, on_epoch: Callable[[int, EvalResult], None] | None) -> TrainResult:
     device = resolve_device(config)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
