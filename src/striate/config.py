@@ -58,6 +58,9 @@ class TrainConfig:
     log_every: int = _setting(50, "steps between logged training metrics")
     checkpoint: bool = _setting(True, "save a checkpoint after each epoch and at the end")
     keep_checkpoints: int = _setting(0, "epoch checkpoints to keep (0: all)")
+    checkpoint_every: int = _setting(0, "also checkpoint every this many steps within an epoch (0: epochs only)")
+    deterministic: str = _setting("auto", "deterministic kernels: auto (on for CPU, off for CUDA), on, off",
+                                  choices=("auto", "on", "off"))
     project: str = _setting("default", "project the run belongs to")
     name: str = _setting("", "run name (empty: generated)")
     tags: list = _setting([], "run tags")
@@ -115,6 +118,7 @@ class TrainConfig:
             (self.log_every >= 1, "log_every", "must be at least 1"),
             (self.keep_checkpoints >= 0, "keep_checkpoints", "must be >= 0"),
             (self.image_size >= 0, "image_size", "must be >= 0"),
+            (self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0"),
             (not (self.nesterov and self.optimizer == "sgd" and self.momentum == 0), "nesterov",
              "needs momentum > 0"),
         ]

@@ -43,7 +43,8 @@ def test_training_learns_and_records_everything(synthetic_data, tmp_path):
     final = Path(store.artifact_root) / run.id / "model.safetensors"
     assert ckpt.weights_hash(load_file(str(final))) == result.weights_hash == record.summary["weights_hash"]
     state = ckpt.load_training_state(Path(store.artifact_root) / run.id / "checkpoints" / "epoch-003.state.pt")
-    assert state["epoch"] == 3 and state["global_step"] == 30 and "optimizer" in state
+    assert state["position"]["epoch"] == 4 and state["position"]["batches_done"] == 0  # resumes at epoch 4
+    assert state["position"]["global_step"] == 30 and "optimizer" in state and "rng" in state
 
 
 def test_seeded_runs_are_bit_identical(synthetic_data):

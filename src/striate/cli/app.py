@@ -34,6 +34,8 @@ def main() -> None:
         export_cmd,
         integrations_cmd,
         models_cmd,
+        portable_cmd,
+        reproduce_cmd,
         runs_cmd,
         train_cmd,
     )

@@ -45,6 +45,9 @@ def train_command(
                                         help="store folder (default ./striate-runs or $STRIATE_STORE)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON"),
+    reproduction_of: Optional[str] = typer.Option(None, "--reproduction-of",
+                                                  help="record this run as a reproduction of RUN (set by "
+                                                       "`striate reproduce`)"),
     **flags: Any,
 ) -> None:
     """Train a CNN and record the run: `striate train lenet5 --data fashion-mnist --epochs 5`."""
@@ -60,7 +63,8 @@ def train_command(
     location = store or default_store_location()
     if not as_json:
         print_config(config)
-    result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json)
+    result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json,
+                                  reproduction_of=reproduction_of)
     opened = open_store(location)
     record = opened.get_run(run_id)
     if as_json:
@@ -78,7 +82,7 @@ app.command("train")(train_command)
 
 
 def run_training(config: TrainConfig, store_location: str, progress: bool = True,
-                 echo: bool = True) -> tuple[Any, str]:
+                 echo: bool = True, reproduction_of: str | None = None) -> tuple[Any, str]:
     """Validate inputs, create the run, train, and finish the run with the right status."""
     from striate import models
     from striate.data.loader import load_dataset
@@ -93,7 +97,7 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     resolve_device(config)
     dataset = load_dataset(config.data)
     run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
-               store=store, model=config.model, capture_console=True)
+               store=store, model=config.model, capture_console=True, reproduction_of=reproduction_of)
     try:
         run.set(environment=environment())
         result = train(config, run=run, dataset=dataset, progress=progress, echo=echo)

@@ -170,23 +170,28 @@ class DeviceBatches:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of ``epoch`` as (float images, labels)."""
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch`` as (float images, labels), from batch ``start_batch`` on (for resuming)."""
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.seed * 1_000_003 + epoch)
         n = len(self.labels)
         order = torch.randperm(n, generator=gen, device=self.device) if self.shuffle else None
-        for i in range(len(self)):
+        augment = bool(self.crop_padding or self.flip)
+        for i in range(start_batch, len(self)):
             if order is None:
                 x = self.images[i * self.batch_size:(i + 1) * self.batch_size]
                 y = self.labels[i * self.batch_size:(i + 1) * self.batch_size]
             else:
                 idx = order[i * self.batch_size:(i + 1) * self.batch_size]
                 x, y = self.images[idx], self.labels[idx]
-            if self.crop_padding:
-                x = random_crop(x, self.crop_padding, gen)
-            if self.flip:
-                x = random_flip(x, gen)
+            if augment:
+                # Each batch draws from its own stream, so batch i is the same whether or not 0..i-1 ran.
+                batch_gen = torch.Generator(device=self.device)
+                batch_gen.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + i) % (2**63 - 1))
+                if self.crop_padding:
+                    x = random_crop(x, self.crop_padding, batch_gen)
+                if self.flip:
+                    x = random_flip(x, batch_gen)
             x = x.float().mul_(self.scale).add_(self.shift)
             if self.resize_to and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
                 x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)

@@ -87,6 +87,10 @@ class Run:
         self.store.add_artifact(self.id, rel, kind, target.stat().st_size, digest.hexdigest())
         return digest.hexdigest()
 
+    def save_summary(self) -> None:
+        """Write the summary as it stands now (it is otherwise written at finish)."""
+        self.store.update_run(self.id, summary=_jsonable(self.summary))
+
     def set(self, **fields: Any) -> None:
         """Store top-level fields now (environment, dataset, model, notes)."""
         self.store.update_run(self.id, **fields)
@@ -216,7 +220,7 @@ def _jsonable(value: Any) -> Any:
 def init(project: str = "default", name: str | None = None, config: Mapping[str, Any] | None = None,
          tags: list[str] | None = None, store: str | os.PathLike[str] | Store | None = None,
          model: str | None = None, notes: str = "", capture_console: bool = False,
-         system_metrics: bool = True) -> Run:
+         system_metrics: bool = True, reproduction_of: str | None = None) -> Run:
     """Start a run in ``store`` (default ``./striate-runs`` or ``$STRIATE_STORE``) and make it the active run."""
     global _active_run
     opened = store if isinstance(store, Store) else open_store(store)
@@ -225,13 +229,31 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     record = RunRecord(id=run_id, name=name or _default_name(run_id), project=project, status="running",
                        created_at=now, ended_at=None, heartbeat_at=now, model=model,
                        config=_jsonable(dict(config or {})), tags=list(tags or []), notes=notes,
-                       host=socket.gethostname(), pid=os.getpid(), pid_started_at=_process_start_time())
+                       host=socket.gethostname(), pid=os.getpid(), pid_started_at=_process_start_time(),
+                       reproduction_of=reproduction_of)
     try:
         opened.create_run(record)
     except Exception as exc:
         raise StoreError(f"cannot record a new run in the store: {exc}",
                          "check that the store is writable, or choose another with --store") from None
     run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics)
+    _active_run = run
+    return run
+
+
+def reattach(store: Store, run_id: str, after_step: int, capture_console: bool = False) -> Run:
+    """Continue recording an existing run (``striate resume``): points after ``after_step`` are dropped
+    so the continued series has no duplicates, and the run is `running` again under this process."""
+    record = store.get_run(run_id)
+    store.truncate_metrics(record.id, after_step)
+    now = time.time()
+    store.update_run(record.id, status="running", ended_at=None, heartbeat_at=now, error=None,
+                     host=socket.gethostname(), pid=os.getpid(), pid_started_at=_process_start_time())
+    record.status = "running"
+    run = Run(store, record, capture_console=capture_console)
+    run.summary.update(record.summary)
+    run._step = after_step
+    global _active_run
     _active_run = run
     return run
 

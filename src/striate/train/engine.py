@@ -23,7 +23,13 @@ from striate.data.loader import DeviceBatches, ImageDataset, load_dataset, pad_t
 from striate.errors import ConfigError
 from striate.tracking.run import Run
 from striate.train import checkpoint as ckpt
-from striate.train.determinism import rng_state, seed_everything
+from striate.train.determinism import (
+    deterministic_mode,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+    wants_determinism,
+)
 from striate.train.metrics import EvalResult, evaluate
 from striate.train.optim import build_optimizer, build_schedule
 from striate.train.pretrained import load_pretrained
@@ -42,6 +48,7 @@ class TrainResult:
     train_samples_per_s: float = 0.0  # training steps only, evaluation excluded
     train_seconds: float = 0.0  # time spent in training steps
     wall_seconds: float = 0.0  # the whole loop, evaluation and checkpoints included
+    samples_trained: int = 0
     weights_hash: str | None = None
     per_class_acc1: list[float] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
@@ -67,7 +74,7 @@ def autocast_for(config: TrainConfig, device: torch.device) -> Callable[[], Cont
 
 def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset | None = None,
           progress: bool = True, echo: bool | None = None,
-          on_epoch: Callable[[int, EvalResult], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[int, EvalResult], None] | None = None, resume: ResumePoint | None = None) -> TrainResult:
     """Train ``config.model`` on ``config.data``; record everything in ``run`` when given.
 
     The caller owns ``run``: this function logs metrics, artifacts and the summary but
@@ -79,13 +86,16 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config, run, dataset, progress, echo, on_epoch)
+        device = resolve_device(config)
+        with deterministic_mode(wants_determinism(config.deterministic, device), device):
+            return _train(config, run, dataset, progress, echo, on_epoch, resume)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, progress: bool,
-           echo: bool | None, on_epoch: Callable[[int, EvalResult], None] | None) -> TrainResult:
+           echo: bool | None, on_epoch: Callable[[int, EvalResult], None] | None,
+           resume: ResumePoint | None) -> TrainResult:
     device = resolve_device(config)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
@@ -137,21 +147,23 @@ def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, p
                             "input_shape": [channels, *train_split.images.shape[2:]]})
 
     # --- the loop ---------------------------------------------------------------------------------
-    result = TrainResult(status="finished", epochs_completed=0, run_id=run.id if run else None)
+    pos = _Position.fresh(device)
+    if resume is not None:
+        pos = _restore(resume, model, optimizer, schedule, device)
+    result = TrainResult(status="finished", epochs_completed=pos.epoch - 1, run_id=run.id if run else None,
+                         best_test_acc1=pos.best_test_acc1)
     bar = _Progress(enabled=progress, echo=progress if echo is None else echo,
                     total=config.epochs * steps_per_epoch)
-    global_step = 0
     started = time.perf_counter()
+    saver = _Checkpointer(run, model, optimizer, schedule, config) if run and config.checkpoint else None
     try:
         with bar:
-            for epoch in range(1, config.epochs + 1):
+            while pos.epoch <= config.epochs:
+                epoch = pos.epoch
                 model.train()
-                loss_sum = torch.zeros((), device=device)
-                correct = torch.zeros((), device=device, dtype=torch.int64)
-                seen = seen_since_log = 0
-                loss_at_log, correct_at_log = 0.0, 0
                 epoch_start = time.perf_counter()
-                for batch_index, (x, y) in enumerate(train_batches.epoch(epoch), start=1):
+                seen_at_start = pos.seen
+                for x, y in train_batches.epoch(epoch, start_batch=pos.batches_done):
                     with autocast():
                         if forward_with_aux is not None:
                             logits, aux_logits = forward_with_aux(x)
@@ -163,52 +175,58 @@ def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, p
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    global_step += 1
+                    pos.global_step += 1
+                    pos.batches_done += 1
                     batch = y.shape[0]
-                    seen += batch
-                    seen_since_log += batch
-                    loss_sum += loss.detach() * batch
-                    correct += (logits.detach().argmax(1) == y).sum()
-                    if global_step % config.log_every == 0 or batch_index == steps_per_epoch:
-                        total_loss, total_correct = float(loss_sum), int(correct)  # one device sync per log
-                        window_loss = (total_loss - loss_at_log) / seen_since_log
-                        window_acc = (total_correct - correct_at_log) / seen_since_log
-                        loss_at_log, correct_at_log, seen_since_log = total_loss, total_correct, 0
-                        rate = seen / (time.perf_counter() - epoch_start)
+                    pos.seen += batch
+                    pos.seen_since_log += batch
+                    pos.loss_sum += loss.detach() * batch
+                    pos.correct += (logits.detach().argmax(1) == y).sum()
+                    if pos.global_step % config.log_every == 0 or pos.batches_done == steps_per_epoch:
+                        total_loss, total_correct = float(pos.loss_sum), int(pos.correct)  # one sync per log
+                        window_loss = (total_loss - pos.loss_at_log) / pos.seen_since_log
+                        window_acc = (total_correct - pos.correct_at_log) / pos.seen_since_log
+                        pos.loss_at_log, pos.correct_at_log, pos.seen_since_log = total_loss, total_correct, 0
+                        rate = (pos.seen - seen_at_start) / (time.perf_counter() - epoch_start)
                         if run is not None:
                             run.log({"train/loss": window_loss, "train/acc1": window_acc,
-                                     "lr": optimizer.param_groups[0]["lr"]}, step=global_step)
-                        bar.update(global_step, epoch, window_loss, window_acc, rate)
+                                     "lr": optimizer.param_groups[0]["lr"]}, step=pos.global_step)
+                        bar.update(pos.global_step, epoch, window_loss, window_acc, rate)
                     schedule.step()  # after logging, so "lr" is the rate this step used
+                    every = config.checkpoint_every
+                    if saver and every and pos.global_step % every == 0 and pos.batches_done < steps_per_epoch:
+                        saver.save(pos, f"step-{pos.global_step:08d}", kind="step")
                 epoch_seconds = time.perf_counter() - epoch_start
-                bar.update(global_step, epoch, None, None, seen / epoch_seconds)
+                rate = (pos.seen - seen_at_start) / epoch_seconds if epoch_seconds else 0.0
+                bar.update(pos.global_step, epoch, None, None, rate)
                 result.train_seconds += epoch_seconds
-                rate = seen / epoch_seconds
+                result.samples_trained += pos.seen - seen_at_start
 
                 # --- evaluation -----------------------------------------------------------------------
                 ev = evaluate(model, test_batches.epoch(0), num_classes, autocast)
                 result.epochs_completed = epoch
                 result.test_acc1, result.test_acc5, result.test_loss = ev.top1, ev.top5, ev.loss
-                result.best_test_acc1 = max(result.best_test_acc1 or 0.0, ev.top1)
+                result.best_test_acc1 = pos.best_test_acc1 = max(pos.best_test_acc1 or 0.0, ev.top1)
                 result.confusion = ev.confusion.tolist()
                 result.per_class_acc1 = ev.per_class_accuracy()
+                epoch_loss, epoch_acc = float(pos.loss_sum) / pos.seen, int(pos.correct) / pos.seen
                 if run is not None:
-                    run.log({"train/epoch_loss": float(loss_sum) / seen, "train/epoch_acc1": int(correct) / seen,
+                    run.log({"train/epoch_loss": epoch_loss, "train/epoch_acc1": epoch_acc,
                              "test/loss": ev.loss, "test/acc1": ev.top1, "test/acc5": ev.top5, "epoch": epoch,
-                             "train/samples_per_s": rate}, step=global_step)
+                             "train/samples_per_s": rate}, step=pos.global_step)
                     run.summary.update({"epochs_completed": epoch, "test_acc1": ev.top1, "test_acc5": ev.top5,
                                         "test_loss": ev.loss, "best_test_acc1": result.best_test_acc1})
-                    # --- checkpoint -------------------------------------------------------------------
-                    if config.checkpoint:
-                        _save_checkpoint(run, model, optimizer, schedule, epoch, global_step, config)
-                bar.epoch_done(epoch, config.epochs, float(loss_sum) / seen, int(correct) / seen, ev, rate)
+                pos.next_epoch(device)
+                # --- checkpoint -------------------------------------------------------------------------
+                if saver is not None:
+                    saver.save(pos, f"epoch-{epoch:03d}", kind="epoch")
+                bar.epoch_done(epoch, config.epochs, epoch_loss, epoch_acc, ev, rate)
                 if on_epoch is not None:
                     on_epoch(epoch, ev)
     except KeyboardInterrupt:
         result.status = "stopped"
     result.wall_seconds = time.perf_counter() - started
-    samples = result.epochs_completed * len(train_split)
-    result.train_samples_per_s = samples / result.train_seconds if result.train_seconds else 0.0
+    result.train_samples_per_s = result.samples_trained / result.train_seconds if result.train_seconds else 0.0
 
     # --- summary ----------------------------------------------------------------------------------
     if run is not None:
@@ -218,24 +236,100 @@ def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, p
     return result
 
 
-def _save_checkpoint(run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     schedule: Any, epoch: int, global_step: int, config: TrainConfig) -> None:
-    folder = run.artifact_dir / "checkpoints"
-    weights = folder / f"epoch-{epoch:03d}.safetensors"
-    state = folder / f"epoch-{epoch:03d}.state.pt"
-    digest = ckpt.save_weights(model, weights)
-    ckpt.save_training_state(state, {"epoch": epoch, "global_step": global_step,
-                                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                                     "rng": rng_state(), "config": json.dumps(config.to_dict())})
-    run.log_artifact(weights, f"checkpoints/{weights.name}", kind="checkpoint")
-    run.log_artifact(state, f"checkpoints/{state.name}", kind="training-state")
-    run.summary.setdefault("checkpoints", {})[f"checkpoints/{weights.name}"] = digest
-    if config.keep_checkpoints and epoch > config.keep_checkpoints:
-        old = epoch - config.keep_checkpoints
-        for name in (f"epoch-{old:03d}.safetensors", f"epoch-{old:03d}.state.pt"):
-            (folder / name).unlink(missing_ok=True)
-            run.store.remove_artifact(run.id, f"checkpoints/{name}")
-        run.summary["checkpoints"].pop(f"checkpoints/epoch-{old:03d}.safetensors", None)
+@dataclass
+class _Position:
+    """Where training stands: everything besides model/optimizer/schedule that a resume needs."""
+
+    epoch: int
+    batches_done: int  # in the current epoch
+    global_step: int
+    loss_sum: torch.Tensor  # running sums of the current epoch, kept on the device
+    correct: torch.Tensor
+    seen: int
+    seen_since_log: int
+    loss_at_log: float
+    correct_at_log: int
+    best_test_acc1: float | None
+
+    @classmethod
+    def fresh(cls, device: torch.device) -> _Position:
+        return cls(1, 0, 0, torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.int64),
+                   0, 0, 0.0, 0, None)
+
+    def next_epoch(self, device: torch.device) -> None:
+        fresh = _Position.fresh(device)
+        self.epoch += 1
+        self.batches_done = 0
+        self.loss_sum, self.correct = fresh.loss_sum, fresh.correct
+        self.seen = self.seen_since_log = self.correct_at_log = 0
+        self.loss_at_log = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batches_done": self.batches_done, "global_step": self.global_step,
+                "loss_sum": self.loss_sum.detach().cpu(), "correct": self.correct.detach().cpu(), "seen": self.seen,
+                "seen_since_log": self.seen_since_log, "loss_at_log": self.loss_at_log,
+                "correct_at_log": self.correct_at_log, "best_test_acc1": self.best_test_acc1}
+
+
+@dataclass
+class ResumePoint:
+    """A checkpoint to continue from: its weights file and its training state."""
+
+    weights: Path
+    state: dict[str, Any]
+
+
+def _restore(resume: ResumePoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
+             device: torch.device) -> _Position:
+    ckpt.load_weights(model, resume.weights)
+    state = resume.state
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    p = state["position"]
+    pos = _Position(p["epoch"], p["batches_done"], p["global_step"], p["loss_sum"].to(device),
+                    p["correct"].to(device), p["seen"], p["seen_since_log"], p["loss_at_log"], p["correct_at_log"],
+                    p["best_test_acc1"])
+    restore_rng_state(state["rng"])  # last: building the model above consumed random numbers
+    return pos
+
+
+class _Checkpointer:
+    """Saves weights (safetensors) + training state; keeps the newest step checkpoint and the epoch ones."""
+
+    def __init__(self, run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
+                 config: TrainConfig) -> None:
+        self.run, self.model, self.optimizer, self.schedule, self.config = run, model, optimizer, schedule, config
+        self.folder = run.artifact_dir / "checkpoints"
+        self.last_step_name: str | None = None
+
+    def save(self, pos: _Position, name: str, kind: str) -> None:
+        run = self.run
+        weights, state = self.folder / f"{name}.safetensors", self.folder / f"{name}.state.pt"
+        digest = ckpt.save_weights(self.model, weights)
+        ckpt.save_training_state(state, {"position": pos.state(), "optimizer": self.optimizer.state_dict(),
+                                         "schedule": self.schedule.state_dict(), "rng": rng_state(),
+                                         "config": json.dumps(self.config.to_dict())})
+        run.log_artifact(weights, f"checkpoints/{weights.name}", kind="checkpoint")
+        run.log_artifact(state, f"checkpoints/{state.name}", kind="training-state")
+        checkpoints = run.summary.setdefault("checkpoints", {})
+        checkpoints[f"checkpoints/{weights.name}"] = digest
+        if self.last_step_name is not None:  # a newer checkpoint makes the previous step one redundant
+            self._remove(self.last_step_name)
+        self.last_step_name = name if kind == "step" else None
+        keep = self.config.keep_checkpoints
+        if kind == "epoch" and keep and pos.epoch - 1 > keep:
+            self._remove(f"epoch-{pos.epoch - 1 - keep:03d}")
+        run.summary["last_checkpoint"] = {"weights": f"checkpoints/{weights.name}",
+                                          "state": f"checkpoints/{state.name}", "global_step": pos.global_step}
+        # A checkpoint is a promise: everything logged up to it is on disk before training goes on.
+        run.flush()
+        run.save_summary()
+
+    def _remove(self, name: str) -> None:
+        for suffix in (".safetensors", ".state.pt"):
+            (self.folder / f"{name}{suffix}").unlink(missing_ok=True)
+            self.run.store.remove_artifact(self.run.id, f"checkpoints/{name}{suffix}")
+        self.run.summary.get("checkpoints", {}).pop(f"checkpoints/{name}.safetensors", None)
 
 
 def _finalize(run: Run, model: torch.nn.Module, data: ImageDataset, result: TrainResult,

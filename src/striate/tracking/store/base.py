@@ -81,6 +81,10 @@ class Store(abc.ABC):
         """Append metric points (the one write primitive for metrics), atomically."""
 
     @abc.abstractmethod
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Drop every metric point with a step above ``after_step`` (before a resume); return how many."""
+
+    @abc.abstractmethod
     def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
         """Record an artifact stored under the run's artifact folder."""
 

@@ -235,6 +235,45 @@ class SqlStore(Store):
             if heartbeat_at is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=heartbeat_at))
 
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Drop points with step > after_step, rewriting the chunks that hold them and their summaries."""
+        dropped = 0
+        with self._begin() as conn:
+            rows = conn.execute(sa.select(metric_chunks).where(metric_chunks.c.run_id == run_id)
+                                .order_by(metric_chunks.c.id)).all()
+            touched: set[str] = set()
+            for row in rows:
+                steps = np.frombuffer(row.steps, dtype="<i8")
+                keep = steps <= after_step
+                if keep.all():
+                    continue
+                touched.add(row.key)
+                dropped += int((~keep).sum())
+                conn.execute(metric_chunks.delete().where(metric_chunks.c.id == row.id))
+                if keep.any():
+                    conn.execute(metric_chunks.insert().values(
+                        run_id=run_id, key=row.key, count=int(keep.sum()), steps=steps[keep].tobytes(),
+                        times=np.frombuffer(row.times, dtype="<f8")[keep].tobytes(),
+                        values=np.frombuffer(row["values"], dtype="<f8")[keep].tobytes()))
+            for key in touched:  # recompute the summary row from what is left
+                conn.execute(metric_summary.delete().where(metric_summary.c.run_id == run_id,
+                                                           metric_summary.c.key == key))
+                left = [r for r in rows if r.key == key]
+                steps_all, values_all = [], []
+                for r in left:
+                    st = np.frombuffer(r.steps, dtype="<i8")
+                    mask = st <= after_step
+                    steps_all.append(st[mask])
+                    values_all.append(np.frombuffer(r["values"], dtype="<f8")[mask])
+                st_cat, val_cat = np.concatenate(steps_all), np.concatenate(values_all)
+                if st_cat.size:
+                    finite = val_cat[np.isfinite(val_cat)]
+                    conn.execute(metric_summary.insert().values(
+                        run_id=run_id, key=key, last=float(val_cat[-1]), last_step=int(st_cat[-1]),
+                        min=float(finite.min()) if finite.size else None,
+                        max=float(finite.max()) if finite.size else None, count=int(st_cat.size)))
+        return dropped
+
     def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
         """Record (or re-record) an artifact of a run."""
         with self._begin() as conn:

@@ -1,0 +1,81 @@
+"""`striate resume` and `striate reproduce`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from striate.cli.app import app, console, err_console, print_json
+from striate.cli.runs_cmd import JSON_OPTION, STORE_OPTION
+
+
+@app.command("resume")
+def resume_command(
+    run: str = typer.Argument(..., help="a stopped, crashed or failed run"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Continue a run from its last checkpoint: model, optimizer, schedule, RNG and data position."""
+    from striate.cli.report import print_train_summary
+    from striate.reproduce.reproduce import resume
+    from striate.tracking.store import default_store_location, open_store
+
+    location = store or default_store_location()
+    result, run_id = resume(location, run, progress=progress and not as_json)
+    record = open_store(location).get_run(run_id)
+    if as_json:
+        print_json({"id": record.id, "name": record.name, "status": record.status, "summary": record.summary})
+    else:
+        print_train_summary(record, location)
+    if result.status == "stopped":
+        sys.exit(130)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    run: str = typer.Argument(..., help="the run to reproduce"),
+    verify: bool = typer.Option(False, "--verify", help="compare weights and metric series with the original"),
+    strict: bool = typer.Option(False, "--strict", help="refuse to run when package versions differ"),
+    tolerance: float = typer.Option(1e-6, "--tolerance", help="largest metric difference still 'within tolerance'"),
+    progress: bool = typer.Option(False, "--progress/--no-progress", help="show the reproduction's progress bar"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run a recorded run again (code, config, data, seeds) as a new linked run; --verify checks it matched.
+
+    Exit codes with --verify: 0 identical, 3 within tolerance, 4 differs.
+    """
+    from striate.reproduce.drift import describe
+    from striate.reproduce.reproduce import compare_runs, reproduce
+    from striate.tracking.store import default_store_location, open_store
+
+    location = store or default_store_location()
+    outcome = reproduce(location, run, strict=strict, progress=progress and not as_json)
+    if outcome["drift"] and not as_json:
+        err_console.print(f"[yellow]warning:[/] packages differ from the original run: {describe(outcome['drift'])}",
+                          highlight=False)
+    opened = open_store(location)
+    original, repro = opened.get_run(outcome["original"]), opened.get_run(outcome["reproduction"])
+    verdict = compare_runs(opened, original, repro, tolerance) if verify else None
+    if as_json:
+        print_json({**outcome, "verdict": None if verdict is None else {
+            "verdict": verdict.verdict, "weights_identical": verdict.weights_identical,
+            "first_difference": verdict.first_difference, "max_abs_difference": verdict.max_abs_difference}})
+    else:
+        console.print(f"reproduced {original.name} ({original.id[:8]}) as {repro.name} ({repro.id[:8]}) "
+                      f"from {outcome['code']}", highlight=False)
+        if verdict is not None:
+            if verdict.verdict == "identical":
+                console.print("[bold green]identical[/]: same weights hash, same metric series", highlight=False)
+            elif verdict.verdict == "within tolerance":
+                console.print(f"[yellow]within tolerance[/]: largest difference {verdict.max_abs_difference:.3g}",
+                              highlight=False)
+            else:
+                d = verdict.first_difference or {}
+                console.print(f"[bold red]differs from step {d.get('step')}[/] (first in {d.get('metric')}: "
+                              f"{d.get('original')} vs {d.get('reproduction')})", highlight=False)
+    if verdict is not None:
+        sys.exit(verdict.exit_code)

@@ -1,0 +1,147 @@
+"""Reproduction and exact resume, through the real CLI in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from striate.reproduce.reproduce import compare_runs
+from striate.tracking.store import open_store
+from tests.conftest import run_cli, write_dataset
+
+TRAIN = ["--epochs", "2", "--batch-size", "32", "--crop-padding", "2", "--flip", "--seed", "5", "--no-progress"]
+
+
+def train(store: Path, data: Path, *extra: str, cwd: Path | None = None) -> str:
+    done = run_cli("train", "--data", str(data), "--store", str(store), *TRAIN, *extra, "--json", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["id"]
+
+
+def test_reproduction_is_bit_identical_and_linked(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    original = train(store, synthetic_data, cwd=tmp_path)
+    done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["verdict"]["verdict"] == "identical" and out["verdict"]["weights_identical"]
+    repro = open_store(store).get_run(out["reproduction"])
+    assert repro.reproduction_of == original and repro.status == "finished"
+    assert repro.summary["weights_hash"] == open_store(store).get_run(original).summary["weights_hash"]
+
+
+def test_a_changed_run_is_reported_with_the_first_differing_step(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    a = train(store, synthetic_data)
+    b = train(store, synthetic_data, "--seed", "6")
+    opened = open_store(store)
+    verdict = compare_runs(opened, opened.get_run(a), opened.get_run(b), tolerance=1e-9)
+    assert verdict.verdict == "differs" and not verdict.weights_identical
+    assert verdict.first_difference is not None and verdict.first_difference["step"] >= 1
+
+
+def test_resume_after_sigkill_matches_the_uninterrupted_run(tmp_path):
+    data = write_dataset(tmp_path / "data", n_train=1200, n_test=80)
+    store = tmp_path / "store"
+    args = ["--epochs", "3", "--batch-size", "16", "--checkpoint-every", "7", "--crop-padding", "2", "--flip",
+            "--seed", "9", "--no-progress"]
+    reference = train(store, data, *args[:-1])
+    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--store", str(store),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch   1/3"):
+            break
+    proc.send_signal(signal.SIGKILL)  # somewhere in epoch 2, between step checkpoints
+    proc.wait()
+    opened = open_store(store)
+    killed = next(r for r in opened.list_runs() if r.id != reference)
+    assert killed.status == "crashed"
+    done = run_cli("resume", killed.id[:8], "--store", str(store), "--no-progress", "--json")
+    assert done.returncode == 0, done.stderr
+    resumed = open_store(store).get_run(killed.id)
+    ref = open_store(store).get_run(reference)
+    assert resumed.status == "finished"
+    assert resumed.summary["weights_hash"] == ref.summary["weights_hash"]
+    verdict = compare_runs(open_store(store), ref, resumed, tolerance=0.0)
+    assert verdict.verdict == "identical", verdict.first_difference
+
+
+def test_resume_refuses_finished_runs(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    run_id = train(store, synthetic_data)
+    done = run_cli("resume", run_id[:8], "--store", str(store))
+    assert done.returncode == 2 and "already finished" in done.stderr
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+
+
+NET = """input_size: 32
+layers:
+  - conv: {out: %d, kernel: 5}
+  - relu
+  - maxpool: 2
+  - linear: classes
+"""
+
+
+def test_reproduction_applies_the_recorded_uncommitted_diff(synthetic_data, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "net.yaml").write_text(NET % 4)
+    git(repo, "add", "net.yaml")
+    git(repo, "commit", "-q", "-m", "net")
+    (repo / "net.yaml").write_text(NET % 6)  # the run uses this uncommitted version
+    store = tmp_path / "store"
+    original = train(store, synthetic_data, "--set", "model=net.yaml", cwd=repo)
+    record = open_store(store).get_run(original)
+    assert record.environment["git"]["dirty"] and "out: 6" in record.environment["git"]["diff"]
+    git(repo, "checkout", "--", "net.yaml")  # the working tree no longer has the change
+    done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert "uncommitted diff" in out["code"] and out["verdict"]["verdict"] == "identical"
+    repro = open_store(store).get_run(out["reproduction"])
+    assert repro.summary["parameters"] == record.summary["parameters"]
+
+
+def test_reproduction_refuses_different_data(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    store = tmp_path / "store"
+    original = train(store, data, cwd=tmp_path)
+    write_dataset(tmp_path / "data", seed=42)  # same path, other images
+    done = run_cli("reproduce", original[:8], "--store", str(store), cwd=tmp_path)
+    assert done.returncode == 2 and "not the run's data" in done.stderr
+    assert len(open_store(store).list_runs()) == 1, "nothing was run"
+
+
+def test_drift_is_reported_and_strict_refuses(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    original = train(store, synthetic_data, cwd=tmp_path)
+    opened = open_store(store)
+    env = opened.get_run(original).environment
+    env["packages"] = {**env["packages"], "torch": "0.0.1"}
+    opened.update_run(original, environment=env)
+    strict = run_cli("reproduce", original[:8], "--strict", "--store", str(store), cwd=tmp_path)
+    assert strict.returncode == 5 and "torch 0.0.1 ->" in strict.stderr
+    assert len(open_store(store).list_runs()) == 1
+    warned = run_cli("reproduce", original[:8], "--store", str(store), cwd=tmp_path)
+    assert warned.returncode == 0 and "packages differ" in warned.stderr and "torch 0.0.1" in warned.stderr
+
+
+@pytest.mark.parametrize("bad", ["nope"])
+def test_reproduce_unknown_run(tmp_path, bad):
+    done = run_cli("reproduce", bad, "--store", str(tmp_path))
+    assert done.returncode == 2 and "no run" in done.stderr
