@@ -1,0 +1,57 @@
+"""`striate export-run` and `import-run` — move one run, with its metrics and artifacts, between stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from striate.cli.app import app, console, print_json
+
+STORE_OPTION = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)")
+JSON_OPTION = typer.Option(False, "--json", help="machine-readable output")
+
+
+@app.command("export-run")
+def export_run_command(
+    run: str = typer.Argument(..., help="run id, id prefix or name"),
+    out: Path = typer.Argument(..., help="archive to write, e.g. run.tar.gz"),
+    force: bool = typer.Option(False, "--force", help="replace OUT if it exists"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write a run (record, every metric point, every artifact) to one .tar.gz for `striate import-run`."""
+    from striate.reproduce.portable import export_run
+    from striate.tracking.store import open_store
+
+    result = export_run(open_store(store), run, out, overwrite=force)
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"exported {result['name']} ({result['id'][:8]}) to [bold]{result['path']}[/]: "
+                  f"{result['metrics']} metric(s), {result['points']} point(s), {result['files']} file(s), "
+                  f"{result['bytes'] / 1e6:.2f} MB", highlight=False)
+    for item in result["skipped"]:
+        console.print(f"[yellow]skipped[/] {item['path']}: {item['reason']}", highlight=False)
+
+
+@app.command("import-run")
+def import_run_command(
+    file: Path = typer.Argument(..., help="archive written by `striate export-run`"),
+    store: Optional[str] = STORE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add an exported run to this store under its original id (a no-op if it is already here)."""
+    from striate.reproduce.portable import import_run_details
+    from striate.tracking.store import open_store
+
+    result = import_run_details(open_store(store), file)
+    if as_json:
+        print_json(result)
+    elif result["imported"]:
+        console.print(f"imported {result['name']} ({result['id'][:8]}): {result['metrics']} metric(s), "
+                      f"{result['points']} point(s), {result['files']} file(s)", highlight=False)
+    else:
+        console.print(f"{result['name']} ({result['id'][:8]}) is already in this store, unchanged: nothing imported",
+                      highlight=False)

@@ -1,0 +1,1 @@
+"""Reproducing, resuming and moving runs."""
