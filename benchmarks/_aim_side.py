@@ -11,9 +11,9 @@ import numpy as np
 
 
 def main() -> None:
-    import aim
-
     from importlib.metadata import version
+
+    import aim
 
     out = {"aim": version("aim")}
     tmp = tempfile.mkdtemp()

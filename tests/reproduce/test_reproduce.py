@@ -145,3 +145,34 @@ def test_drift_is_reported_and_strict_refuses(synthetic_data, tmp_path):
 def test_reproduce_unknown_run(tmp_path, bad):
     done = run_cli("reproduce", bad, "--store", str(tmp_path))
     assert done.returncode == 2 and "no run" in done.stderr
+
+
+def test_untracked_source_files_are_snapshotted_and_restored(synthetic_data, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "README").write_text("x")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "-m", "init")
+    (repo / "fresh_net.yaml").write_text(NET % 5)  # never committed
+    store = tmp_path / "store"
+    original = train(store, synthetic_data, "--set", "model=fresh_net.yaml", cwd=repo)
+    record = open_store(store).get_run(original)
+    assert any(a["kind"] == "code-untracked" for a in record.artifacts)
+    (repo / "fresh_net.yaml").unlink()
+    done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert "untracked files" in out["code"] and out["verdict"]["verdict"] == "identical"
+
+
+def test_outside_git_the_folder_is_snapshotted(synthetic_data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "net.yaml").write_text(NET % 3)
+    store = tmp_path / "store"
+    original = train(store, synthetic_data, "--set", "model=net.yaml", cwd=work)
+    (work / "net.yaml").write_text(NET % 8)  # the code changes afterwards
+    done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["code"].startswith("source snapshot")

@@ -157,6 +157,12 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
                                       f"{apply.stderr.strip().splitlines()[0] if apply.stderr.strip() else ''}",
                                       "check the repository history")
             how = f"git {git['commit'][:10]}" + (" + uncommitted diff" if git.get("diff") else "")
+            untracked = next((a for a in record.artifacts if a["kind"] == "code-untracked"), None)
+            if untracked is not None:
+                from striate.reproduce.snapshot import restore_snapshot
+
+                restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], worktree, overwrite=True)
+                how += " + untracked files"
             cwd = worktree / os.path.relpath(recorded_cwd, root) if recorded_cwd else worktree
             yield cwd, how
             return
