@@ -12,8 +12,9 @@ on CPU, with SGD lr 0.05, momentum 0.9, Nesterov, weight decay 5e-4.
 - striate: ``striate.train.engine.train(TrainConfig(epochs=1, ...), run=None)``; its
   ``train_samples_per_s`` counts training steps only (set-up and evaluation excluded).
 
-One process, interleaved: each repetition runs one epoch of each variant, in rotated order,
-after a short untimed warm-up, so machine noise hits all of them. Also reports, per measurement,
+Interleaved: each repetition runs one epoch of each variant, in rotated order, each in a fresh
+process after its own short untimed warm-up (so no process-wide setting of one variant reaches
+another), and machine noise hits all of them alike. Also reports, per measurement,
 the CPU seconds other programs used meanwhile (0 on a quiet machine).
 Repetitions where that stayed under 1 s for every measurement count as quiet; medians over
 them are reported too. Prints one JSON object.
@@ -122,26 +123,40 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+VARIANTS = ("baseline_workers0", "baseline_workers2", "striate")
+
+
+def measure_one(name: str) -> float:
+    """One timed epoch of one variant, after its own untimed warm-up, in a process of its own.
+
+    Separate processes keep process-wide state (the engine's allocator setting, oneDNN caches,
+    DataLoader workers) from leaking from one variant into another."""
+    ds = load_dataset("fashion-mnist")
+    mean, std = ds.pixel_stats()
+    if name == "striate":
+        striate_epoch(dataclasses.replace(ds, train=Split(ds.train.images[:2560], ds.train.labels[:2560])))
+        return striate_epoch(ds)
+    per_sample = FashionMNIST(ds.train.images.numpy(), ds.train.labels.numpy(), mean, std)
+    workers = 0 if name == "baseline_workers0" else 2
+    baseline_epoch(per_sample, workers, limit=20)
+    return baseline_epoch(per_sample, workers)
+
+
+def run_one(name: str) -> float:
+    done = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions (one epoch of each variant)")
+    parser.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(measure_one(args.one))
+        return
     began = time.perf_counter()
-
-    ds = load_dataset("fashion-mnist")
-    mean, std = ds.pixel_stats()
-    per_sample = FashionMNIST(ds.train.images.numpy(), ds.train.labels.numpy(), mean, std)
-    variants = {
-        "baseline_workers0": lambda: baseline_epoch(per_sample, 0),
-        "baseline_workers2": lambda: baseline_epoch(per_sample, 2),
-        "striate": lambda: striate_epoch(ds),
-    }
-
-    # Warm-up (untimed): oneDNN primitives, allocator, DataLoader worker code paths.
-    baseline_epoch(per_sample, 0, limit=20)
-    baseline_epoch(per_sample, 2, limit=20)
-    small = dataclasses.replace(ds, train=Split(ds.train.images[:2560], ds.train.labels[:2560]))
-    striate_epoch(small)
+    variants = {name: (lambda n=name: run_one(n)) for name in VARIANTS}
 
     rates: dict[str, list[float]] = {name: [] for name in variants}
     other_cpu: dict[str, list[float]] = {name: [] for name in variants}

@@ -152,3 +152,4 @@ def test_pretrained_rejects_other_architectures_and_pickles(tmp_path):
 def test_image_size_resizes_on_the_device(synthetic_data):
     result = train(quick(synthetic_data, epochs=1, image_size=48), progress=False)
     assert result.status == "finished" and result.test_acc1 is not None
+
