@@ -79,8 +79,31 @@ def print_train_summary(r: RunRecord, store_location: str) -> None:
                   f"{s.get('train_samples_per_s', 0):,.0f} samples/s, {fmt_duration(s.get('train_seconds'))} "
                   f"of training ({fmt_duration(s.get('wall_seconds'))} with evaluation)", highlight=False)
     store_flag = "" if store_location in ("striate-runs", "./striate-runs") else f" --store {store_location}"
-    console.print(f"look at it again:  [bold]striate show {r.id[:8]}{store_flag}[/]   "
-                  f"all runs:  [bold]striate runs{store_flag}[/]", highlight=False)
+    prog = invoked_as()
+    console.print(f"look at it again:  [bold]{prog} show {r.id[:8]}{store_flag}[/]   "
+                  f"all runs:  [bold]{prog} runs{store_flag}[/]", highlight=False)
+
+
+def invoked_as() -> str:
+    """How the user can type this command again: `striate` when it is on PATH, else its path."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("striate")
+    if argv0.name == "__main__.py":
+        return "python -m striate"
+    on_path = shutil.which("striate")
+    if on_path and argv0.exists() and Path(on_path).resolve() == argv0.resolve():
+        return "striate"
+    try:
+        relative = os.path.relpath(argv0.resolve(), Path.cwd())
+    except ValueError:  # another drive (Windows)
+        return str(argv0)
+    if relative.startswith(".."):
+        return str(argv0.resolve())
+    return relative if relative.startswith(".") else f"./{relative}"
 
 
 def print_run(r: RunRecord) -> None:
