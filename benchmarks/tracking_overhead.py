@@ -27,14 +27,13 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import torch
+from _machine import cpu_model, cpu_seconds, git_state, other_cpu_since
 
 from striate.config import TrainConfig
 from striate.data import load_dataset
@@ -56,37 +55,6 @@ def measure(config: TrainConfig, ds, store: str | None) -> dict[str, float]:
     seconds = time.perf_counter() - start
     return {"train_samples_per_s": round(result.train_samples_per_s, 1),
             "end_to_end_samples_per_s": round(EPOCHS * len(ds.train) / seconds, 1)}
-
-
-def cpu_seconds() -> tuple[float, float]:
-    """Busy CPU seconds so far: (whole machine, this process with its reaped children)."""
-    with open("/proc/stat") as fh:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
-    machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-    own = sum(sum(resource.getrusage(who)[:2]) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return machine, own
-
-
-def other_cpu_since(start: tuple[float, float]) -> float:
-    """CPU seconds other programs (and the hypervisor) took since ``start``: noise on a shared machine."""
-    machine, own = cpu_seconds()
-    return round(machine - start[0] - (own - start[1]), 1)
-
-
-def git_state() -> dict[str, object]:
-    """The commit measured and the files that differ from it (the tree may be mid-edit)."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=os.path.dirname(__file__) or ".")
-        return done.stdout.strip()
-    return {"head": git("rev-parse", "--short", "HEAD"), "modified": git("status", "--porcelain").splitlines()}
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

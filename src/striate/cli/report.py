@@ -69,6 +69,16 @@ def print_runs(records: list[RunRecord]) -> None:
     console.print(table)
 
 
+def print_run_result(record: RunRecord, store_location: str, as_json: bool) -> None:
+    """How `train` and `resume` end: the run's summary as JSON, or the human summary with a hint."""
+    if as_json:
+        from striate.cli.app import print_json
+
+        print_json({"id": record.id, "name": record.name, "status": record.status, "summary": record.summary})
+    else:
+        print_train_summary(record, store_location)
+
+
 def print_train_summary(r: RunRecord, store_location: str) -> None:
     """What `striate train` prints when it ends."""
     s = r.summary

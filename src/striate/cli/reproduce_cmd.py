@@ -19,17 +19,14 @@ def resume_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Continue a run from its last checkpoint: model, optimizer, schedule, RNG and data position."""
-    from striate.cli.report import print_train_summary
+    from striate.cli.report import print_run_result
     from striate.reproduce.reproduce import resume
     from striate.tracking.store import default_store_location, open_store
 
     location = store or default_store_location()
     result, run_id = resume(location, run, progress=progress and not as_json)
     record = open_store(location).get_run(run_id)
-    if as_json:
-        print_json({"id": record.id, "name": record.name, "status": record.status, "summary": record.summary})
-    else:
-        print_train_summary(record, location)
+    print_run_result(record, location, as_json)
     if result.status == "stopped":
         sys.exit(130)
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from striate.cli.app import app, print_json
+from striate.cli.app import app
 from striate.config import TrainConfig, parse_assignments
 
 _SKIP = {"model", "model_options"}  # model is the positional argument; options go through --set
@@ -51,7 +51,7 @@ def train_command(
     **flags: Any,
 ) -> None:
     """Train a CNN and record the run: `striate train lenet5 --data fashion-mnist --epochs 5`."""
-    from striate.cli.report import print_config, print_train_summary
+    from striate.cli.report import print_config, print_run_result
     from striate.tracking.store import default_store_location, open_store
 
     config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
@@ -67,10 +67,7 @@ def train_command(
                                   reproduction_of=reproduction_of)
     opened = open_store(location)
     record = opened.get_run(run_id)
-    if as_json:
-        print_json({"id": record.id, "name": record.name, "status": record.status, "summary": record.summary})
-    else:
-        print_train_summary(record, location)
+    print_run_result(record, location, as_json)
     if result.status == "stopped":
         sys.exit(130)
 
