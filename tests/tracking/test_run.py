@@ -192,3 +192,19 @@ def test_system_metrics_are_sampled(tmp_path, monkeypatch):
     metrics = open_store(tmp_path).get_run(run.id).metrics
     assert metrics["system/rss_mb"]["last"] > 10
     assert "system/cpu_percent" in metrics
+
+
+def test_init_captures_the_environment_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside any git repository: the folder is snapshotted
+    (tmp_path / "train.py").write_text("print('my training script')\n")
+    run = striate.init(store=tmp_path / "store", system_metrics=False)
+    run.finish()
+    record = open_store(tmp_path / "store").get_run(run.id)
+    env = record.environment
+    assert env["python"] and env["hostname"] and env["cpu"] and env["git"] == {"in_repo": False}
+    assert "sqlalchemy" in env["packages"] and env["command"]
+    assert any(a["kind"] == "code-snapshot" for a in record.artifacts)
+    assert record.summary["code_snapshot"]["files"] == 1
+    bare = striate.init(store=tmp_path / "store", capture_environment=False, system_metrics=False)
+    bare.finish()
+    assert open_store(tmp_path / "store").get_run(bare.id).environment == {}

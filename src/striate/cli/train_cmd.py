@@ -83,7 +83,6 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     """Validate inputs, create the run, train, and finish the run with the right status."""
     from striate import models
     from striate.data.loader import load_dataset
-    from striate.tracking.capture import environment
     from striate.tracking.run import init
     from striate.tracking.store import open_store
     from striate.train.engine import resolve_device, train
@@ -96,9 +95,6 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
                store=store, model=config.model, capture_console=True, reproduction_of=reproduction_of)
     try:
-        env = environment()
-        run.set(environment=env)
-        snapshot_code(run, env)
         result = train(config, run=run, dataset=dataset, progress=progress, echo=echo)
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -107,27 +103,3 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     run.finish(result.status)
     return result, run.id
 
-
-SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".sh", ".ipynb")
-
-
-def snapshot_code(run: Any, env: dict[str, Any]) -> None:
-    """Store the code git cannot restore: untracked source files in a repo, or the whole folder outside one."""
-    import tempfile
-    from pathlib import Path
-
-    from striate.reproduce.snapshot import snapshot_files, snapshot_source
-
-    git = env.get("git") or {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if git.get("in_repo"):
-            untracked = [p for p in git.get("untracked", []) if p.endswith(SOURCE_SUFFIXES)]
-            if not untracked:
-                return
-            info = snapshot_files(Path(git["root"]), untracked, Path(tmp))
-            kind = "code-untracked"
-        else:
-            info = snapshot_source(Path(env.get("cwd") or "."), Path(tmp))
-            kind = "code-snapshot"
-        run.log_artifact(info["path"], f"code/{Path(info['path']).name}", kind=kind)
-        run.summary["code_snapshot"] = {k: info[k] for k in ("sha256", "files", "bytes", "truncated")}

@@ -22,6 +22,7 @@ from striate.errors import ConfigError
 MAX_TOTAL_BYTES = 20_000_000
 MAX_FILE_BYTES = 2_000_000
 MAX_SKIPPED_LISTED = 1000  # a huge tree must not make the run record huge
+MAX_SCANNED_FILES = 20_000  # started from a home folder, the walk must not take minutes
 _ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "striate-runs"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FILTER_ERROR = getattr(tarfile, "FilterError", tarfile.TarError)  # FilterError is Python >= 3.10.12
@@ -35,7 +36,10 @@ def snapshot_source(root: Path, dest: Path, max_total_bytes: int = MAX_TOTAL_BYT
         raise ConfigError(f"cannot snapshot {root}: not a folder", "pass the project's root folder")
     skipped: list[dict[str, str]] = []
     files = _walk_source(root, Path(dest).resolve(), skipped)
-    return _write_archive(root, files, Path(dest), max_total_bytes, max_file_bytes, skipped)
+    info = _write_archive(root, files, Path(dest), max_total_bytes, max_file_bytes, skipped)
+    if len(files) >= MAX_SCANNED_FILES:
+        info["truncated"] = True
+    return info
 
 
 def snapshot_files(root: Path, relative_paths: Iterable[str], dest: Path, max_total_bytes: int = MAX_TOTAL_BYTES,
@@ -188,6 +192,9 @@ def _walk_source(root: Path, dest: Path, skipped: list[dict[str, str]]) -> list[
                 _note(skipped, rel, "link")
             elif path.is_file():
                 found.append(rel)
+        if len(found) >= MAX_SCANNED_FILES:
+            _note(skipped, "/".join(parts) or ".", f"stopped after {MAX_SCANNED_FILES} files")
+            break
     return sorted(found)
 
 

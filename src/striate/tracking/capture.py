@@ -182,3 +182,27 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".sh", ".ipynb")
+
+
+def snapshot_code(run: Any, env: dict[str, Any]) -> None:
+    """Store the code git cannot restore: untracked source files in a repo, or the whole folder outside one."""
+    import tempfile
+
+    from striate.reproduce.snapshot import snapshot_files, snapshot_source
+
+    git = env.get("git") or {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if git.get("in_repo"):
+            untracked = [p for p in git.get("untracked", []) if p.endswith(SOURCE_SUFFIXES)]
+            if not untracked:
+                return
+            info = snapshot_files(Path(git["root"]), untracked, Path(tmp))
+            kind = "code-untracked"
+        else:
+            info = snapshot_source(Path(env.get("cwd") or "."), Path(tmp))
+            kind = "code-snapshot"
+        run.log_artifact(info["path"], f"code/{Path(info['path']).name}", kind=kind)
+        run.summary["code_snapshot"] = {k: info[k] for k in ("sha256", "files", "bytes", "truncated")}

@@ -112,10 +112,11 @@ class Run:
         self._drain()
         if self._console is not None:
             self._console.stop()
-            log_file = self.artifact_dir / "console.log"
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            log_file.write_bytes(self._console.contents())
-            self.log_artifact(log_file, "console.log", kind="console")
+            if self._console.contents():
+                log_file = self.artifact_dir / "console.log"
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                log_file.write_bytes(self._console.contents())
+                self.log_artifact(log_file, "console.log", kind="console")
         self.status = status
         now = time.time()
         self.store.update_run(self.id, status=status, ended_at=now, heartbeat_at=now,
@@ -219,9 +220,14 @@ def _jsonable(value: Any) -> Any:
 
 def init(project: str = "default", name: str | None = None, config: Mapping[str, Any] | None = None,
          tags: list[str] | None = None, store: str | os.PathLike[str] | Store | None = None,
-         model: str | None = None, notes: str = "", capture_console: bool = False,
-         system_metrics: bool = True, reproduction_of: str | None = None) -> Run:
-    """Start a run in ``store`` (default ``./striate-runs`` or ``$STRIATE_STORE``) and make it the active run."""
+         model: str | None = None, notes: str = "", capture_console: bool = True,
+         system_metrics: bool = True, reproduction_of: str | None = None, capture_environment: bool = True) -> Run:
+    """Start a run in ``store`` (default ``./striate-runs`` or ``$STRIATE_STORE``) and make it the active run.
+
+    By default the run captures its environment (git state and diff, packages, Python/torch/CUDA,
+    OS, hardware, command line; a snapshot of source files git cannot restore), the console output
+    and system metrics; each can be switched off.
+    """
     global _active_run
     opened = store if isinstance(store, Store) else open_store(store)
     now = time.time()
@@ -238,6 +244,12 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
                          "check that the store is writable, or choose another with --store") from None
     run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics)
     _active_run = run
+    if capture_environment:
+        from striate.tracking.capture import environment, snapshot_code
+
+        env = environment()
+        run.set(environment=env)
+        snapshot_code(run, env)
     return run
 
 
