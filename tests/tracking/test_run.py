@@ -208,3 +208,19 @@ def test_init_captures_the_environment_by_default(tmp_path, monkeypatch):
     bare = striate.init(store=tmp_path / "store", capture_environment=False, system_metrics=False)
     bare.finish()
     assert open_store(tmp_path / "store").get_run(bare.id).environment == {}
+
+
+def test_truncate_metrics_drops_points_after_a_step_and_fixes_summaries(tmp_path):
+    from striate.tracking.store import MetricSeries
+
+    store = open_store(tmp_path)
+    run = striate.init(store=store, system_metrics=False, capture_environment=False)
+    run.finish()
+    for first in (0, 10, 20):  # three chunks; the cut at step 14 straddles the second
+        steps = np.arange(first, first + 10)
+        store.log_batch(run.id, [MetricSeries("loss", steps, steps.astype(float), 100.0 - steps)])
+    assert store.truncate_metrics(run.id, after_step=14) == 15
+    series = store.history(run.id, "loss")
+    assert series.steps.tolist() == list(range(15))
+    summary = store.get_run(run.id).metrics["loss"]
+    assert summary == {"last": 86.0, "min": 86.0, "max": 100.0, "count": 15, "last_step": 14}

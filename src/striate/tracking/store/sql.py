@@ -254,7 +254,7 @@ class SqlStore(Store):
                     conn.execute(metric_chunks.insert().values(
                         run_id=run_id, key=row.key, count=int(keep.sum()), steps=steps[keep].tobytes(),
                         times=np.frombuffer(row.times, dtype="<f8")[keep].tobytes(),
-                        values=np.frombuffer(row["values"], dtype="<f8")[keep].tobytes()))
+                        values=np.frombuffer(row._mapping["values"], dtype="<f8")[keep].tobytes()))
             for key in touched:  # recompute the summary row from what is left
                 conn.execute(metric_summary.delete().where(metric_summary.c.run_id == run_id,
                                                            metric_summary.c.key == key))
@@ -264,7 +264,7 @@ class SqlStore(Store):
                     st = np.frombuffer(r.steps, dtype="<i8")
                     mask = st <= after_step
                     steps_all.append(st[mask])
-                    values_all.append(np.frombuffer(r["values"], dtype="<f8")[mask])
+                    values_all.append(np.frombuffer(r._mapping["values"], dtype="<f8")[mask])
                 st_cat, val_cat = np.concatenate(steps_all), np.concatenate(values_all)
                 if st_cat.size:
                     finite = val_cat[np.isfinite(val_cat)]
