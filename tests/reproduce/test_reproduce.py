@@ -176,3 +176,18 @@ def test_outside_git_the_folder_is_snapshotted(synthetic_data, tmp_path):
     done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["code"].startswith("source snapshot")
+
+
+def test_an_imported_run_reproduces_the_same_way(synthetic_data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "net.yaml").write_text(NET % 3)
+    original = train(tmp_path / "a", synthetic_data, "--set", "model=net.yaml", cwd=work)
+    archive = tmp_path / "run.tar.gz"
+    assert run_cli("export-run", original[:8], str(archive), "--store", str(tmp_path / "a")).returncode == 0
+    imported = run_cli("import-run", str(archive), "--store", str(tmp_path / "b"))
+    assert imported.returncode == 0, imported.stderr
+    (work / "net.yaml").unlink()  # only the archive's code snapshot is left
+    done = run_cli("reproduce", original[:8], "--verify", "--store", str(tmp_path / "b"), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"]["verdict"] == "identical"
