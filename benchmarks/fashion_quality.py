@@ -67,7 +67,7 @@ def main() -> None:
                                                "checkpoint": False, **settings})
             run = init(project="fashion-quality", config=config.to_dict(), store=store, model=config.model)
             start = time.perf_counter()
-            result = train(config, run=run, dataset=data, progress=False, echo=True)
+            result = train(config, run=run, dataset=data, progress=False, echo=False)
             run.finish(result.status)
             results.append({"model": config.model, "settings": entry, "train_images": len(data.train),
                             "test_images": len(data.test), "test_acc1": result.test_acc1,
