@@ -56,6 +56,7 @@ def test_sorting(store):
     assert names(store, sort="-metrics.test/acc1.max") == ["b", "a", "c", "lenet-d"]  # missing values last
     assert names(store, sort="params.lr") == ["c", "b", "a", "lenet-d"]
     assert names(store, sort="params.lr desc", limit=2) == ["lenet-d", "a"]
+    assert names(store, sort="params.optimizer") == ["b", "lenet-d", "c", "a"]  # text params; ties newest first
 
 
 @pytest.mark.parametrize("bad,message", [

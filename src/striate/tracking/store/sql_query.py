@@ -26,10 +26,17 @@ def order_by_clause(sort: str) -> list[Any]:
     terms = []
     for part in sort.split(","):
         field, descending = parse_sort(part)
-        column = _value_expression(field)
-        terms.append(column.is_(None))  # False sorts before True: missing values last either way
-        terms.append(column.desc() if descending else column.asc())
+        # A param sorts by its numeric value, then its text (two columns: SQL cannot mix the types).
+        columns = [_param_column(field, "num"), _param_column(field, "value")] if field.kind == "param" \
+            else [_value_expression(field)]
+        terms.append(sa.and_(*(c.is_(None) for c in columns)))  # runs lacking the value go last
+        terms.extend(c.desc() if descending else c.asc() for c in columns)
     return terms
+
+
+def _param_column(field: Field, column: str) -> Any:
+    p = params.alias()
+    return sa.select(p.c[column]).where(p.c.run_id == runs.c.id, p.c.key == field.key).scalar_subquery()
 
 
 def _compile(node: Comparison | BoolOp) -> sa.ColumnElement[bool]:
@@ -81,9 +88,7 @@ def _comparison(node: Comparison) -> sa.ColumnElement[bool]:
 
 def _value_expression(field: Field) -> Any:
     if field.kind == "param":
-        p = params.alias()
-        return (sa.select(sa.func.coalesce(p.c.num, p.c.value)).where(p.c.run_id == runs.c.id, p.c.key == field.key)
-                .scalar_subquery())
+        return _param_column(field, "value")
     if field.kind == "metric":
         m = metric_summary.alias()
         return (sa.select(m.c[field.aggregate]).where(m.c.run_id == runs.c.id, m.c.key == field.key)
