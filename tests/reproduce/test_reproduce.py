@@ -191,3 +191,21 @@ def test_an_imported_run_reproduces_the_same_way(synthetic_data, tmp_path):
     done = run_cli("reproduce", original[:8], "--verify", "--store", str(tmp_path / "b"), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["verdict"]["verdict"] == "identical"
+
+
+def test_a_nan_on_one_side_is_a_difference(tmp_path):
+    import numpy as np
+
+    import striate
+    from striate.tracking.store import MetricSeries
+
+    store = open_store(tmp_path)
+    runs = []
+    for values in ([1.0, 0.5, 0.25, 0.2], [1.0, float("nan"), 9.0, 0.2]):
+        run = striate.init(store=store, system_metrics=False, capture_environment=False)
+        run.summary["weights_hash"] = "same"
+        run.finish()
+        store.log_batch(run.id, [MetricSeries("loss", np.arange(4), np.zeros(4), np.array(values))])
+        runs.append(store.get_run(run.id))
+    verdict = compare_runs(store, runs[0], runs[1], tolerance=1e-6)
+    assert verdict.verdict == "differs" and verdict.first_difference["step"] == 1

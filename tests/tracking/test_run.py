@@ -224,3 +224,41 @@ def test_truncate_metrics_drops_points_after_a_step_and_fixes_summaries(tmp_path
     assert series.steps.tolist() == list(range(15))
     summary = store.get_run(run.id).metrics["loss"]
     assert summary == {"last": 86.0, "min": 86.0, "max": 100.0, "count": 15, "last_step": 14}
+
+
+def test_values_are_read_when_logged_not_when_flushed(tmp_path):
+    run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False)
+    running = np.zeros(())
+    for step in range(3):
+        running += 1  # updated in place, as `total += loss.detach()` is
+        run.log({"running": running}, step=step)
+    with pytest.raises(ConfigError, match="must be numbers"):
+        run.log({"huge": 10**400})
+    run.finish()
+    assert open_store(tmp_path).history(run.id, "running").values.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_run_cannot_be_claimed_twice(tmp_path):
+    store = open_store(tmp_path)
+    run = striate.init(store=store, system_metrics=False, capture_environment=False)
+    run.finish("stopped")
+    assert store.claim_run(run.id, host="h", pid=1, pid_started_at=None) is True
+    assert store.claim_run(run.id, host="h", pid=2, pid_started_at=None) is False
+
+
+def test_recorded_diff_ignores_the_users_git_colour_settings(tmp_path, monkeypatch):
+    import subprocess
+
+    from striate.tracking.capture import git_state
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for args in (["init", "-q"], ["config", "color.ui", "always"], ["config", "diff.noprefix", "true"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True)
+    (tmp_path / "f.txt").write_text("a\n")
+    subprocess.run(["git", "add", "f.txt"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "x"], cwd=tmp_path, check=True)
+    (tmp_path / "f.txt").write_text("b\n")
+    diff = git_state(tmp_path)["diff"]
+    assert diff.startswith("diff --git a/f.txt b/f.txt") and "\x1b[" not in diff

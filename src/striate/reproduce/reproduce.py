@@ -69,6 +69,10 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
         raise ConfigError(f"run {record.name} has no checkpoint to resume from",
                           "use `striate reproduce` to run it again from the start")
     folder = Path(store.artifact_root) / record.id
+    for part in ("weights", "state"):
+        if not (folder / last[part]).is_file():
+            raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is missing",
+                              "use `striate reproduce` to run it again from the start")
     config = TrainConfig.from_mapping(record.config, source=f"run {record.name}")
     _dataset_fingerprint_matches(config, record)
     dataset = load_dataset(config.data)
@@ -118,11 +122,11 @@ def compare_runs(store: Store, original: RunRecord, repro: RunRecord, tolerance:
                 first = candidate
             worst = float("inf")
             continue
+        nan_a, nan_b = np.isnan(a.values), np.isnan(b.values)
         diff = np.abs(a.values - b.values)
-        both_nan = np.isnan(a.values) & np.isnan(b.values)
-        diff = np.where(both_nan, 0.0, diff)
+        diff = np.where(nan_a & nan_b, 0.0, np.where(nan_a | nan_b, np.inf, diff))  # NaN on one side only differs
         if n and diff.max() > 0:
-            worst = max(worst, float(np.nanmax(diff)) if not np.isnan(diff).all() else float("inf"))
+            worst = max(worst, float(diff.max()))
             index = int(np.argmax(diff > 0))
             candidate = {"step": int(a.steps[index]), "metric": key, "original": float(a.values[index]),
                          "reproduction": float(b.values[index])}
@@ -130,8 +134,8 @@ def compare_runs(store: Store, original: RunRecord, repro: RunRecord, tolerance:
                 first = candidate
     if weights_same and first is None:
         verdict = "identical"
-    elif worst <= tolerance:
-        verdict = "within tolerance"
+    elif worst <= tolerance and (weights_same or tolerance > 0):
+        verdict = "within tolerance"  # with --tolerance 0, different weights are a difference on their own
     else:
         verdict = "differs"
     return Verdict(verdict, weights_same, first, worst)
@@ -149,6 +153,9 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
         if git.get("in_repo") and git.get("commit") and root and Path(root).is_dir() and _git_has(root, git["commit"]):
             worktree = tmp / "code"
             _git(["worktree", "add", "--detach", str(worktree), git["commit"]], root)
+            if git.get("diff_truncated"):
+                raise ConfigError(f"run {record.name}'s uncommitted diff was too large to record in full",
+                                  "commit the changes before runs you want to reproduce")
             if git.get("diff"):
                 apply = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=worktree,
                                        input=git["diff"], text=True, capture_output=True)

@@ -30,7 +30,11 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
         return {"in_repo": False}
     commit = _git(["rev-parse", "HEAD"], where)
     branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], where)
-    diff = _git(["diff", "HEAD", "--binary"], where) if commit else _git(["diff", "--binary"], where)
+    # Pinned format: the user's git config (colour, noprefix, external diff tools) must not shape a
+    # patch that `git apply` reads back at reproduction time.
+    plain = ["-c", "color.ui=never", "-c", "diff.noprefix=false", "diff", "--no-color", "--no-ext-diff",
+             "--src-prefix=a/", "--dst-prefix=b/", "--binary"]
+    diff = _git([*plain, "HEAD"], where) if commit else _git(plain, where)
     untracked = (_git(["ls-files", "--others", "--exclude-standard"], where) or "").splitlines()
     diff = diff or ""
     return {

@@ -26,7 +26,6 @@ from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES
 FLUSH_INTERVAL_S = 0.05
 SYSTEM_METRICS_INTERVAL_S = 5.0
 _active_run: Run | None = None
-_NUMBER_TYPES = (float, int)
 
 
 class Run:
@@ -60,15 +59,22 @@ class Run:
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values at ``step`` (the next step when omitted). Never blocks on the store."""
+        values: dict[str, float] = {}
         for key, value in data.items():
-            if type(value) not in _NUMBER_TYPES and not _is_number(value) or type(key) is not str:
+            try:
+                # Converted now, not when the writer flushes: a tensor or array updated in place
+                # afterwards must not change what was logged.
+                values[key] = value if type(value) is float else float(value)
+                if type(key) is not str or isinstance(value, (str, bytes)):
+                    raise TypeError
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"cannot log {key!r}={value!r}: metric values must be numbers, keys strings",
-                                  "log floats or ints (call .item() on tensors)")
+                                  "log floats or ints (call .item() on tensors)") from None
         if step is None:
             step = self._step + 1
         if step > self._step:
             self._step = step
-        self._queue.append((step, time.time(), dict(data)))
+        self._queue.append((step, time.time(), values))
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> str:
         """Copy a file into the run's artifact folder (unless already there) and record its SHA-256."""
@@ -109,9 +115,15 @@ class Run:
         self._stopped.set()
         self._wake.set()
         self._writer.join()
-        self._drain()
+        try:
+            self._drain()
+        except Exception as exc:
+            raise StoreError(f"could not write run {self.name}'s last points to the store: {exc}",
+                             "check the store's disk space and permissions") from None
+        finally:
+            if self._console is not None:
+                self._console.stop()
         if self._console is not None:
-            self._console.stop()
             if self._console.contents():
                 log_file = self.artifact_dir / "console.log"
                 log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -171,16 +183,6 @@ class Run:
             except Exception:
                 queue.extendleft(reversed(taken))
                 raise
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, (str, bytes)):
-        return False
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _to_series(points: Iterable[tuple[int, float, dict[str, Any]]]) -> list[MetricSeries]:
@@ -247,9 +249,13 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     if capture_environment:
         from striate.tracking.capture import environment, snapshot_code
 
-        env = environment()
-        run.set(environment=env)
-        snapshot_code(run, env)
+        try:
+            env = environment()
+            run.set(environment=env)
+            snapshot_code(run, env)
+        except BaseException as exc:  # leave nothing running or redirected behind
+            run.finish("failed", error=f"capturing the environment failed: {type(exc).__name__}: {exc}")
+            raise
     return run
 
 
@@ -257,10 +263,10 @@ def reattach(store: Store, run_id: str, after_step: int, capture_console: bool =
     """Continue recording an existing run (``striate resume``): points after ``after_step`` are dropped
     so the continued series has no duplicates, and the run is `running` again under this process."""
     record = store.get_run(run_id)
+    if not store.claim_run(record.id, host=socket.gethostname(), pid=os.getpid(),
+                           pid_started_at=_process_start_time()):
+        raise ConfigError(f"run {record.name} is already running", "wait for it, or stop it first")
     store.truncate_metrics(record.id, after_step)
-    now = time.time()
-    store.update_run(record.id, status="running", ended_at=None, heartbeat_at=now, error=None,
-                     host=socket.gethostname(), pid=os.getpid(), pid_started_at=_process_start_time())
     record.status = "running"
     run = Run(store, record, capture_console=capture_console)
     run.summary.update(record.summary)

@@ -156,6 +156,8 @@ def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, p
                     total=config.epochs * steps_per_epoch)
     started = time.perf_counter()
     saver = _Checkpointer(run, model, optimizer, schedule, config) if run and config.checkpoint else None
+    if saver is not None and resume is not None and resume.weights.name.startswith("step-"):
+        saver.last_step_name = resume.weights.name.removesuffix(".safetensors")  # superseded by the next save
     try:
         with bar:
             while pos.epoch <= config.epochs:
@@ -313,17 +315,21 @@ class _Checkpointer:
         run.log_artifact(state, f"checkpoints/{state.name}", kind="training-state")
         checkpoints = run.summary.setdefault("checkpoints", {})
         checkpoints[f"checkpoints/{weights.name}"] = digest
-        if self.last_step_name is not None:  # a newer checkpoint makes the previous step one redundant
-            self._remove(self.last_step_name)
+        run.summary["last_checkpoint"] = {"weights": f"checkpoints/{weights.name}",
+                                          "state": f"checkpoints/{state.name}", "global_step": pos.global_step}
+        # A checkpoint is a promise: everything logged up to it is on disk before training goes on,
+        # and the record points at it before any older checkpoint is deleted.
+        run.flush()
+        run.save_summary()
+        stale = [self.last_step_name] if self.last_step_name is not None else []  # superseded step checkpoint
         self.last_step_name = name if kind == "step" else None
         keep = self.config.keep_checkpoints
         if kind == "epoch" and keep and pos.epoch - 1 > keep:
-            self._remove(f"epoch-{pos.epoch - 1 - keep:03d}")
-        run.summary["last_checkpoint"] = {"weights": f"checkpoints/{weights.name}",
-                                          "state": f"checkpoints/{state.name}", "global_step": pos.global_step}
-        # A checkpoint is a promise: everything logged up to it is on disk before training goes on.
-        run.flush()
-        run.save_summary()
+            stale.append(f"epoch-{pos.epoch - 1 - keep:03d}")
+        for old in stale:
+            self._remove(old)
+        if stale:
+            run.save_summary()
 
     def _remove(self, name: str) -> None:
         for suffix in (".safetensors", ".state.pt"):

@@ -81,6 +81,10 @@ class Store(abc.ABC):
         """Append metric points (the one write primitive for metrics), atomically."""
 
     @abc.abstractmethod
+    def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
+        """Atomically mark a non-running run `running` under this process; False if it already runs."""
+
+    @abc.abstractmethod
     def truncate_metrics(self, run_id: str, after_step: int) -> int:
         """Drop every metric point with a step above ``after_step`` (before a resume); return how many."""
 

@@ -235,6 +235,14 @@ class SqlStore(Store):
             if heartbeat_at is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=heartbeat_at))
 
+    def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
+        """One UPDATE guarded by the status, so two resumes cannot both take the run."""
+        with self._begin() as conn:
+            result = conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status != "running").values(
+                status="running", ended_at=None, heartbeat_at=time.time(), error=None, host=host, pid=pid,
+                pid_started_at=pid_started_at))
+            return bool(result.rowcount)
+
     def truncate_metrics(self, run_id: str, after_step: int) -> int:
         """Drop points with step > after_step, rewriting the chunks that hold them and their summaries."""
         dropped = 0
