@@ -34,6 +34,8 @@ PLANS: dict[str, list[dict]] = {
         {"model": "alexnet", "epochs": 2, "lr": 0.02, "model_options": SMALL, "batch_size": 128},
         {"model": "vgg16", "epochs": 1, "lr": 0.01, "model_options": SMALL, "batch_size": 128,
          "train_subset": 30_000},
+        {"model": "vgg16-bn", "epochs": 1, "lr": 0.05, "model_options": SMALL, "batch_size": 128,
+         "train_subset": 20_000},
         {"model": "googlenet-bn", "epochs": 1, "lr": 0.05, "model_options": SMALL, "batch_size": 128,
          "train_subset": 12_000},
     ],

@@ -153,3 +153,18 @@ def test_image_size_resizes_on_the_device(synthetic_data):
     result = train(quick(synthetic_data, epochs=1, image_size=48), progress=False)
     assert result.status == "finished" and result.test_acc1 is not None
 
+
+
+def test_models_with_batch_norm_train_and_checkpoint(synthetic_data, tmp_path):
+    # BatchNorm keeps a 0-d integer buffer (num_batches_tracked) that the weights hash must handle.
+    spec = tmp_path / "bn.yaml"
+    spec.write_text("input_size: 32\nlayers:\n  - conv: {out: 4, kernel: 3}\n  - batchnorm\n  - relu\n"
+                    "  - pool: {kind: avg, output: 1}\n  - linear: classes\n")
+    store = open_store(tmp_path / "s")
+    config = quick(synthetic_data, epochs=1, model=str(spec))
+    run = init(config=config.to_dict(), store=store)
+    result = train(config, run=run, progress=False)
+    run.finish(result.status)
+    state = load_file(str(Path(store.artifact_root) / run.id / "model.safetensors"))
+    assert any(k.endswith("num_batches_tracked") for k in state)
+    assert ckpt.weights_hash(state) == result.weights_hash
