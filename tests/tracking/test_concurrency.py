@@ -34,7 +34,7 @@ def test_32_processes_log_into_one_store(tmp_path):
         assert "locked" not in err
     store = open_store(store_dir)
     runs = store.list_runs()
-    assert len(runs) == 32 and all(r.status == "finished" and r.summary == {"done": True} for r in runs)
+    assert len(runs) == 32 and all(r.status == "finished" and r.summary["done"] is True for r in runs)
     for run in runs:
         for key in ("loss", "acc", "lr", "k3", "k4"):
             series = store.history(run.id, key)

@@ -193,3 +193,23 @@ def which(
     else:
         for row in rows:
             console.print(f"{row['name']} ({row['id'][:8]}, {row['status']}): {row['artifact']}", highlight=False)
+
+
+@app.command("sync")
+def sync(
+    to: str = typer.Option(..., "--to", help="the remote store, e.g. postgresql://user@host/db"),
+    spool: Optional[str] = typer.Option(None, "--spool", help="the local spool (default ~/.cache/striate/spool)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send every spooled run to a remote store (idempotent: running it twice sends nothing twice)."""
+    from pathlib import Path
+
+    from striate.tracking.spool import sync_all
+
+    rows = sync_all(to, Path(spool) if spool else None)
+    if as_json:
+        print_json(rows)
+    else:
+        sent = sum(r["chunks_sent"] for r in rows)
+        console.print(f"synced {len(rows)} run(s): {sent} new metric chunks, "
+                      f"{sum(r['artifacts_copied'] for r in rows)} artifacts copied")

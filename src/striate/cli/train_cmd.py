@@ -84,7 +84,7 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     from striate import models
     from striate.data.loader import load_dataset
     from striate.tracking.run import init
-    from striate.tracking.store import open_store
+    from striate.tracking.store import is_remote, open_store
     from striate.train.engine import resolve_device, train
 
     # Fail on bad input before a run exists, so nothing is left half-recorded.
@@ -93,7 +93,8 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     resolve_device(config)
     dataset = load_dataset(config.data)
     run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
-               store=store, model=config.model, capture_console=True, reproduction_of=reproduction_of)
+               store=store_location if is_remote(store_location) else store, model=config.model,
+               capture_console=True, reproduction_of=reproduction_of)
     try:
         result = train(config, run=run, dataset=dataset, progress=progress, echo=echo)
     except BaseException as exc:

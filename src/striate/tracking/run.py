@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from striate.errors import ConfigError, StoreError
-from striate.tracking.store import MetricSeries, RunRecord, Store, open_store
+from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
 from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES
 
 FLUSH_INTERVAL_S = 0.05
+SYNC_INTERVAL_S = 1.0  # remote stores: how often the spool is copied across
 SYSTEM_METRICS_INTERVAL_S = 5.0
 _active_run: Run | None = None
 
@@ -32,7 +34,7 @@ class Run:
     """A run being recorded. Create it with :func:`striate.init`."""
 
     def __init__(self, store: Store, record: RunRecord, capture_console: bool = False,
-                 system_metrics: bool = True) -> None:
+                 system_metrics: bool = True, syncer: Any = None) -> None:
         self.store = store
         self.id = record.id
         self.name = record.name
@@ -47,6 +49,8 @@ class Run:
         self._stopped = threading.Event()
         self._drain_lock = threading.Lock()
         self._system_metrics = system_metrics
+        self._syncer = syncer  # set when the store is remote: self.store is then the local spool
+        self.sync_error: str | None = None
         self._console = None
         if capture_console:
             from striate.tracking.capture import ConsoleCapture
@@ -133,6 +137,12 @@ class Run:
         now = time.time()
         self.store.update_run(self.id, status=status, ended_at=now, heartbeat_at=now,
                               summary=_jsonable(self.summary), error=error)
+        if self._syncer is not None:
+            self._sync()
+            if self.sync_error is not None:
+                print(f"warning: run {self.name} is kept in the local spool ({self.store.artifact_root}/..): "
+                      f"the remote store failed ({self.sync_error}); send it later with `striate sync --to URL`",
+                      file=sys.stderr)
         global _active_run
         if _active_run is self:
             _active_run = None
@@ -150,7 +160,7 @@ class Run:
 
     # -- background writer ------------------------------------------------------------------------
     def _write_loop(self) -> None:
-        last_beat = last_sample = 0.0
+        last_beat = last_sample = last_sync = 0.0
         sampler = None
         if self._system_metrics:
             from striate.tracking.capture import SystemSampler
@@ -169,6 +179,16 @@ class Run:
                     last_beat = beat
             except Exception:  # keep the points queued; the next flush or finish() retries and reports
                 pass
+            if self._syncer is not None and now - last_sync >= SYNC_INTERVAL_S:
+                last_sync = now
+                self._sync()
+
+    def _sync(self) -> None:
+        try:
+            self._syncer.sync()
+            self.sync_error = None
+        except Exception as exc:  # the server is away: the spool keeps everything; try again later
+            self.sync_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
     def _drain(self, heartbeat_at: float | None = None) -> None:
         with self._drain_lock:
@@ -231,7 +251,14 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     and system metrics; each can be switched off.
     """
     global _active_run
-    opened = store if isinstance(store, Store) else open_store(store)
+    syncer = None
+    if not isinstance(store, Store) and is_remote(store):
+        # Remote store: record into the local spool; a Syncer copies it across (see tracking/spool.py).
+        from striate.tracking.spool import Syncer, spool_location
+
+        opened = open_store(spool_location())
+    else:
+        opened = store if isinstance(store, Store) else open_store(store)
     now = time.time()
     run_id = uuid.uuid4().hex
     record = RunRecord(id=run_id, name=name or _default_name(run_id), project=project, status="running",
@@ -244,7 +271,9 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     except Exception as exc:
         raise StoreError(f"cannot record a new run in the store: {exc}",
                          "check that the store is writable, or choose another with --store") from None
-    run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics)
+    if opened is not store and is_remote(store):
+        syncer = Syncer(opened, str(store), run_id)  # type: ignore[arg-type]
+    run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics, syncer=syncer)
     _active_run = run
     if capture_environment:
         from striate.tracking.capture import environment, snapshot_code

@@ -15,11 +15,29 @@ def default_store_location() -> str:
     return os.environ.get("STRIATE_STORE") or DEFAULT_STORE
 
 
+REMOTE_PREFIXES = ("postgresql://", "postgresql+")
+
+
+def is_remote(location: str | os.PathLike[str] | None) -> bool:
+    """Whether ``location`` names a database server rather than a local folder."""
+    return str(location or "").startswith(REMOTE_PREFIXES)
+
+
+def artifact_root_for_remote() -> Path:
+    """Where a database-server store keeps artifact files: ``$STRIATE_ARTIFACTS`` or a user data folder."""
+    return Path(os.environ.get("STRIATE_ARTIFACTS") or Path.home() / ".local" / "share" / "striate" / "artifacts")
+
+
 def open_store(location: str | os.PathLike[str] | None = None) -> Store:
-    """Open the store at ``location`` (a folder for the embedded SQLite store)."""
+    """Open the store at ``location``: a folder (embedded SQLite) or a PostgreSQL URL."""
     from striate.tracking.store.sql import SqlStore
 
+    if is_remote(location):
+        url = str(location)
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return SqlStore(url, artifact_root_for_remote())
     return SqlStore.open_folder(Path(location or default_store_location()))
 
 
-__all__ = ["DEFAULT_STORE", "MetricSeries", "RunRecord", "Store", "default_store_location", "open_store"]
+__all__ = ["DEFAULT_STORE", "is_remote", "MetricSeries", "RunRecord", "Store", "default_store_location", "open_store"]

@@ -81,6 +81,14 @@ class Store(abc.ABC):
         """Append metric points (the one write primitive for metrics), atomically."""
 
     @abc.abstractmethod
+    def chunks_since(self, run_id: str, after_id: int) -> list[tuple[int, str, bytes, bytes, bytes]]:
+        """Raw (id, key, steps, times, values) metric chunks with an id above ``after_id`` (for syncing)."""
+
+    @abc.abstractmethod
+    def put_chunks(self, run_id: str, chunks: list[tuple[str, str, bytes, bytes, bytes]]) -> int:
+        """Insert (uid, key, steps, times, values) chunks whose uid is new; return how many. Idempotent."""
+
+    @abc.abstractmethod
     def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
         """Atomically mark a non-running run `running` under this process; False if it already runs."""
 

@@ -67,7 +67,9 @@ metric_chunks = sa.Table(
     sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
     sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
     sa.Column("values", sa.LargeBinary, nullable=False),  # float64
+    sa.Column("uid", sa.String(100)),  # set when a chunk arrives by sync: makes re-syncing a no-op
     sa.Index("ix_metric_chunks_run_key", "run_id", "key", "id"),
+    sa.Index("ix_metric_chunks_run_uid", "run_id", "uid", unique=True),
 )
 
 metric_summary = sa.Table(
@@ -93,7 +95,7 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_sha256", "sha256"),
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 store_meta = sa.Table(
     "store_meta", metadata,
     sa.Column("key", sa.String(50), primary_key=True),
@@ -154,6 +156,9 @@ class SqlStore(Store):
             found = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) < SCHEMA_VERSION:
+                raise StoreError(f"the store {self.url} was written by an older striate (schema {found})",
+                                 "move it aside and start a new store (or use --store with another folder)")
             elif int(found) > SCHEMA_VERSION:
                 raise StoreError(f"the store {self.url} has schema version {found}, newer than this striate "
                                  f"understands ({SCHEMA_VERSION})", "upgrade striate: pip install -U striate")
@@ -234,6 +239,46 @@ class SqlStore(Store):
                             count=old.count + len(s), **row))
             if heartbeat_at is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=heartbeat_at))
+
+    def chunks_since(self, run_id: str, after_id: int) -> list[tuple[int, str, bytes, bytes, bytes]]:
+        """Raw metric chunks of a run with an id above ``after_id`` (what a sync has not sent yet)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(metric_chunks.c.id, metric_chunks.c.key, metric_chunks.c.steps,
+                                          metric_chunks.c.times, metric_chunks.c["values"])
+                                .where(metric_chunks.c.run_id == run_id, metric_chunks.c.id > after_id)
+                                .order_by(metric_chunks.c.id)).all()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def put_chunks(self, run_id: str, chunks: list[tuple[str, str, bytes, bytes, bytes]]) -> int:
+        """Insert (uid, key, steps, times, values) chunks whose uid is new; refresh summaries. Idempotent."""
+        if not chunks:
+            return 0
+        with self._begin() as conn:
+            uids = [c[0] for c in chunks]
+            seen = set()
+            for start in range(0, len(uids), 500):
+                seen.update(r[0] for r in conn.execute(sa.select(metric_chunks.c.uid).where(
+                    metric_chunks.c.run_id == run_id, metric_chunks.c.uid.in_(uids[start:start + 500]))))
+            fresh = [c for c in chunks if c[0] not in seen]
+            if fresh:
+                conn.execute(metric_chunks.insert(), [
+                    {"run_id": run_id, "uid": uid, "key": key, "count": len(steps) // 8, "steps": steps,
+                     "times": times, "values": values} for uid, key, steps, times, values in fresh])
+                for key in {c[1] for c in fresh}:
+                    self._refresh_summary(conn, run_id, key)
+        return len(fresh)
+
+    def _refresh_summary(self, conn: sa.Connection, run_id: str, key: str) -> None:
+        rows = conn.execute(sa.select(metric_chunks.c.steps, metric_chunks.c["values"]).where(
+            metric_chunks.c.run_id == run_id, metric_chunks.c.key == key).order_by(metric_chunks.c.id)).all()
+        steps = np.frombuffer(b"".join(r[0] for r in rows), dtype="<i8")
+        values = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f8")
+        conn.execute(metric_summary.delete().where(metric_summary.c.run_id == run_id, metric_summary.c.key == key))
+        if steps.size:
+            finite = values[np.isfinite(values)]
+            conn.execute(metric_summary.insert().values(
+                run_id=run_id, key=key, last=float(values[-1]), last_step=int(steps[-1]), count=int(steps.size),
+                min=float(finite.min()) if finite.size else None, max=float(finite.max()) if finite.size else None))
 
     def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
         """One UPDATE guarded by the status, so two resumes cannot both take the run."""

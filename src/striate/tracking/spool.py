@@ -1,0 +1,92 @@
+"""Writing to a remote store through a local spool.
+
+A run whose store is a database server records everything into a local SQLite store first (the
+spool, ``$STRIATE_SPOOL`` or ``~/.cache/striate/spool``) — so logging never waits on the network
+and nothing is lost when the server is away — and a :class:`Syncer` copies it across. Syncing is
+idempotent: every metric chunk carries a uid (run id + spool chunk id) that the server keeps, the
+run record is upserted, artifacts are copied by content hash; syncing twice writes nothing twice.
+`striate sync --to URL` sends whatever a killed or offline process left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from striate.errors import RunNotFoundError
+from striate.tracking.store import Store, open_store
+from striate.tracking.store.sql import SqlStore, flatten_params
+
+_RECORD_FIELDS = ("name", "project", "status", "ended_at", "heartbeat_at", "model", "summary", "tags", "notes",
+                  "environment", "dataset", "error", "reproduction_of", "host", "pid", "pid_started_at", "archived")
+
+
+def spool_location() -> Path:
+    """The local spool store: ``$STRIATE_SPOOL`` or ``~/.cache/striate/spool``."""
+    return Path(os.environ.get("STRIATE_SPOOL") or Path.home() / ".cache" / "striate" / "spool")
+
+
+class Syncer:
+    """Copies one spooled run to the remote store, opening the remote lazily and resuming where it stopped."""
+
+    def __init__(self, spool: SqlStore, remote: str | Store, run_id: str) -> None:
+        self.spool = spool
+        self._remote_location = remote
+        self._remote: Store | None = remote if isinstance(remote, Store) else None
+        self.run_id = run_id
+        self._sent_chunk_id = 0  # chunks up to this spool id are on the server
+
+    @property
+    def remote(self) -> Store:
+        """The remote store, opened on first use (the server may be away when the run starts)."""
+        if self._remote is None:
+            self._remote = open_store(str(self._remote_location))
+        return self._remote
+
+    def sync(self) -> dict[str, int]:
+        """Send what the remote lacks: the record, new metric chunks, artifacts. Returns counts."""
+        remote = self.remote
+        record = self.spool.get_run(self.run_id)
+        try:
+            remote.get_run(record.id)
+            remote.update_run(record.id, **{f: getattr(record, f) for f in _RECORD_FIELDS})
+        except RunNotFoundError:
+            remote.create_run(record)
+        remote.set_params(record.id, flatten_params(record.config))
+        chunks = self.spool.chunks_since(record.id, self._sent_chunk_id)
+        sent = remote.put_chunks(record.id, [(f"{record.id}:{cid}", key, steps, times, values)
+                                             for cid, key, steps, times, values in chunks])
+        if chunks:
+            self._sent_chunk_id = chunks[-1][0]
+        copied = self._sync_artifacts(record.id, record.artifacts, remote)
+        return {"chunks_sent": sent, "artifacts_copied": copied}
+
+    def _sync_artifacts(self, run_id: str, artifacts: list[dict[str, Any]], remote: Store) -> int:
+        have = {a["path"]: a["sha256"] for a in remote.get_run(run_id).artifacts}
+        source, target = Path(self.spool.artifact_root) / run_id, Path(remote.artifact_root) / run_id
+        copied = 0
+        for a in artifacts:
+            if have.get(a["path"]) == a["sha256"]:
+                continue
+            (target / a["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / a["path"], target / a["path"])
+            remote.add_artifact(run_id, a["path"], a["kind"], a["size"], a["sha256"])
+            copied += 1
+        for path in set(have) - {a["path"] for a in artifacts}:  # pruned in the spool (old checkpoints)
+            (target / path).unlink(missing_ok=True)
+            remote.remove_artifact(run_id, path)
+        return copied
+
+
+def sync_all(remote: str, spool: Path | None = None) -> list[dict[str, Any]]:
+    """Sync every run in the spool to ``remote``; one row per run."""
+    spooled = open_store(spool or spool_location())
+    assert isinstance(spooled, SqlStore)
+    target = open_store(remote)
+    rows = []
+    for record in spooled.list_runs():
+        counts = Syncer(spooled, target, record.id).sync()
+        rows.append({"id": record.id, "name": record.name, "status": record.status, **counts})
+    return rows
