@@ -52,8 +52,7 @@ def check_file(path: Path, expected: FileSpec, content: bytes | None = None, lab
 
     Raises DataError (naming ``label``, default the path) when no known checksum matches.
     """
-    raw = path.read_bytes()
-    if expected.archive_sha256 and hashlib.sha256(raw).hexdigest() == expected.archive_sha256:
+    if expected.archive_sha256 and hashlib.sha256(path.read_bytes()).hexdigest() == expected.archive_sha256:
         return hashlib.sha256(content if content is not None else read_bytes(path)).hexdigest()
     if expected.content_sha256:
         try:

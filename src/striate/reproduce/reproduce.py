@@ -113,10 +113,11 @@ def compare_runs(store: Store, original: RunRecord, repro: RunRecord, tolerance:
     for key in keys:
         a, b = store.history(original.id, key), store.history(repro.id, key)
         n = min(len(a), len(b))
-        if len(a) != len(b) or not np.array_equal(a.steps[:n], b.steps[:n]):
-            mismatch = int(np.argmax(a.steps[:n] != b.steps[:n])) if n and not np.array_equal(
-                a.steps[:n], b.steps[:n]) else n
-            step = int(a.steps[mismatch]) if mismatch < len(a) else int(b.steps[mismatch]) if mismatch < len(b) else -1
+        same_steps = np.array_equal(a.steps[:n], b.steps[:n])
+        if len(a) != len(b) or not same_steps:
+            # Where the step lists part: inside the common prefix, or where the shorter one ends.
+            mismatch = n if same_steps else int(np.argmax(a.steps[:n] != b.steps[:n]))
+            step = int((a if len(a) > mismatch else b).steps[mismatch])
             candidate = {"step": step, "metric": key, "original": None, "reproduction": None}
             if first is None or step < first["step"]:
                 first = candidate

@@ -208,7 +208,7 @@ class Run:
 def _to_series(points: Iterable[tuple[int, float, dict[str, Any]]]) -> list[MetricSeries]:
     import numpy as np
 
-    grouped: dict[str, tuple[list[int], list[float], list[Any]]] = {}
+    grouped: dict[str, tuple[list[int], list[float], list[float]]] = {}
     for step, when, data in points:
         for key, value in data.items():
             bucket = grouped.get(key)
@@ -217,14 +217,9 @@ def _to_series(points: Iterable[tuple[int, float, dict[str, Any]]]) -> list[Metr
             bucket[0].append(step)
             bucket[1].append(when)
             bucket[2].append(value)
-    series = []
-    for key, (steps, times, values) in grouped.items():
-        try:
-            array = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            array = np.fromiter((float(v) for v in values), dtype=np.float64, count=len(values))
-        series.append(MetricSeries(key, np.asarray(steps, np.int64), np.asarray(times, np.float64), array))
-    return series
+    # log() has already turned every value into a float.
+    return [MetricSeries(key, np.asarray(steps, np.int64), np.asarray(times, np.float64),
+                         np.asarray(values, np.float64)) for key, (steps, times, values) in grouped.items()]
 
 
 def _jsonable(value: Any) -> Any:

@@ -50,21 +50,23 @@ class Syncer:
         remote = self.remote
         record = self.spool.get_run(self.run_id)
         try:
-            remote.get_run(record.id)
+            remote_artifacts = remote.get_run(record.id).artifacts
             remote.update_run(record.id, **{f: getattr(record, f) for f in _RECORD_FIELDS})
         except RunNotFoundError:
             remote.create_run(record)
+            remote_artifacts = []
         remote.set_params(record.id, flatten_params(record.config))
         chunks = self.spool.chunks_since(record.id, self._sent_chunk_id)
         sent = remote.put_chunks(record.id, [(f"{record.id}:{cid}", key, steps, times, values)
                                              for cid, key, steps, times, values in chunks])
         if chunks:
             self._sent_chunk_id = chunks[-1][0]
-        copied = self._sync_artifacts(record.id, record.artifacts, remote)
+        copied = self._sync_artifacts(record.id, record.artifacts, remote_artifacts, remote)
         return {"chunks_sent": sent, "artifacts_copied": copied}
 
-    def _sync_artifacts(self, run_id: str, artifacts: list[dict[str, Any]], remote: Store) -> int:
-        have = {a["path"]: a["sha256"] for a in remote.get_run(run_id).artifacts}
+    def _sync_artifacts(self, run_id: str, artifacts: list[dict[str, Any]], remote_artifacts: list[dict[str, Any]],
+                        remote: Store) -> int:
+        have = {a["path"]: a["sha256"] for a in remote_artifacts}
         source, target = Path(self.spool.artifact_root) / run_id, Path(remote.artifact_root) / run_id
         copied = 0
         for a in artifacts:

@@ -88,15 +88,14 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     try:
         device = resolve_device(config)
         with deterministic_mode(wants_determinism(config.deterministic, device), device):
-            return _train(config, run, dataset, progress, echo, on_epoch, resume)
+            return _train(config, device, run, dataset, progress, echo, on_epoch, resume)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(config: TrainConfig, run: Run | None, dataset: ImageDataset | None, progress: bool,
-           echo: bool | None, on_epoch: Callable[[int, EvalResult], None] | None,
+def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: ImageDataset | None,
+           progress: bool, echo: bool | None, on_epoch: Callable[[int, EvalResult], None] | None,
            resume: ResumePoint | None) -> TrainResult:
-    device = resolve_device(config)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format

@@ -308,23 +308,8 @@ class SqlStore(Store):
                         run_id=run_id, key=row.key, count=int(keep.sum()), steps=steps[keep].tobytes(),
                         times=np.frombuffer(row.times, dtype="<f8")[keep].tobytes(),
                         values=np.frombuffer(row._mapping["values"], dtype="<f8")[keep].tobytes()))
-            for key in touched:  # recompute the summary row from what is left
-                conn.execute(metric_summary.delete().where(metric_summary.c.run_id == run_id,
-                                                           metric_summary.c.key == key))
-                left = [r for r in rows if r.key == key]
-                steps_all, values_all = [], []
-                for r in left:
-                    st = np.frombuffer(r.steps, dtype="<i8")
-                    mask = st <= after_step
-                    steps_all.append(st[mask])
-                    values_all.append(np.frombuffer(r._mapping["values"], dtype="<f8")[mask])
-                st_cat, val_cat = np.concatenate(steps_all), np.concatenate(values_all)
-                if st_cat.size:
-                    finite = val_cat[np.isfinite(val_cat)]
-                    conn.execute(metric_summary.insert().values(
-                        run_id=run_id, key=key, last=float(val_cat[-1]), last_step=int(st_cat[-1]),
-                        min=float(finite.min()) if finite.size else None,
-                        max=float(finite.max()) if finite.size else None, count=int(st_cat.size)))
+            for key in touched:
+                self._refresh_summary(conn, run_id, key)
         return dropped
 
     def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
