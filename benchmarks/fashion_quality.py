@@ -69,7 +69,12 @@ def main() -> None:
                                                "checkpoint": False, **settings})
             run = init(project="fashion-quality", config=config.to_dict(), store=store, model=config.model)
             start = time.perf_counter()
-            result = train(config, run=run, dataset=data, progress=False, echo=False)
+            def progress(epoch: int, ev, model: str = config.model, began: float = start) -> None:
+                # One line per epoch, so a run cut short by a time limit still shows how far it got.
+                print(json.dumps({"model": model, "epoch": epoch, "test_acc1": round(ev.top1, 4),
+                                  "seconds": round(time.perf_counter() - began, 1)}), file=sys.stderr, flush=True)
+
+            result = train(config, run=run, dataset=data, progress=False, echo=False, on_epoch=progress)
             run.finish(result.status)
             results.append({"model": config.model, "settings": entry, "train_images": len(data.train),
                             "test_images": len(data.test), "test_acc1": result.test_acc1,

@@ -285,3 +285,22 @@ def test_googlenet_bn_transform_input():
 def test_unknown_options_are_rejected(name):
     with pytest.raises(ModelError, match="invalid option"):
         models.create(name, small_inputs=True)
+
+
+@pytest.mark.parametrize("size", [5, 7])  # 5: the whole-window fast path; 7: the ordinary convolution
+def test_lenet_c5_fast_path_matches_a_plain_convolution(size):
+    from striate.models.lenet import FullWindowConv2d
+
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(16, 120, kernel_size=5)
+    fast = FullWindowConv2d(16, 120, kernel_size=5)
+    fast.load_state_dict(plain.state_dict())
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(8, 16, size, size).contiguous(memory_format=memory_format)
+        out_plain, out_fast = plain(x), fast(x)
+        assert out_fast.shape == out_plain.shape == (8, 120, size - 4, size - 4)
+        torch.testing.assert_close(out_fast, out_plain, rtol=1e-5, atol=1e-5)
+        grads_plain = torch.autograd.grad(out_plain.square().sum(), list(plain.parameters()))
+        grads_fast = torch.autograd.grad(out_fast.square().sum(), list(fast.parameters()))
+        for a, b in zip(grads_fast, grads_plain):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -77,6 +77,14 @@ def layer_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
     return 0
 
 
+def layer_type(module: nn.Module) -> str:
+    """The layer's kind as users know it: a speed-only subclass of a torch layer shows as that layer."""
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn") and cls is not nn.Module:
+            return cls.__name__
+    return type(module).__name__
+
+
 def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
     """Run one image of ``input_shape`` (C, H, W) through ``model`` in eval mode and tabulate its leaf modules."""
     table = LayerTable(tuple(input_shape))
@@ -87,7 +95,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> LayerTable:
         params = 0 if id(module) in seen else sum(p.numel() for p in module.parameters())
         seen.add(id(module))
         shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
-        table.rows.append(LayerRow(names[id(module)] or type(module).__name__, type(module).__name__, shape,
+        table.rows.append(LayerRow(names[id(module)] or layer_type(module), layer_type(module), shape,
                                    params, layer_macs(module, inputs, output)))
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
