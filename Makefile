@@ -31,6 +31,7 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
 
 clean:
 	rm -rf $(VENV) striate-runs .pytest_cache

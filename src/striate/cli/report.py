@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import functools
+from typing import Any, Callable
 
 from rich.table import Table
 
@@ -170,26 +171,35 @@ def _num(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _param_value(key: str, r: RunRecord) -> Any:
+    from striate.tracking.store.sql import flatten_params
+
+    return flatten_params(r.config).get(key)
+
+
+def _metric_value(key: str, aggregate: str, r: RunRecord) -> Any:
+    return (r.metrics.get(key) or {}).get(aggregate)
+
+
 def select_columns(records: list[RunRecord], columns: list[str]) -> list[dict[str, Any]]:
     """Rows with the chosen columns: run fields, params.KEY, metrics.KEY[.last|.min|.max|.count]."""
     from striate.errors import ConfigError
     from striate.tracking.query import parse_field
-    from striate.tracking.store.sql import flatten_params
 
     basic = {"id": lambda r: r.id[:8], "name": lambda r: r.name, "status": lambda r: r.status,
              "model": lambda r: r.model, "project": lambda r: r.project, "tags": lambda r: ",".join(r.tags),
              "duration": lambda r: fmt_duration(r.duration_s), "started": lambda r: fmt_time(r.created_at),
              "notes": lambda r: r.notes}
-    getters = []
+    getters: list[tuple[str, Callable[[RunRecord], Any]]] = []
     for column in columns:
         if column in basic:
             getters.append((column, basic[column]))
             continue
         field = parse_field(column)
         if field.kind == "param":
-            getters.append((column, lambda r, k=field.key: flatten_params(r.config).get(k)))
+            getters.append((column, functools.partial(_param_value, field.key)))
         elif field.kind == "metric":
-            getters.append((column, lambda r, f=field: (r.metrics.get(f.key) or {}).get(f.aggregate)))
+            getters.append((column, functools.partial(_metric_value, field.key, field.aggregate)))
         else:
             raise ConfigError(f"unknown column {column!r}", f"use {', '.join(basic)}, params.KEY or metrics.KEY")
     return [{name: get(r) for name, get in getters} for r in records]

@@ -11,7 +11,7 @@ try:
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # the older package name
     try:
-        from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef]
+        from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef,assignment]
         from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
     except ImportError:
         from striate.errors import ConfigError

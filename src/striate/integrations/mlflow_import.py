@@ -63,7 +63,8 @@ def _read_database(url: str) -> Iterator[MlflowRun]:
             tables = set(sa.inspect(conn).get_table_names())
             if not {"runs", "metrics", "params", "tags", "experiments"} <= tables:
                 raise ConfigError(f"{url} is not an MLflow tracking database", "point at MLflow's backend store")
-            experiments = dict(conn.execute(sa.text("SELECT experiment_id, name FROM experiments")).all())
+            query = sa.text("SELECT experiment_id, name FROM experiments")
+            experiments: dict[Any, Any] = dict(conn.execute(query).all())
             rows = conn.execute(sa.text(
                 "SELECT run_uuid, name, status, start_time, end_time, experiment_id FROM runs "
                 "WHERE lifecycle_stage = 'active' ORDER BY start_time")).all()

@@ -64,7 +64,7 @@ def packages() -> dict[str, str]:
     """Installed distributions and their versions."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]
         if name:
             found[name.lower()] = dist.version
     return dict(sorted(found.items()))

@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import typing
 import uuid
 from collections import deque
 from pathlib import Path
@@ -23,6 +24,9 @@ from typing import Any, Iterable, Mapping
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
 from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES
+
+if typing.TYPE_CHECKING:
+    from striate.tracking.store.sql import SqlStore
 
 FLUSH_INTERVAL_S = 0.05
 SYNC_INTERVAL_S = 1.0  # remote stores: how often the spool is copied across
@@ -266,8 +270,8 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     except Exception as exc:
         raise StoreError(f"cannot record a new run in the store: {exc}",
                          "check that the store is writable, or choose another with --store") from None
-    if opened is not store and is_remote(store):
-        syncer = Syncer(opened, str(store), run_id)  # type: ignore[arg-type]
+    if not isinstance(store, Store) and is_remote(store):
+        syncer = Syncer(typing.cast("SqlStore", opened), str(store), run_id)
     run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics, syncer=syncer)
     _active_run = run
     if capture_environment:

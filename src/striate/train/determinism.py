@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import typing
 from typing import Any, Iterator
 
 import numpy as np
@@ -21,7 +22,7 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     """The RNG states of Python, NumPy and torch (CPU and CUDA), as checkpointable data."""
     py_version, py_state, py_gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = typing.cast("tuple[Any, ...]", np.random.get_state())  # the legacy tuple form
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": [py_version, list(py_state), py_gauss],

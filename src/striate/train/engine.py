@@ -8,6 +8,7 @@ in batches; the loop only synchronizes with the device when it logs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -114,18 +115,17 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
     pad = 0 if config.image_size else min_size
     train_split = type(data.train)(pad_to(data.train.images, pad), data.train.labels)
     test_split = type(data.test)(pad_to(data.test.images, pad), data.test.labels)
-    batch_options = {"device": device, "mean": mean, "std": std, "channels_last": config.channels_last,
-                     "resize_to": config.image_size}
-    train_batches = DeviceBatches(train_split, batch_size=config.batch_size, shuffle=True,
-                                  crop_padding=config.crop_padding, flip=config.flip, seed=config.seed,
-                                  **batch_options)
-    test_batches = DeviceBatches(test_split, batch_size=config.eval_batch_size, **batch_options)
+    batches = functools.partial(DeviceBatches, device=device, mean=mean, std=std,
+                                channels_last=config.channels_last, resize_to=config.image_size)
+    train_batches = batches(train_split, batch_size=config.batch_size, shuffle=True,
+                            crop_padding=config.crop_padding, flip=config.flip, seed=config.seed)
+    test_batches = batches(test_split, batch_size=config.eval_batch_size)
 
     # --- model, optimizer, schedule ---------------------------------------------------------------
     model = models.create(config.model, num_classes=num_classes, in_channels=channels, **config.model_options)
     if config.pretrained:
         load_pretrained(model, Path(config.pretrained), num_classes)
-    model = model.to(device=device, memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     # Models with auxiliary classifiers (GoogLeNet) expose them through forward_with_aux in training.
     forward_with_aux = getattr(model, "forward_with_aux", None)
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))

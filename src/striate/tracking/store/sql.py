@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -236,7 +236,7 @@ class SqlStore(Store):
                         conn.execute(metric_summary.update().where(
                             metric_summary.c.run_id == run_id, metric_summary.c.key == s.key).values(
                             min=_combine(min, old.min, lo), max=_combine(max, old.max, hi),
-                            count=old.count + len(s), **row))
+                            count=old._mapping["count"] + len(s), **row))
             if heartbeat_at is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=heartbeat_at))
 
@@ -255,7 +255,7 @@ class SqlStore(Store):
             return 0
         with self._begin() as conn:
             uids = [c[0] for c in chunks]
-            seen = set()
+            seen: set[str] = set()
             for start in range(0, len(uids), 500):
                 seen.update(r[0] for r in conn.execute(sa.select(metric_chunks.c.uid).where(
                     metric_chunks.c.run_id == run_id, metric_chunks.c.uid.in_(uids[start:start + 500]))))
@@ -443,14 +443,14 @@ class SqlStore(Store):
             with conn.begin():
                 yield conn
 
-    def _records(self, conn: sa.Connection, rows: list[Any]) -> list[RunRecord]:
+    def _records(self, conn: sa.Connection, rows: Sequence[Any]) -> list[RunRecord]:
         if not rows:
             return []
         ids = [r.id for r in rows]
         metrics: dict[str, dict[str, dict[str, float]]] = {i: {} for i in ids}
         for m in conn.execute(sa.select(metric_summary).where(metric_summary.c.run_id.in_(ids))):
-            metrics[m.run_id][m.key] = {"last": m.last, "min": m.min, "max": m.max, "count": m.count,
-                                        "last_step": m.last_step}
+            metrics[m.run_id][m.key] = {"last": m.last, "min": m.min, "max": m.max,
+                                        "count": m._mapping["count"], "last_step": m.last_step}
         arts: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
         for a in conn.execute(sa.select(artifacts).where(artifacts.c.run_id.in_(ids)).order_by(artifacts.c.created_at)):
             arts[a.run_id].append({"path": a.path, "kind": a.kind, "size": a.size, "sha256": a.sha256})
