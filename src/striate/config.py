@@ -51,7 +51,8 @@ class TrainConfig:
     flip: bool = _setting(False, "augmentation: random horizontal flip")
     seed: int = _setting(0, "seed for weights, data order and augmentation")
     device: str = _setting("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
-    precision: str = _setting("auto", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=PRECISIONS)
+    precision: str = _setting("auto", "auto (bf16 on CUDA for models of >= 10 M multiply-adds per image, "
+                              "else fp32), fp32 or bf16", choices=PRECISIONS)
     channels_last: bool = _setting(True, "NHWC memory layout for convolutions (faster on CPU and tensor cores)")
     threads: int = _setting(0, "CPU threads for torch (0: torch's default)")
     eval_batch_size: int = _setting(1024, "images per evaluation batch")

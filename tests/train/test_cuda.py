@@ -18,7 +18,7 @@ from striate.data.loader import DeviceBatches, load_dataset
 from striate.tracking.run import init
 from striate.tracking.store import open_store
 from striate.train import checkpoint as ckpt
-from striate.train.engine import autocast_for, train
+from striate.train.engine import autocast_for, resolve_precision, train
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -30,12 +30,12 @@ def quick(data: Path, **kw) -> TrainConfig:
     return TrainConfig.from_mapping({**base, **kw})
 
 
-def test_auto_precision_is_bf16_autocast_on_cuda():
-    config = TrainConfig(device="cuda")
-    with autocast_for(config, torch.device("cuda"))():
+def test_bf16_autocast_on_cuda():
+    cuda = torch.device("cuda")
+    with autocast_for(resolve_precision(TrainConfig(device="cuda"), cuda, 200e6), cuda)():
         out = torch.nn.Linear(8, 8).cuda()(torch.randn(4, 8, device="cuda"))
     assert out.dtype == torch.bfloat16
-    with autocast_for(TrainConfig(device="cuda", precision="fp32"), torch.device("cuda"))():
+    with autocast_for(resolve_precision(TrainConfig(device="cuda"), cuda, 416_520), cuda)():  # LeNet-5's size
         out = torch.nn.Linear(8, 8).cuda()(torch.randn(4, 8, device="cuda"))
     assert out.dtype == torch.float32
 
@@ -61,7 +61,7 @@ def test_cuda_training_learns_records_and_saves_fp32_weights(synthetic_data, tmp
     assert result.status == "finished"
     assert result.test_acc1 is not None and result.test_acc1 > 0.5, "the bars are easy to tell apart"
     record = store.get_run(run.id)
-    assert record.summary["device"].startswith("cuda")
+    assert record.summary["device"].startswith("cuda") and record.summary["precision"] == "fp32"
     assert torch.cuda.get_device_name(0) in json.dumps(record.environment), "the run names the GPU it used"
     weights = load_file(str(Path(store.artifact_root) / run.id / "model.safetensors"))
     assert all(t.device.type == "cpu" and t.dtype == torch.float32 for t in weights.values())
@@ -71,10 +71,13 @@ def test_cuda_training_learns_records_and_saves_fp32_weights(synthetic_data, tmp
 
 
 @pytest.mark.parametrize("model", ["alexnet", "vgg11-bn", "googlenet"])
-def test_imagenet_era_models_train_on_cuda(synthetic_data, model):
+def test_imagenet_era_models_train_on_cuda(synthetic_data, tmp_path, model):
     config = quick(synthetic_data, model=model, epochs=1, model_options={"small_input": True})
-    result = train(config, progress=False)
+    run = init(project="t", config=config.to_dict(), store=tmp_path / "store", model=config.model)
+    result = train(config, run=run, progress=False)
+    run.finish(result.status)
     assert result.status == "finished" and result.test_acc1 is not None
+    assert open_store(tmp_path / "store").get_run(run.id).summary["precision"] == "bf16"
     assert result.test_loss is not None and torch.isfinite(torch.tensor(result.test_loss))
 
 

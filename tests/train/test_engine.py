@@ -10,7 +10,7 @@ from striate.data.loader import load_dataset
 from striate.tracking.run import init
 from striate.tracking.store import open_store
 from striate.train import checkpoint as ckpt
-from striate.train.engine import train
+from striate.train.engine import resolve_precision, train
 
 
 def quick(data: Path, **kw) -> TrainConfig:
@@ -32,6 +32,7 @@ def test_training_learns_and_records_everything(synthetic_data, tmp_path):
     assert record.status == "finished"
     assert record.summary["test_acc1"] == pytest.approx(result.test_acc1)
     assert record.summary["parameters"] == 61_706
+    assert record.summary["precision"] == "fp32" and record.summary["multiply_adds_per_image"] == 416_520
     assert record.dataset["fingerprint"] == load_dataset(str(synthetic_data)).fingerprint
     assert {"train/loss", "test/acc1", "test/acc5", "test/loss", "lr", "epoch"} <= set(record.metrics)
     assert record.metrics["epoch"]["count"] == 3
@@ -168,3 +169,13 @@ def test_models_with_batch_norm_train_and_checkpoint(synthetic_data, tmp_path):
     state = load_file(str(Path(store.artifact_root) / run.id / "model.safetensors"))
     assert any(k.endswith("num_batches_tracked") for k in state)
     assert ckpt.weights_hash(state) == result.weights_hash
+
+
+def test_auto_precision_depends_on_the_device_and_the_model_size():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    auto = TrainConfig()
+    assert resolve_precision(auto, cpu, 2e9) == "fp32"
+    assert resolve_precision(auto, cuda, 416_520) == "fp32", "LeNet-5 is faster in fp32 on a GPU"
+    assert resolve_precision(auto, cuda, 190e6) == "bf16"
+    assert resolve_precision(TrainConfig(precision="bf16"), cpu, 0) == "bf16"
+    assert resolve_precision(TrainConfig(precision="fp32"), cuda, 2e9) == "fp32"
