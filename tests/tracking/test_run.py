@@ -173,6 +173,23 @@ def test_console_output_is_captured(tmp_path, capsys):
     assert "hello from the training loop" in capsys.readouterr().out, "output still reaches the terminal"
 
 
+def test_a_resumed_run_keeps_the_console_output_of_its_first_part(tmp_path):
+    from striate.tracking.run import reattach
+
+    run = striate.init(store=tmp_path, capture_console=True, system_metrics=False)
+    print("first part of the run")
+    run.log({"loss": 1.0}, step=1)
+    run.finish("stopped")
+    again = reattach(open_store(tmp_path), run.id, after_step=1, capture_console=True)
+    print("second part of the run")
+    again.finish()
+    text = (run.artifact_dir / "console.log").read_text()
+    assert text.index("first part of the run") < text.index("--- resumed") < text.index("second part of the run")
+    store = open_store(tmp_path)
+    [entry] = [a for a in store.get_run(run.id).artifacts if a["path"] == "console.log"]
+    assert entry["size"] == (run.artifact_dir / "console.log").stat().st_size, "the record describes the whole file"
+
+
 def test_console_capture_keeps_head_and_tail():
     from striate.tracking.capture import ConsoleCapture
 

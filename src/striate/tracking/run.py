@@ -131,12 +131,16 @@ class Run:
         finally:
             if self._console is not None:
                 self._console.stop()
-        if self._console is not None:
-            if self._console.contents():
-                log_file = self.artifact_dir / "console.log"
-                log_file.parent.mkdir(parents=True, exist_ok=True)
-                log_file.write_bytes(self._console.contents())
-                self.log_artifact(log_file, "console.log", kind="console")
+        if self._console is not None and self._console.contents():
+            log_file = self.artifact_dir / "console.log"
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            # A resumed run keeps the console output of its earlier parts; this part follows a marker.
+            earlier = log_file.read_bytes() if log_file.is_file() else b""
+            marker = f"\n[--- resumed {time.strftime('%Y-%m-%d %H:%M:%S')} ---]\n".encode() if earlier else b""
+            tmp = log_file.with_name(log_file.name + ".tmp")
+            tmp.write_bytes(earlier + marker + self._console.contents())
+            os.replace(tmp, log_file)
+            self.log_artifact(log_file, "console.log", kind="console")
         self.status = status
         now = time.time()
         self.store.update_run(self.id, status=status, ended_at=now, heartbeat_at=now,
