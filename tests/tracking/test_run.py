@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +102,32 @@ def test_sigkill_loses_at_most_100ms_and_the_run_is_marked_crashed(tmp_path):
     assert (np.diff(series.steps) == 1).all(), "no gaps or duplicates in what was written"
     lost = killed_at - series.values.max()
     assert lost <= 0.1, f"lost the last {lost * 1000:.0f} ms of points"
+
+
+CONSOLE_CHILD = """
+import sys, time, striate, striate.tracking.run
+striate.tracking.run.CONSOLE_INTERVAL_S = 0.1
+run = striate.init(store=sys.argv[1], system_metrics=False)
+print(run.id, flush=True)
+print("epoch 1 done, loss 0.42", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_run_keeps_its_console_output(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", CONSOLE_CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()
+    assert child.stdout.readline().startswith("epoch 1 done")
+    time.sleep(0.6)  # several console write intervals
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    store = open_store(tmp_path)
+    record = store.get_run(run_id)
+    assert record.status == "crashed"
+    log_file = Path(store.artifact_root) / run_id / "console.log"
+    assert "epoch 1 done, loss 0.42" in log_file.read_text()
+    assert "console.log" in {a["path"] for a in record.artifacts}
 
 
 def test_silent_run_on_another_host_is_marked_crashed_after_its_heartbeat_stops(tmp_path):

@@ -31,6 +31,7 @@ if typing.TYPE_CHECKING:
 FLUSH_INTERVAL_S = 0.05
 SYNC_INTERVAL_S = 1.0  # remote stores: how often the spool is copied across
 SYSTEM_METRICS_INTERVAL_S = 5.0
+CONSOLE_INTERVAL_S = 5.0  # how often captured console output is written to console.log while running
 _active_run: Run | None = None
 
 
@@ -56,9 +57,15 @@ class Run:
         self._syncer = syncer  # set when the store is remote: self.store is then the local spool
         self.sync_error: str | None = None
         self._console = None
+        self._console_written = b""
         if capture_console:
             from striate.tracking.capture import ConsoleCapture
 
+            # A resumed run keeps the console output of its earlier parts; this part follows a marker.
+            log_file = self.artifact_dir / "console.log"
+            earlier = log_file.read_bytes() if log_file.is_file() else b""
+            marker = f"\n[--- resumed {time.strftime('%Y-%m-%d %H:%M:%S')} ---]\n".encode() if earlier else b""
+            self._console_earlier = earlier + marker
             self._console = ConsoleCapture()
             self._console.start()
         self._writer = threading.Thread(target=self._write_loop, name=f"striate-writer-{self.id[:8]}", daemon=True)
@@ -131,16 +138,7 @@ class Run:
         finally:
             if self._console is not None:
                 self._console.stop()
-        if self._console is not None and self._console.contents():
-            log_file = self.artifact_dir / "console.log"
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            # A resumed run keeps the console output of its earlier parts; this part follows a marker.
-            earlier = log_file.read_bytes() if log_file.is_file() else b""
-            marker = f"\n[--- resumed {time.strftime('%Y-%m-%d %H:%M:%S')} ---]\n".encode() if earlier else b""
-            tmp = log_file.with_name(log_file.name + ".tmp")
-            tmp.write_bytes(earlier + marker + self._console.contents())
-            os.replace(tmp, log_file)
-            self.log_artifact(log_file, "console.log", kind="console")
+        self._save_console()
         self.status = status
         now = time.time()
         self.store.update_run(self.id, status=status, ended_at=now, heartbeat_at=now,
@@ -168,7 +166,7 @@ class Run:
 
     # -- background writer ------------------------------------------------------------------------
     def _write_loop(self) -> None:
-        last_beat = last_sample = last_sync = 0.0
+        last_beat = last_sample = last_sync = last_console = 0.0
         sampler = None
         if self._system_metrics:
             from striate.tracking.capture import SystemSampler
@@ -187,9 +185,33 @@ class Run:
                     last_beat = beat
             except Exception:  # keep the points queued; the next flush or finish() retries and reports
                 pass
+            if self._console is not None and now - last_console >= CONSOLE_INTERVAL_S:
+                last_console = now
+                try:
+                    self._save_console()
+                except Exception:  # a full disk must not stop the training; finish() tries again and reports
+                    pass
             if self._syncer is not None and now - last_sync >= SYNC_INTERVAL_S:
                 last_sync = now
                 self._sync()
+
+    def _save_console(self) -> None:
+        """Write console.log (earlier parts + this one) and record it, when there is something new.
+
+        Called every CONSOLE_INTERVAL_S by the writer and at finish, so a killed run keeps its output
+        up to the last write."""
+        if self._console is None:
+            return
+        contents = self._console.contents()
+        if not contents or contents == self._console_written:
+            return
+        log_file = self.artifact_dir / "console.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = log_file.with_name(log_file.name + ".tmp")
+        tmp.write_bytes(self._console_earlier + contents)
+        os.replace(tmp, log_file)
+        self.log_artifact(log_file, "console.log", kind="console")
+        self._console_written = contents
 
     def _sync(self) -> None:
         try:
