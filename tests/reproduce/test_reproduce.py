@@ -209,3 +209,26 @@ def test_a_nan_on_one_side_is_a_difference(tmp_path):
         runs.append(store.get_run(run.id))
     verdict = compare_runs(store, runs[0], runs[1], tolerance=1e-6)
     assert verdict.verdict == "differs" and verdict.first_difference["step"] == 1
+
+
+def test_resume_from_a_damaged_checkpoint_changes_nothing(tmp_path):
+    data = write_dataset(tmp_path / "data", n_train=1200, n_test=80)
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--store", str(store),
+                             "--epochs", "3", "--batch-size", "16", "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch   1/3"):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (before,) = open_store(store).list_runs()
+    assert before.status == "crashed"
+    weights = store / "artifacts" / before.id / before.summary["last_checkpoint"]["weights"]
+    weights.write_bytes(weights.read_bytes()[:100])
+    done = run_cli("resume", before.id[:8], "--store", str(store), "--no-progress")
+    assert done.returncode == 2 and "damaged" in done.stderr and "Traceback" not in done.stderr
+    after = open_store(store).get_run(before.id)
+    assert after.status == "crashed", "a resume that cannot start leaves the run as it was"
+    assert after.metrics == before.metrics

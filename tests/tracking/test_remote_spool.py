@@ -56,7 +56,7 @@ def test_a_run_on_a_remote_store_is_spooled_then_synced(pg_url, tmp_path):
 
     # Syncing again, in-process or through the CLI, sends nothing twice.
     spool = open_store(tmp_path / "spool")
-    assert Syncer(spool, remote, run.id).sync() == {"chunks_sent": 0, "artifacts_copied": 0}
+    assert Syncer(spool, remote, run.id).sync() == {"chunks_sent": 0, "artifacts_copied": 0, "superseded": 0}
     out = run_cli("sync", "--to", pg_url, "--spool", str(tmp_path / "spool"), "--json",
                   env={"STRIATE_ARTIFACTS": str(tmp_path / "remote-artifacts")})
     assert out.returncode == 0, out.stderr
@@ -87,3 +87,43 @@ def test_train_on_a_remote_store(pg_url, synthetic_data, tmp_path):
     record = open_store(pg_url).get_run(json.loads(done.stdout)["id"])
     assert record.status == "finished" and "test/acc1" in record.metrics
     assert any(a["path"] == "model.safetensors" for a in record.artifacts)
+
+
+def test_resume_on_a_remote_store_is_not_undone_by_a_later_sync(pg_url, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import write_dataset
+
+    data = write_dataset(tmp_path / "data", n_train=1200, n_test=80)
+    args = ["--data", str(data), "--store", pg_url, "--epochs", "3", "--batch-size", "16", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch   1/3"):
+            break
+    proc.send_signal(signal.SIGKILL)  # in epoch 2: the spool holds points the server may not have yet
+    proc.wait()
+    other_machine = tmp_path / "spool-elsewhere"
+    shutil.copytree(tmp_path / "spool", other_machine)  # a stale copy of the same spool
+    (run_id,) = [r.id for r in open_store(pg_url).list_runs()]
+
+    done = run_cli("resume", run_id[:8], "--store", pg_url, "--no-progress", "--json")
+    assert done.returncode == 0, done.stderr
+    resumed = open_store(pg_url).get_run(run_id)
+    assert resumed.status == "finished" and resumed.metrics["train/loss"]["last_step"] == 3 * 75
+
+    for spool in (tmp_path / "spool", other_machine):
+        out = run_cli("sync", "--to", pg_url, "--spool", str(spool), "--json")
+        assert out.returncode == 0, out.stderr
+        assert all(row["chunks_sent"] == 0 for row in json.loads(out.stdout))
+    after = open_store(pg_url).get_run(run_id)
+    assert after.status == "finished" and after.summary == resumed.summary
+    steps = open_store(pg_url).history(run_id, "train/loss").steps
+    assert (np.diff(steps) > 0).all(), "no duplicated or reordered points"
+    assert json.loads(run_cli("sync", "--to", pg_url, "--spool", str(other_machine), "--json").stdout)[0][
+        "superseded"] == 1

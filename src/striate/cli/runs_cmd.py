@@ -213,3 +213,7 @@ def sync(
         sent = sum(r["chunks_sent"] for r in rows)
         console.print(f"synced {len(rows)} run(s): {sent} new metric chunks, "
                       f"{sum(r['artifacts_copied'] for r in rows)} artifacts copied")
+        for r in rows:
+            if r["superseded"]:
+                console.print(f"skipped {r['name']} ({r['id'][:8]}): resumed on the server since; "
+                              "its spooled copy is older and was not sent", markup=False, highlight=False)

@@ -9,6 +9,7 @@ and with `verify` compares weights and metric series with the original.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -21,11 +22,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
+from safetensors.torch import load_file
 
 from striate.config import TrainConfig
-from striate.errors import ConfigError, DataError, StoreError, StriateError
+from striate.errors import ConfigError, DataError, RunNotFoundError, StoreError, StriateError
 from striate.reproduce.drift import describe, package_drift
-from striate.tracking.store import RunRecord, Store, open_store
+from striate.tracking.store import RunRecord, Store, is_remote, open_store
 
 # Wall-clock figures and machine readings differ between any two runs; they are not compared.
 UNCOMPARED_PREFIXES = ("system/", "train/samples_per_s")
@@ -60,6 +62,8 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
 
     store = open_store(store_location)
     record = store.get_run(run_ref)
+    if is_remote(store_location):
+        record = _take_over_from_spool(store, record)
     if record.status == "finished":
         raise ConfigError(f"run {record.name} already finished", "resume continues stopped, crashed or failed runs")
     if record.status == "running":
@@ -69,14 +73,28 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
         raise ConfigError(f"run {record.name} has no checkpoint to resume from",
                           "use `striate reproduce` to run it again from the start")
     folder = Path(store.artifact_root) / record.id
+    recorded = {a["path"]: a["sha256"] for a in record.artifacts}
     for part in ("weights", "state"):
-        if not (folder / last[part]).is_file():
+        path = folder / last[part]
+        if not path.is_file():
             raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is missing",
+                              "use `striate reproduce` to run it again from the start")
+        if last[part] in recorded and _sha256(path) != recorded[last[part]]:
+            raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is damaged (its SHA-256 "
+                              "differs from the one recorded)",
                               "use `striate reproduce` to run it again from the start")
     config = TrainConfig.from_mapping(record.config, source=f"run {record.name}")
     _dataset_fingerprint_matches(config, record)
     dataset = load_dataset(config.data)
-    state = ckpt.load_training_state(folder / last["state"])
+    # Everything that can fail is checked before the run is touched: reattaching drops the points
+    # logged after the checkpoint and marks the run running again.
+    try:
+        state = ckpt.load_training_state(folder / last["state"])
+        load_file(str(folder / last["weights"]))
+    except Exception as exc:
+        raise ConfigError(f"run {record.name}'s last checkpoint cannot be read ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                          "use `striate reproduce` to run it again from the start") from None
     run = reattach(store, record.id, after_step=int(state["position"]["global_step"]), capture_console=True)
     try:
         result = train(config, run=run, dataset=dataset, progress=progress,
@@ -86,6 +104,34 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
         raise
     run.finish(result.status)
     return result, record.id
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
+    """Before a run on a server is resumed: send what this machine's spool still holds of it, then
+    drop the spool's copy, so a later `striate sync` cannot put the old copy back over the resumed run."""
+    from striate.tracking.spool import Syncer, spool_location
+    from striate.tracking.store.sql import SqlStore
+
+    location = spool_location()
+    if not (location / "striate.db").is_file():
+        return record
+    spool = open_store(location)
+    try:
+        spool.get_run(record.id)
+    except RunNotFoundError:
+        return record
+    assert isinstance(spool, SqlStore)
+    Syncer(spool, remote, record.id).sync()
+    spool.delete_run(record.id)
+    return remote.get_run(record.id)
 
 
 # --- reproduce --------------------------------------------------------------------------------------

@@ -50,7 +50,12 @@ class Syncer:
         remote = self.remote
         record = self.spool.get_run(self.run_id)
         try:
-            remote_artifacts = remote.get_run(record.id).artifacts
+            there = remote.get_run(record.id)
+            if (there.host, there.pid, there.pid_started_at) != (record.host, record.pid, record.pid_started_at):
+                # Another process has taken the run over on the server (`striate resume`): the
+                # spool's copy is older, and sending it would undo what that process recorded.
+                return {"chunks_sent": 0, "artifacts_copied": 0, "superseded": 1}
+            remote_artifacts = there.artifacts
             remote.update_run(record.id, **{f: getattr(record, f) for f in _RECORD_FIELDS})
         except RunNotFoundError:
             remote.create_run(record)
@@ -62,7 +67,7 @@ class Syncer:
         if chunks:
             self._sent_chunk_id = chunks[-1][0]
         copied = self._sync_artifacts(record.id, record.artifacts, remote_artifacts, remote)
-        return {"chunks_sent": sent, "artifacts_copied": copied}
+        return {"chunks_sent": sent, "artifacts_copied": copied, "superseded": 0}
 
     def _sync_artifacts(self, run_id: str, artifacts: list[dict[str, Any]], remote_artifacts: list[dict[str, Any]],
                         remote: Store) -> int:
