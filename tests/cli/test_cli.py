@@ -133,3 +133,39 @@ def test_ctrl_c_marks_the_run_stopped_and_keeps_the_checkpoint(tmp_path):
     assert record.status == "stopped"
     assert "checkpoints/epoch-001.safetensors" in {a["path"] for a in record.artifacts}
     assert "stopped" in out
+
+
+def test_names_that_look_like_markup_are_shown_literally(synthetic_data, tmp_path):
+    store = str(tmp_path / "store")
+    name = "exp[/bold] [red]v2"
+    done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", store, "--name", name,
+                   "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert name in done.stdout
+    for command in (["runs"], ["show", name], ["tag", name, "[b]x"], ["compare", name, name]):
+        out = run_cli(*command, "--store", store)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, (command, out.stderr)
+    assert name in run_cli("show", name, "--store", store).stdout
+    missing = run_cli("show", "nope[/]", "--store", store)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "nope[/]" in missing.stderr
+
+
+def strict_json(text: str):
+    """Parse as standard JSON: NaN and Infinity are not numbers there."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not standard JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_of_a_diverged_run_is_standard_json(synthetic_data, tmp_path):
+    store = str(tmp_path / "store")
+    done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--lr", "1e12", "--store", store,
+                   "--no-progress", "--json")
+    assert done.returncode == 0, done.stderr
+    result = strict_json(done.stdout)
+    assert result["summary"]["test_loss"] is None, "a non-finite loss is reported as null"
+    for command in (["show", result["id"]], ["runs"]):
+        shown = run_cli(*command, "--store", store, "--json")
+        assert shown.returncode == 0, shown.stderr
+        strict_json(shown.stdout)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(help="striate — build, train, track and reproduce CNNs.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -18,9 +20,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers, and parsers reject them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def print_json(value: Any) -> None:
-    """Machine-readable output: plain JSON on stdout."""
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    """Machine-readable output: plain, standard JSON on stdout (a diverged loss is null, not NaN)."""
+    sys.stdout.write(json.dumps(strict_json(value), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def main() -> None:
@@ -44,11 +57,11 @@ def main() -> None:
     try:
         app()
     except StriateError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except SQLAlchemyError as exc:
         # A database problem outside the cases the store checks for: still one line, not a traceback.
         problem = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        err_console.print(f"[bold red]error:[/] the store database failed: {problem} — fix: check --store, "
+        err_console.print(f"[bold red]error:[/] the store database failed: {escape(problem)} — fix: check --store, "
                           "its disk space and permissions", highlight=False, soft_wrap=True)
         sys.exit(3)

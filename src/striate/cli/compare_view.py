@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from striate.cli.app import console
@@ -30,7 +31,7 @@ def comparison(records: list[RunRecord]) -> dict[str, Any]:
 
 def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: bool = False) -> None:
     """Params side by side with differences highlighted, then final metrics."""
-    headers = [f"{r.name} ({r.id[:8]})" for r in records]
+    headers = [escape(f"{r.name} ({r.id[:8]})") for r in records]
     same = len(data["params"]) - len(data["differing_params"])
     title = "params (differences in yellow)" if show_all else f"params that differ ({same} identical hidden; --all)"
     table = Table("param", *headers, title=title)
@@ -38,7 +39,7 @@ def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: b
         differs = key in data["differing_params"]
         if differs or show_all:
             style = "bold yellow" if differs else "dim"
-            table.add_row(f"[{style}]{key}[/]", *(f"[{style}]{values[r.id]}[/]" for r in records))
+            table.add_row(f"[{style}]{escape(key)}[/]", *(f"[{style}]{escape(str(values[r.id]))}[/]" for r in records))
     console.print(table)
     metrics = Table("metric (last)", *headers, title="final metrics")
     for key, values in data["metrics"].items():
@@ -49,7 +50,7 @@ def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: b
             v = values[r.id]
             text = "-" if v is None else f"{v:.6g}"
             cells.append(f"[bold green]{text}[/]" if v is not None and v == best and len(numbers) > 1 else text)
-        metrics.add_row(key, *cells)
+        metrics.add_row(escape(key), *cells)
     console.print(metrics)
 
 
@@ -102,15 +103,16 @@ def print_run_diff(a: RunRecord, b: RunRecord, data: dict[str, Any]) -> None:
     for title, rows in sections:
         if rows:
             same = False
-            table = Table(title, f"{a.name} ({a.id[:8]})", f"{b.name} ({b.id[:8]})", title=title)
+            table = Table(title, escape(f"{a.name} ({a.id[:8]})"), escape(f"{b.name} ({b.id[:8]})"), title=title)
             for key, (va, vb) in rows.items():
-                table.add_row(key, f"[red]{va}[/]", f"[green]{vb}[/]")
+                table.add_row(escape(str(key)), f"[red]{escape(str(va))}[/]", f"[green]{escape(str(vb))}[/]")
             console.print(table)
     code = dict(data["code"])
     patch = code.pop("uncommitted_diff", None)
     for key, (va, vb) in code.items():
         same = False
-        console.print(f"code {key}: [red]{va}[/] -> [green]{vb}[/]", highlight=False)
+        console.print(f"code {escape(str(key))}: [red]{escape(str(va))}[/] -> [green]{escape(str(vb))}[/]",
+                      highlight=False)
     if patch:
         same = False
         console.print("uncommitted changes differ:")

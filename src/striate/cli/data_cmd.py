@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from striate.cli.app import console, data_app, print_json
 
@@ -33,4 +34,4 @@ def get(
     if as_json:
         print_json({"dataset": name, "folder": str(folder), "verified": True})
     else:
-        console.print(f"[green]✓[/] {name}: verified files in {folder}")
+        console.print(f"[green]✓[/] {name}: verified files in {escape(str(folder))}")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from striate.cli.app import app, console, print_json
 from striate.cli.models_cmd import parse_input_shape
@@ -33,7 +34,8 @@ def export_command(
         print_json(result.to_dict())
         return
     batch = "any batch size" if result.dynamic_batch else "batch size 1"
-    console.print(f"exported {result.source} to [bold]{result.path}[/] ({result.format}, input "
+    source, path = escape(str(result.source)), escape(str(result.path))
+    console.print(f"exported {source} to [bold]{path}[/] ({result.format}, input "
                   f"{'x'.join(map(str, result.input_shape))}, {batch}, {result.num_classes} classes)", highlight=False)
     checker = "onnxruntime" if result.format == "onnx" else "the reloaded TorchScript module"
     console.print(f"checked: {checker} vs PyTorch, max abs difference {result.max_abs_diff:.2e} "

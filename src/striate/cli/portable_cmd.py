@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from striate.cli.app import app, console, print_json
 
@@ -29,11 +30,11 @@ def export_run_command(
     if as_json:
         print_json(result)
         return
-    console.print(f"exported {result['name']} ({result['id'][:8]}) to [bold]{result['path']}[/]: "
+    console.print(f"exported {escape(result['name'])} ({result['id'][:8]}) to [bold]{escape(str(result['path']))}[/]: "
                   f"{result['metrics']} metric(s), {result['points']} point(s), {result['files']} file(s), "
                   f"{result['bytes'] / 1e6:.2f} MB", highlight=False)
     for item in result["skipped"]:
-        console.print(f"[yellow]skipped[/] {item['path']}: {item['reason']}", highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(item['path'])}: {escape(item['reason'])}", highlight=False)
 
 
 @app.command("import-run")
@@ -51,7 +52,7 @@ def import_run_command(
         print_json(result)
     elif result["imported"]:
         console.print(f"imported {result['name']} ({result['id'][:8]}): {result['metrics']} metric(s), "
-                      f"{result['points']} point(s), {result['files']} file(s)", highlight=False)
+                      f"{result['points']} point(s), {result['files']} file(s)", highlight=False, markup=False)
     else:
         console.print(f"{result['name']} ({result['id'][:8]}) is already in this store, unchanged: nothing imported",
-                      highlight=False)
+                      highlight=False, markup=False)

@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 from typing import Any, Callable
 
+from rich.markup import escape
 from rich.table import Table
 
 from striate.cli.app import console
@@ -21,7 +22,7 @@ def print_config(config: TrainConfig) -> None:
     parts = []
     for f in config.fields():
         value = getattr(config, f.name)
-        text = f"{f.name}={value}"
+        text = escape(f"{f.name}={value}")
         parts.append(f"[bold cyan]{text}[/]" if value != getattr(default, f.name) else f"[dim]{text}[/]")
     console.print("config: " + "  ".join(parts), highlight=False)
 
@@ -64,8 +65,8 @@ def print_runs(records: list[RunRecord]) -> None:
     for r in records:
         row = run_row(r)
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.id[:8], r.name, f"[{style}]{r.status}[/]", r.model or "-",
-                      *(str(row[k]) if row[k] is not None else "-" for k in KEY_PARAMS),
+        table.add_row(r.id[:8], escape(r.name), f"[{style}]{r.status}[/]", escape(r.model or "-"),
+                      *(escape(str(row[k])) if row[k] is not None else "-" for k in KEY_PARAMS),
                       fmt_pct(row["best_test_acc1"]), fmt_duration(r.duration_s), row["started"])
     console.print(table)
 
@@ -84,15 +85,15 @@ def print_train_summary(r: RunRecord, store_location: str) -> None:
     """What `striate train` prints when it ends."""
     s = r.summary
     style = STATUS_STYLE.get(r.status, "")
-    console.print(f"\nrun [bold]{r.name}[/] ({r.id[:8]}) [{style}]{r.status}[/]: "
+    console.print(f"\nrun [bold]{escape(r.name)}[/] ({r.id[:8]}) [{style}]{r.status}[/]: "
                   f"test top-1 {fmt_pct(s.get('test_acc1'))}, top-5 {fmt_pct(s.get('test_acc5'))}, "
                   f"best top-1 {fmt_pct(s.get('best_test_acc1'))} after {s.get('epochs_completed', 0)} epochs; "
                   f"{s.get('train_samples_per_s', 0):,.0f} samples/s, {fmt_duration(s.get('train_seconds'))} "
                   f"of training ({fmt_duration(s.get('wall_seconds'))} with evaluation)", highlight=False)
     store_flag = "" if store_location in ("striate-runs", "./striate-runs") else f" --store {store_location}"
     prog = invoked_as()
-    console.print(f"look at it again:  [bold]{prog} show {r.id[:8]}{store_flag}[/]   "
-                  f"all runs:  [bold]{prog} runs{store_flag}[/]", highlight=False)
+    console.print(f"look at it again:  [bold]{escape(f'{prog} show {r.id[:8]}{store_flag}')}[/]   "
+                  f"all runs:  [bold]{escape(f'{prog} runs{store_flag}')}[/]", highlight=False)
 
 
 def invoked_as() -> str:
@@ -120,48 +121,52 @@ def invoked_as() -> str:
 def print_run(r: RunRecord) -> None:
     """One run in full."""
     style = STATUS_STYLE.get(r.status, "")
-    console.print(f"[bold]{r.name}[/]  id {r.id}  project {r.project}  [{style}]{r.status}[/]", highlight=False)
+    console.print(f"[bold]{escape(r.name)}[/]  id {r.id}  project {escape(r.project)}  [{style}]{r.status}[/]",
+                  highlight=False)
     console.print(f"started {fmt_time(r.created_at)}  ended {fmt_time(r.ended_at)}  "
-                  f"duration {fmt_duration(r.duration_s)}  model {r.model or '-'}", highlight=False)
+                  f"duration {fmt_duration(r.duration_s)}  model {escape(r.model or '-')}", highlight=False)
     if r.tags:
-        console.print("tags: " + ", ".join(r.tags))
+        console.print("tags: " + escape(", ".join(r.tags)))
     if r.error:
-        console.print(f"[red]error: {r.error}[/]", highlight=False)
+        console.print(f"[red]error: {escape(r.error)}[/]", highlight=False)
     config = Table("setting", "value", title="config")
     for k, v in r.config.items():
-        config.add_row(k, str(v))
+        config.add_row(escape(k), escape(str(v)))
     console.print(config)
     if r.metrics:
         metrics = Table("metric", "last", "min", "max", "points", "last step", title="metrics")
         for k, m in sorted(r.metrics.items()):
-            metrics.add_row(k, *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]), str(m["last_step"]))
+            metrics.add_row(escape(k), *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]),
+                            str(m["last_step"]))
         console.print(metrics)
     summary = Table("key", "value", title="summary")
     for k, v in r.summary.items():
         if k in ("checkpoints", "per_class_acc1"):
             continue
-        summary.add_row(k, _num(v))
+        summary.add_row(escape(k), escape(_num(v)))
     console.print(summary)
     per_class = r.summary.get("per_class_acc1")
     if per_class:
-        console.print("per-class top-1: " + "  ".join(f"{c} {fmt_pct(a)}" for c, a in per_class.items()),
+        per_class_text = "  ".join(f"{c} {fmt_pct(a)}" for c, a in per_class.items())
+        console.print("per-class top-1: " + escape(per_class_text),
                       highlight=False)
     if r.dataset:
         console.print(f"dataset: {r.dataset.get('name')}  fingerprint {str(r.dataset.get('fingerprint'))[:16]}  "
                       f"train {r.dataset.get('train_size')}  test {r.dataset.get('test_size')}  "
-                      f"from {r.dataset.get('source')}", highlight=False)
+                      f"from {r.dataset.get('source')}", highlight=False, markup=False)
     env = r.environment
     if env:
         git = env.get("git", {})
         code = (f"git {str(git.get('commit'))[:10]}{' (dirty)' if git.get('dirty') else ''} on {git.get('branch')}"
                 if git.get("in_repo") else "not in a git repository")
-        console.print(f"environment: python {env.get('python')}  torch {env.get('torch')}  {env.get('cpu')}  "
+        cpu = escape(str(env.get("cpu")))
+        console.print(f"environment: python {env.get('python')}  torch {env.get('torch')}  {cpu}  "
                       f"{env.get('hostname')}  {code}", highlight=False)
-        console.print(f"command: {' '.join(env.get('command', []))}", highlight=False)
+        console.print(f"command: {' '.join(env.get('command', []))}", highlight=False, markup=False)
     if r.artifacts:
         arts = Table("artifact", "kind", "size", "sha256", title="artifacts")
         for a in r.artifacts:
-            arts.add_row(a["path"], a["kind"], f"{a['size']:,}", a["sha256"][:16])
+            arts.add_row(escape(a["path"]), a["kind"], f"{a['size']:,}", a["sha256"][:16])
         console.print(arts)
 
 

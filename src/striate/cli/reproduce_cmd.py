@@ -6,6 +6,7 @@ import sys
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from striate.cli.app import app, console, err_console, print_json
 from striate.cli.runs_cmd import JSON_OPTION, STORE_OPTION
@@ -63,7 +64,7 @@ def reproduce_command(
             "first_difference": verdict.first_difference, "max_abs_difference": verdict.max_abs_difference}})
     else:
         console.print(f"reproduced {original.name} ({original.id[:8]}) as {repro.name} ({repro.id[:8]}) "
-                      f"from {outcome['code']}", highlight=False)
+                      f"from {outcome['code']}", highlight=False, markup=False)
         if verdict is not None:
             if verdict.verdict == "identical":
                 console.print("[bold green]identical[/]: same weights hash, same metric series", highlight=False)
@@ -72,7 +73,8 @@ def reproduce_command(
                               highlight=False)
             else:
                 d = verdict.first_difference or {}
-                console.print(f"[bold red]differs from step {d.get('step')}[/] (first in {d.get('metric')}: "
+                metric = escape(str(d.get("metric")))
+                console.print(f"[bold red]differs from step {d.get('step')}[/] (first in {metric}: "
                               f"{d.get('original')} vs {d.get('reproduction')})", highlight=False)
     if verdict is not None:
         sys.exit(verdict.exit_code)

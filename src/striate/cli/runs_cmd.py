@@ -98,7 +98,7 @@ def tag(
     if as_json:
         print_json({"id": record.id, "tags": new})
     else:
-        console.print(f"{record.name}: tags {', '.join(new) or '-'}")
+        console.print(f"{record.name}: tags {', '.join(new) or '-'}", markup=False, highlight=False)
 
 
 @app.command("note")
@@ -114,7 +114,10 @@ def note(
     opened = open_store(store)
     record = opened.get_run(run)
     opened.update_run(record.id, notes=text)
-    print_json({"id": record.id, "notes": text}) if as_json else console.print(f"{record.name}: note saved")
+    if as_json:
+        print_json({"id": record.id, "notes": text})
+    else:
+        console.print(f"{record.name}: note saved", markup=False)
 
 
 @app.command("archive")
@@ -192,7 +195,8 @@ def which(
         print_json(rows)
     else:
         for row in rows:
-            console.print(f"{row['name']} ({row['id'][:8]}, {row['status']}): {row['artifact']}", highlight=False)
+            console.print(f"{row['name']} ({row['id'][:8]}, {row['status']}): {row['artifact']}", highlight=False,
+                          markup=False)
 
 
 @app.command("sync")
