@@ -9,9 +9,17 @@ from striate.tracking.store import MetricSeries, open_store
 from striate.tracking.store.base import downsample_m4
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_store(request, tmp_path):
+    """The same queries must give the same answers on both backends."""
+    if request.param == "sqlite":
+        return open_store(tmp_path)
+    return open_store(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-def store(tmp_path):
-    store = open_store(tmp_path)
+def store(empty_store):
+    store = empty_store
     specs = [
         ("a", {"lr": 0.1, "optimizer": "sgd", "nesterov": True}, ["baseline"], [0.5, 0.8, 0.85]),
         ("b", {"lr": 0.01, "optimizer": "adamw", "nesterov": False}, ["x"], [0.6, 0.95, 0.9]),
@@ -106,3 +114,24 @@ def test_history_resolution_through_the_api(tmp_path):
     run.finish()
     series = striate.Api(tmp_path).run(run.id).history("loss", max_points=100)
     assert len(series) <= 100 and series.values.max() == 99.0
+
+
+def test_a_diverged_metric_neither_matches_nor_sorts_first(empty_store):
+    for name, accs in (("ok", [0.5, 0.7]), ("diverged", [0.5, float("nan")]), ("blown", [0.5, float("inf")])):
+        run = striate.init(name=name, store=empty_store, system_metrics=False, capture_console=False)
+        for step, acc in enumerate(accs):
+            run.log({"acc": acc}, step=step)
+        run.finish()
+    assert names(empty_store, "metrics.acc > 0.6") == ["ok"]
+    assert names(empty_store, sort="-metrics.acc")[0] == "ok", "no value sorts last, not above every number"
+    assert set(names(empty_store, "metrics.acc.max >= 0.5")) == {"ok", "diverged", "blown"}, "max ignores NaN/inf"
+    assert empty_store.get_runs(empty_store.search_runs(where="name = diverged"))[0].metrics["acc"]["last"] is None
+
+
+def test_text_comparisons_keep_what_was_written(empty_store):
+    for name, tags in (("run-010", ["lr0.001", "base"]), ("run-1", ["lr0.1"]), ("run-2", ["baseline"])):
+        striate.init(name=name, tags=tags, store=empty_store, system_metrics=False, capture_console=False).finish()
+    assert names(empty_store, "name ~ 01") == ["run-010"], "01 is text here, not the number 1"
+    assert set(names(empty_store, "tags ~ lr0")) == {"run-010", "run-1"}, "~ finds text inside a tag"
+    assert names(empty_store, "tags = base") == ["run-010"], "= matches a whole tag"
+    assert set(names(empty_store, "tags contains base")) == {"run-010"}

@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 import striate
 from striate.tracking.spool import Syncer
 from striate.tracking.store import open_store
 from tests.conftest import run_cli
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture
-def pg_url(tmp_path, monkeypatch):
+def pg_url(postgres_url, tmp_path, monkeypatch):
     """A fresh database per test; the spool and the remote artifact folder in tmp_path."""
-    try:
-        admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            name = f"striate_test_{uuid.uuid4().hex[:10]}"
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc.orig})")
     monkeypatch.setenv("STRIATE_SPOOL", str(tmp_path / "spool"))
-    monkeypatch.setenv("STRIATE_ARTIFACTS", str(tmp_path / "remote-artifacts"))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    return postgres_url
 
 
 def test_a_run_on_a_remote_store_is_spooled_then_synced(pg_url, tmp_path):

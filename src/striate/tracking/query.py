@@ -101,6 +101,23 @@ def parse_field(text: str) -> Field:
                       "created, ended or duration")
 
 
+class Number(float):
+    """A number in a filter that remembers how it was written: compared with text (names, tags,
+    ``~``), ``01`` stays ``01`` and ``1e-3`` stays ``1e-3``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> Number:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+def as_text(value: Any) -> str:
+    """A filter value as the text the user wrote."""
+    return value.text if isinstance(value, Number) else str(value)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """``field OP value``."""
@@ -120,7 +137,7 @@ class BoolOp:
 
 class _ToAst(Transformer):  # type: ignore[type-arg]
     def number(self, items: list[Token]) -> float:
-        return float(items[0])
+        return Number(str(items[0]))
 
     def string(self, items: list[Token]) -> str:
         text = str(items[0])

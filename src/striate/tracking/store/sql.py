@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -228,7 +229,7 @@ class SqlStore(Store):
                     lo = float(finite.min()) if finite.size else None
                     hi = float(finite.max()) if finite.size else None
                     old = existing.get(s.key)
-                    row = {"last": float(s.values[-1]), "last_step": int(s.steps[-1])}
+                    row = {"last": _finite_or_none(s.values[-1]), "last_step": int(s.steps[-1])}
                     if old is None:
                         conn.execute(metric_summary.insert().values(run_id=run_id, key=s.key, min=lo, max=hi,
                                                                     count=len(s), **row))
@@ -277,7 +278,8 @@ class SqlStore(Store):
         if steps.size:
             finite = values[np.isfinite(values)]
             conn.execute(metric_summary.insert().values(
-                run_id=run_id, key=key, last=float(values[-1]), last_step=int(steps[-1]), count=int(steps.size),
+                run_id=run_id, key=key, last=_finite_or_none(values[-1]), last_step=int(steps[-1]),
+                count=int(steps.size),
                 min=float(finite.min()) if finite.size else None, max=float(finite.max()) if finite.size else None))
 
     def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
@@ -476,6 +478,13 @@ def _param_rows(run_id: str, flat: dict[str, Any]) -> list[dict[str, Any]]:
 def _sqlite_begin(conn: sa.Connection) -> None:
     mode = "IMMEDIATE" if conn.info.pop("begin_immediate", False) else "DEFERRED"
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A summary value: NaN and infinities are "no value" (NULL) on every backend. SQLite turns NaN into
+    NULL by itself, PostgreSQL would keep it and sort it above every number."""
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _combine(pick: Any, old: float | None, new: float | None) -> float | None:

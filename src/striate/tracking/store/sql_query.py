@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from striate.tracking.query import BoolOp, Comparison, Field, parse, parse_sort, to_timestamp
+from striate.tracking.query import BoolOp, Comparison, Field, Number, as_text, parse, parse_sort, to_timestamp
 from striate.tracking.store.sql import metric_summary, params, runs
 
 _OPS = {
@@ -52,7 +52,7 @@ def _compile(node: Comparison | BoolOp) -> sa.ColumnElement[bool]:
 
 def _compare(column: Any, op: str, value: Any) -> sa.ColumnElement[bool]:
     if op == "~":
-        return column.contains(str(value), autoescape=True)
+        return column.contains(as_text(value), autoescape=True)
     return _OPS[op](column, value)
 
 
@@ -76,13 +76,18 @@ def _comparison(node: Comparison) -> sa.ColumnElement[bool]:
         return sa.exists().where(m.c.run_id == runs.c.id, m.c.key == field.key,
                                  _compare(m.c[field.aggregate], op, _number(value, field)))
     if field.kind == "tags":
-        return runs.c.tags.contains(json.dumps(str(value)), autoescape=True) if op in ("=", "~") else \
-            sa.not_(runs.c.tags.contains(json.dumps(str(value)), autoescape=True))
+        # tags are stored as a JSON list: "=" matches a whole "tag", "~" text inside one
+        wanted = json.dumps(as_text(value))
+        condition = runs.c.tags.contains(wanted[1:-1] if op == "~" else wanted, autoescape=True)
+        return condition if op in ("=", "~") else sa.not_(condition)
     if field.kind == "time":
         return _compare(_value_expression(field), op, to_timestamp(value))
     if field.kind == "duration":
         return _compare(_value_expression(field), op, _number(value, field))
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, float) and not isinstance(value, Number):
+        text = str(int(value)) if value.is_integer() else str(value)
+    else:
+        text = as_text(value)
     return _compare(_value_expression(field), op, text)
 
 
