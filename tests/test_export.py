@@ -87,6 +87,10 @@ def test_bad_targets_and_formats(tmp_path):
     with pytest.raises(ExportError, match=r"'lenet' is neither a model nor a run id .*no store at"):
         export("lenet", store=str(store))
     assert not store.exists()  # a typo does not create a store
+    with pytest.raises(ExportError, match=r"cannot run on a 1x2x2 input: .* — fix: give --input"):
+        export("lenet5", "onnx", tmp_path / "x.onnx", input_shape=(1, 2, 2))
+    with pytest.raises(ExportError, match="--classes 0 is not a class count"):
+        export("lenet5", "onnx", tmp_path / "x.onnx", num_classes=0)
 
 
 def test_export_a_trained_run_with_its_weights(synthetic_data, tmp_path):

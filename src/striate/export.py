@@ -66,6 +66,8 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
     """Export model name, spec file or run id ``target`` as ``fmt`` (onnx or torchscript) and verify it."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    if num_classes is not None and num_classes < 1:
+        raise ExportError(f"--classes {num_classes} is not a class count", "give 1 or more, e.g. --classes 10")
     source = resolve(target, input_shape, num_classes, store)
     path = Path(output) if output else Path(source.stem + FORMATS[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +75,14 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
     # Export with a batch of 2 and check with 3: a batch of 1 could be baked into the graph unnoticed.
     example = torch.randn(2, *source.input_shape, generator=torch.Generator().manual_seed(0))
     check = torch.randn(3, *source.input_shape, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = model(check)
+    try:
+        with torch.no_grad():
+            expected = model(check)
+    except RuntimeError as exc:
+        shape = "x".join(map(str, source.input_shape))
+        raise ExportError(f"{source.description} cannot run on a {shape} input: {str(exc).splitlines()[0]}",
+                          "give --input with the model's channels and at least its minimum size "
+                          "(`striate models` lists them)") from None
     if fmt == "onnx":
         diff, dynamic = _onnx(model, example, check, expected, path)
     else:

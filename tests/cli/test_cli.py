@@ -169,3 +169,15 @@ def test_json_output_of_a_diverged_run_is_standard_json(synthetic_data, tmp_path
         shown = run_cli(*command, "--store", store, "--json")
         assert shown.returncode == 0, shown.stderr
         strict_json(shown.stdout)
+
+
+def test_store_server_errors_and_empty_tags_are_one_clear_line(synthetic_data, tmp_path):
+    down = run_cli("runs", "--store", "postgresql://postgres@127.0.0.1:9/nowhere")
+    assert down.returncode == 2 and len(down.stderr.strip().splitlines()) == 1, down.stderr
+    assert "database server is running" in down.stderr and "folder" not in down.stderr
+    store = str(tmp_path / "store")
+    done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", store, "--no-progress", "--json")
+    run_id = json.loads(done.stdout)["id"]
+    empty = run_cli("tag", run_id, " ", "--store", store)
+    assert empty.returncode == 2 and "tag is empty" in empty.stderr
+    assert open_store(store).get_run(run_id).tags == []

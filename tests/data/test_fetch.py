@@ -107,8 +107,15 @@ def test_get_from_folder_copies_verified_files(tmp_path):
 def test_get_from_folder_rejects_wrong_files(tmp_path):
     source = write_dataset(tmp_path / "origin")
     other = write_dataset(tmp_path / "other", seed=7)
-    with pytest.raises(DataError, match="checksum mismatch"):
+    with pytest.raises(DataError, match="checksum mismatch") as info:
         fetch.get(spec_for(source, "content"), from_dir=other)
+    assert "delete" not in info.value.fix, "the user's own files are never to be deleted"
+
+
+def test_a_mirror_that_is_not_a_url_is_a_clear_error(tmp_path):
+    spec = spec_for(write_dataset(tmp_path / "origin"))
+    with pytest.raises(DataError, match="notaurl.*base URL"):
+        fetch.download(spec, tmp_path / "dl", mirrors=["notaurl"])
 
 
 def test_offline_without_local_copy_says_how_to_get_it(tmp_path):

@@ -307,3 +307,24 @@ def test_recorded_diff_ignores_the_users_git_colour_settings(tmp_path, monkeypat
     (tmp_path / "f.txt").write_text("b\n")
     diff = git_state(tmp_path)["diff"]
     assert diff.startswith("diff --git a/f.txt b/f.txt") and "\x1b[" not in diff
+
+
+def test_sys_exit_zero_inside_the_block_is_a_finished_run(tmp_path):
+    with pytest.raises(SystemExit):
+        with striate.init(store=tmp_path, system_metrics=False, capture_console=False) as run:
+            run.log({"loss": 1.0})
+            sys.exit(0)
+    assert open_store(tmp_path).get_run(run.id).status == "finished"
+    with pytest.raises(SystemExit):
+        with striate.init(store=tmp_path, system_metrics=False, capture_console=False) as failing:
+            sys.exit(3)
+    assert open_store(tmp_path).get_run(failing.id).status == "failed"
+
+
+def test_logging_to_a_finished_run_is_an_error(tmp_path):
+    run = striate.init(store=tmp_path, system_metrics=False, capture_console=False)
+    run.log({"loss": 1.0}, step=0)
+    run.finish()
+    with pytest.raises(ConfigError, match="finished"):
+        run.log({"loss": 0.5}, step=1)
+    assert len(open_store(tmp_path).history(run.id, "loss")) == 1

@@ -86,8 +86,11 @@ def tag(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add (or --remove) tags on a run."""
+    from striate.errors import ConfigError
     from striate.tracking.store import open_store
 
+    if any(not t.strip() for t in tags):
+        raise ConfigError("a tag is empty", "give tags with at least one visible character")
     opened = open_store(store)
     record = opened.get_run(run)
     if remove:

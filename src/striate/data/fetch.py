@@ -95,6 +95,8 @@ def download(spec: DatasetSpec, dest: Path, mirrors: list[str] | None = None) ->
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 failures.append(f"{url}: {reason}")
+            except ValueError as exc:  # not a URL at all ("unknown url type")
+                failures.append(f"{url}: {exc} (a mirror is a base URL such as https://host/path/)")
         else:
             raise DataError(f"could not download {spec.name} file {expected.name} ({'; '.join(failures)})",
                             _offline_hint(spec))
@@ -114,7 +116,10 @@ def copy_verified(spec: DatasetSpec, source: Path, dest: Path) -> Path:
         if found is None:
             raise DataError(f"{source} has no {FILE_NAMES[role]}[.gz] file",
                             "point --from at a folder with all four IDX files")
-        check_file(found, spec.files[role])
+        try:
+            check_file(found, spec.files[role])
+        except DataError as exc:  # the user's own folder: never suggest deleting their file
+            raise DataError(exc.problem, f"point --from at a folder with the genuine {spec.name} files") from None
         target = dest / (FILE_NAMES[role] + (".gz" if found.suffix == ".gz" else ""))
         if found.resolve() != target.resolve():
             shutil.copyfile(found, target)

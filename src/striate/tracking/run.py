@@ -74,6 +74,9 @@ class Run:
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values at ``step`` (the next step when omitted). Never blocks on the store."""
+        if self.status != "running":
+            raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
+                              "log before run.finish(), or start a new run with striate.init()")
         values: dict[str, float] = {}
         for key, value in data.items():
             try:
@@ -157,7 +160,7 @@ class Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
+        if exc_type is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.finish("finished")
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("stopped")

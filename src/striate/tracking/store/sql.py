@@ -142,8 +142,13 @@ class SqlStore(Store):
         try:
             self._check_schema()
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open the store database {url}: {exc.orig}",
-                             "check that the folder is writable, or choose another with --store") from None
+            reason = " ".join(str(exc.orig).split())  # one line: drivers add hints on lines of their own
+            if self.engine.dialect.name == "sqlite":
+                fix = "check that the folder is writable, or choose another with --store"
+            else:
+                fix = "check that the database server is running and the URL (host, port, user, database) is right"
+            shown = self.engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"cannot open the store database {shown}: {reason}", fix) from None
         self.mark_stale_runs_crashed(time.time())
 
     def _check_schema(self) -> None:
