@@ -37,3 +37,19 @@ def test_corrupt_gzip_is_rejected(tmp_path):
     path.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00\x00\x00\x05" + b"abcde")[:-6])
     with pytest.raises(DataError, match="corrupt gzip"):
         read_idx(path)
+
+
+def test_gzip_with_damaged_bytes_is_rejected(tmp_path):
+    path = tmp_path / "images-idx3-ubyte.gz"
+    write_idx(path, np.random.default_rng(0).integers(0, 255, (50, 28, 28), dtype=np.uint8))
+    raw = bytearray(path.read_bytes())
+    raw[20:60] = bytes(255 - b for b in raw[20:60])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="corrupt gzip"):
+        read_idx(path)
+
+
+def test_a_header_whose_sizes_overflow_is_rejected():
+    header = b"\x00\x00\x08\x03" + (2**31).to_bytes(4, "big") * 3
+    with pytest.raises(DataError, match="header promises"):
+        parse_idx(header + b"abc", "x.idx")

@@ -99,3 +99,34 @@ def test_random_flip_mirrors_about_half():
     flipped = int((out[:, 0, 0, 3] == 1).sum())
     assert 60 < flipped < 140
     assert torch.equal(out[:, :, :, 0] + out[:, :, :, 3], torch.ones((200, 1, 4), dtype=torch.uint8))
+
+
+def write_raw_idx(path, array: np.ndarray, code: int) -> None:
+    """An IDX file of any element type (write_idx writes uint8 only)."""
+    import gzip
+    import struct
+
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(array.dtype.newbyteorder(">")).tobytes()))
+
+
+@pytest.mark.parametrize("labels,code,message", [
+    (np.full(320, -1, dtype=np.int8), 0x09, "non-negative integers"),
+    (np.full(320, 2.7, dtype=np.float32), 0x0D, "non-negative integers"),
+    (np.full(320, 1_000_000, dtype=np.int32), 0x0C, "more classes than"),
+])
+def test_label_files_that_are_not_class_indices_are_rejected(tmp_path, labels, code, message):
+    folder = write_dataset(tmp_path / "d")
+    write_raw_idx(folder / "train-labels-idx1-ubyte.gz", labels, code)
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(folder))
+
+
+def test_an_empty_split_is_rejected(tmp_path):
+    from striate.data.idx import write_idx
+
+    folder = write_dataset(tmp_path / "d")
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), dtype=np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(0, dtype=np.uint8))
+    with pytest.raises(DataError, match="the test set has no images"):
+        load_dataset(str(folder))

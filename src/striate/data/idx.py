@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ def read_bytes(path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"dataset file {path} is a corrupt gzip file ({exc})",
                             "delete it and fetch it again with `striate data get`") from None
     return raw
@@ -43,7 +45,7 @@ def parse_idx(content: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(content) < header:
         raise DataError(f"{source} is truncated (header incomplete)", "fetch the file again")
     shape = struct.unpack(f">{ndim}I", content[4:header])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a corrupt header cannot overflow to a match
     if len(content) - header != expected:
         raise DataError(f"{source} has {len(content) - header} data bytes but its header promises {expected}",
                         "the file is truncated or corrupt: fetch it again")

@@ -102,6 +102,11 @@ def _split(images: np.ndarray, labels: np.ndarray, what: str) -> Split:
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(f"{what} has {images.shape[0]} images but {labels.shape} labels",
                         "the image and label files do not belong together")
+    if images.shape[0] == 0:
+        raise DataError(f"{what} has no images", "use IDX files that hold at least one image per split")
+    if labels.dtype.kind not in "iu" or int(labels.min()) < 0:
+        raise DataError(f"{what}'s labels must be non-negative integers, got {labels.dtype} values from "
+                        f"{labels.min()} to {labels.max()}", "use an IDX label file of class indices 0, 1, 2, ...")
     tensor = torch.from_numpy(images.copy())
     tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
     return Split(tensor, torch.from_numpy(labels.astype(np.int64)))
@@ -125,6 +130,9 @@ def load_dataset(data: str, allow_download: bool = True) -> ImageDataset:
                         f"but test images {tuple(test.images.shape[1:])}",
                         "both splits must have the same image size")
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    if n_classes > len(train):
+        raise DataError(f"labels go up to {n_classes - 1}: more classes than the {len(train)} training images",
+                        "check the label files: they should hold class indices 0, 1, 2, ...")
     classes = spec.classes if spec is not None else tuple(str(i) for i in range(n_classes))
     if n_classes > len(classes):
         raise DataError(f"labels go up to {n_classes - 1} but {data} has {len(classes)} classes",
