@@ -148,6 +148,52 @@ def test_pretrained_rejects_other_architectures_and_pickles(tmp_path):
     torch.save({"x": object()}, evil)
     with pytest.raises(ConfigError, match="weights-only"):
         load_pretrained(models.create("lenet5"), evil, 10)
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\xff" * 64)
+    with pytest.raises(ConfigError, match="cannot read .* as a safetensors file"):
+        load_pretrained(models.create("lenet5"), damaged, 10)
+    empty = tmp_path / "empty.pth"
+    torch.save({}, empty)
+    with pytest.raises(ConfigError, match="holds no weights for this model"):
+        load_pretrained(models.create("lenet5"), empty, 10)
+
+
+def test_a_bad_pretrained_file_leaves_no_run_behind(synthetic_data, tmp_path):
+    from tests.conftest import run_cli
+
+    empty = tmp_path / "empty.pth"
+    torch.save({}, empty)
+    done = run_cli("train", "--data", str(synthetic_data), "--store", str(tmp_path / "store"), "--epochs", "1",
+                   "--pretrained", str(empty), "--no-progress")
+    assert done.returncode == 2 and "holds no weights" in done.stderr
+    assert open_store(tmp_path / "store").list_runs() == []
+
+
+def test_per_class_accuracy_of_an_absent_class_is_none():
+    from striate.train.metrics import EvalResult
+
+    confusion = torch.tensor([[3, 1, 0], [0, 0, 0], [1, 0, 4]])
+    result = EvalResult(loss=0.1, top1=0.7, top5=1.0, confusion=confusion)
+    assert result.per_class_accuracy() == [0.75, None, 0.8]
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 6, 7, 30])
+def test_one_cycle_warms_up_even_on_short_runs(total):
+    from striate.train.optim import build_optimizer, build_schedule
+
+    config = TrainConfig(lr=0.1, schedule="onecycle", epochs=1)
+    optimizer = build_optimizer(models.create("lenet5"), config)
+    schedule = build_schedule(optimizer, config, steps_per_epoch=total)
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    if total < 3:
+        assert rates == [0.1] * total, "too short for a cycle: the peak rate throughout"
+    else:
+        assert rates[0] < 0.1 / 10, "the first step is a warm-up step, not the peak"
+        assert max(rates) == pytest.approx(0.1, rel=0.01)
 
 
 def test_image_size_resizes_on_the_device(synthetic_data):

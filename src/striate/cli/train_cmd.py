@@ -92,6 +92,14 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     models.info(config.model)
     resolve_device(config)
     dataset = load_dataset(config.data)
+    if config.pretrained:
+        from pathlib import Path
+
+        from striate.train.pretrained import load_pretrained
+
+        fresh = models.create(config.model, num_classes=len(dataset.classes), in_channels=dataset.image_shape[0],
+                              **config.model_options)
+        load_pretrained(fresh, Path(config.pretrained), len(dataset.classes))
     run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
                store=store_location if is_remote(store_location) else store, model=config.model,
                capture_console=True, reproduction_of=reproduction_of)

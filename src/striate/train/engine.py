@@ -52,7 +52,7 @@ class TrainResult:
     wall_seconds: float = 0.0  # the whole loop, evaluation and checkpoints included
     samples_trained: int = 0
     weights_hash: str | None = None
-    per_class_acc1: list[float] = field(default_factory=list)
+    per_class_acc1: list[float | None] = field(default_factory=list)  # None: no test images of that class
     confusion: list[list[int]] = field(default_factory=list)
     run_id: str | None = None
 

@@ -17,10 +17,11 @@ class EvalResult:
     top5: float
     confusion: torch.Tensor
 
-    def per_class_accuracy(self) -> list[float]:
-        """Fraction of each true class predicted correctly."""
-        totals = self.confusion.sum(1).clamp_min(1)
-        return (self.confusion.diag().double() / totals.double()).tolist()
+    def per_class_accuracy(self) -> list[float | None]:
+        """Fraction of each true class predicted correctly; None for a class with no test images."""
+        totals = self.confusion.sum(1)
+        accuracy = (self.confusion.diag().double() / totals.clamp_min(1).double()).tolist()
+        return [a if n else None for a, n in zip(accuracy, totals.tolist())]
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:

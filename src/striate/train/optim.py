@@ -28,9 +28,13 @@ def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig,
                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step schedule: constant, step decay, cosine annealing or one-cycle."""
     total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle" and total < 3:  # no room for a warm-up and a decay: the peak rate
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
     if config.schedule == "onecycle":
+        # At least one warm-up step: with fewer than two, OneCycleLR starts short runs at (or past) the peak.
+        warmup = max(config.warmup_fraction, 2 / total)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=config.warmup_fraction,
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=warmup,
             cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
             base_momentum=min(0.85, config.momentum), max_momentum=config.momentum)
     if config.schedule == "cosine":

@@ -17,7 +17,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error type for damaged files
+            raise ConfigError(f"cannot read {path} as a safetensors file ({str(exc).splitlines()[0]})",
+                              "pass an intact .safetensors file, e.g. a run's model.safetensors") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for non-weight pickles
@@ -60,6 +64,9 @@ def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int) -> lis
             raise ConfigError(f"{path}: {key} has shape {tuple(tensor.shape)} "
                               f"but the model needs {tuple(target.shape)}",
                               "use weights of the same architecture (or only a different class count)")
+    if not loadable:
+        raise ConfigError(f"{path} holds no weights for this model's layers",
+                          "use weights saved from the same architecture")
     missing = [k for k in own if k not in loadable]
     model.load_state_dict(loadable, strict=False)
     return missing
