@@ -133,6 +133,12 @@ def test_min_input_size_of_fixed_and_pooled_networks():
     ([{"flatten": 3}], r"layer 1 \(flatten\): takes no value"),
     ([{"linear": {"out": "classes"}}, {"linear": 4}], r"the network ends in 4 values but must end in num_classes=10"),
     ([[1, 2]], r"layer 1: cannot read \[1, 2\] as a layer"),
+    ([{"conv": 8}, {"batchnorm": {"eps": "abc"}}], r"layer 2 \(batchnorm\): eps must be a number, got 'abc'"),
+    ([{"lrn": {"alpha": "x"}}], r"layer 1 \(lrn\): alpha must be a number"),
+    ([{"leaky_relu": {"slope": "steep"}}], r"layer 1 \(activation\): slope must be a number"),
+    ([{"conv": {"out": 8, "bias": "no"}}], r"layer 1 \(conv\): bias must be true or false, got 'no'"),
+    ([{"maxpool": {"ceil_mode": "yes"}}], r"layer 1 \(maxpool\): ceil_mode must be true or false"),
+    ([{"type": ["conv"], "out": 8}], r"layer 1: the layer type must be a name"),
 ])
 def test_bad_specs_name_the_layer_and_the_shapes(layers, message):
     with pytest.raises(ModelError, match=message):
@@ -173,3 +179,9 @@ def test_file_level_errors(tmp_path):
         load_spec(write(tmp_path, {"input_size": "big", "layers": ["relu"]}))
     with pytest.raises(ModelError, match=r"^net: layer 2 \(linear\): expects 5 inputs"):
         models.create(str(write(tmp_path, {"layers": ["flatten", {"linear": {"in": 5, "out": 3}}]})))
+
+
+def test_batchnorm_momentum_null_is_the_cumulative_average():
+    model = build([{"conv": 8}, {"batchnorm": {"momentum": None}}])
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and norms[0].momentum is None

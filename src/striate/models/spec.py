@@ -228,7 +228,7 @@ class _Planner:
             else:
                 p = _pair(o["padding"], "padding", label, minimum=0)
                 hw = _conv_out((h, w), k, s, p, d, label, shape)
-            conv = nn.Conv2d(c, out, k, s, p, d, groups=groups, bias=bool(o["bias"]))
+            conv = nn.Conv2d(c, out, k, s, p, d, groups=groups, bias=_flag(o["bias"], "bias", label))
             return conv, (out, *hw)
         if kind in ("pool", "maxpool", "avgpool"):
             pool_kind = o.get("kind", kind[:3])
@@ -244,15 +244,17 @@ class _Planner:
             p = _pair(o["padding"], "padding", label, minimum=0)
             if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
                 raise ModelError(f"{label}: padding {p} is more than half the kernel {k}", "lower the padding")
-            hw = _conv_out(shape[1:], k, s, p, (1, 1), label, shape, ceil=bool(o["ceil_mode"]))
+            hw = _conv_out(shape[1:], k, s, p, (1, 1), label, shape, ceil=_flag(o["ceil_mode"], "ceil_mode", label))
             cls = nn.MaxPool2d if pool_kind == "max" else nn.AvgPool2d
-            return cls(k, s, p, ceil_mode=bool(o["ceil_mode"])), (shape[0], *hw)
+            return cls(k, s, p, ceil_mode=_flag(o["ceil_mode"], "ceil_mode", label)), (shape[0], *hw)
         if kind == "batchnorm":
             bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-            return bn(shape[0], eps=float(o["eps"]), momentum=float(o["momentum"])), shape
+            return bn(shape[0], eps=_number(o["eps"], "eps", label),
+                      # momentum: null is PyTorch's cumulative average
+                      momentum=None if o["momentum"] is None else _number(o["momentum"], "momentum", label)), shape
         if kind == "lrn":
-            return nn.LocalResponseNorm(_positive(o["size"], "size", label), float(o["alpha"]), float(o["beta"]),
-                                        float(o["k"])), shape
+            return nn.LocalResponseNorm(_positive(o["size"], "size", label), _number(o["alpha"], "alpha", label),
+                                        _number(o["beta"], "beta", label), _number(o["k"], "k", label)), shape
         if kind == "dropout":
             p_drop = o["p"]
             if not isinstance(p_drop, (int, float)) or not 0 <= p_drop < 1:
@@ -270,14 +272,16 @@ class _Planner:
                                  f"set `in: {features}` or remove `in` to infer it, or change the layers before it")
             self.in_features[path] = features
             out = self._out(o["out"], label)
-            return nn.Linear(features, out, bias=bool(o["bias"])), (out,)
+            return nn.Linear(features, out, bias=_flag(o["bias"], "bias", label)), (out,)
         if kind == "activation":
             fn = o["fn"]
             if fn not in ACTIVATIONS:
                 raise ModelError(f"{label}: unknown activation {fn!r}", _choose(str(fn), ACTIVATIONS))
             if fn == "scaled_tanh":
                 return ScaledTanh(), shape
-            return (nn.LeakyReLU(float(o["slope"])) if fn == "leaky_relu" else ACTIVATIONS[fn]()), shape
+            if fn == "leaky_relu":
+                return nn.LeakyReLU(_number(o["slope"], "slope", label)), shape
+            return ACTIVATIONS[fn](), shape
         if kind == "inception":
             return self._inception(o["branches"], shape, path, label, inner)
         return self._residual(o, shape, path, label, inner)
@@ -335,6 +339,20 @@ class _Planner:
 
 # -- small helpers ----------------------------------------------------------------------------------
 
+def _number(value: Any, name: str, label: str) -> float:
+    """A real number option (eps, momentum, alpha, slope ...); a ModelError naming the layer otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelError(f"{label}: {name} must be a number, got {value!r}", f"e.g. {name}: 0.1")
+    return float(value)
+
+
+def _flag(value: Any, name: str, label: str) -> bool:
+    """A yes/no option: YAML true/false only (the string "no" would otherwise read as true)."""
+    if not isinstance(value, bool):
+        raise ModelError(f"{label}: {name} must be true or false, got {value!r}", f"write {name}: false")
+    return value
+
+
 def _parse(raw: Any, where: str) -> tuple[str, dict[str, Any]]:
     """A layer entry as (type, options with defaults filled); unknown types and keys get close matches."""
     if isinstance(raw, str):
@@ -347,6 +365,9 @@ def _parse(raw: Any, where: str) -> tuple[str, dict[str, Any]]:
     else:
         raise ModelError(f"{where}: cannot read {raw!r} as a layer",
                          "write `- relu`, `- conv: {out: 32, kernel: 3}` or `- {type: conv, out: 32}`")
+    if not isinstance(kind, str):
+        raise ModelError(f"{where}: the layer type must be a name, got {kind!r}",
+                         "write e.g. `- {type: conv, out: 32}`")
     if kind in ACTIVATIONS:
         kind, given = "activation", {"fn": kind, **given}
     if kind not in LAYERS:
