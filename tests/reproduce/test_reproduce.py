@@ -18,8 +18,9 @@ from tests.conftest import run_cli, write_dataset
 TRAIN = ["--epochs", "2", "--batch-size", "32", "--crop-padding", "2", "--flip", "--seed", "5", "--no-progress"]
 
 
-def train(store: Path, data: Path, *extra: str, cwd: Path | None = None) -> str:
-    done = run_cli("train", "--data", str(data), "--store", str(store), *TRAIN, *extra, "--json", cwd=cwd)
+def train(store: Path, data: Path, *extra: str, cwd: Path | None = None, env_threads: str | None = None) -> str:
+    env = {"OMP_NUM_THREADS": env_threads} if env_threads else None
+    done = run_cli("train", "--data", str(data), "--store", str(store), *TRAIN, *extra, "--json", cwd=cwd, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["id"]
 
@@ -232,3 +233,16 @@ def test_resume_from_a_damaged_checkpoint_changes_nothing(tmp_path):
     after = open_store(store).get_run(before.id)
     assert after.status == "crashed", "a resume that cannot start leaves the run as it was"
     assert after.metrics == before.metrics
+
+
+def test_reproduction_pins_the_original_thread_count(tmp_path):
+    data = write_dataset(tmp_path / "data", n_train=640, n_test=80)
+    store = tmp_path / "store"
+    original = train(store, data, "--threads", "0", env_threads="2")
+    assert open_store(store).get_run(original).summary["torch_threads"] == 2
+    done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json",
+                   env={"OMP_NUM_THREADS": "1"})  # a machine whose default is another thread count
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["verdict"]["verdict"] == "identical", out["verdict"]
+    assert open_store(store).get_run(out["reproduction"]).config["threads"] == 2

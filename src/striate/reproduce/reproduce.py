@@ -52,6 +52,15 @@ def _dataset_fingerprint_matches(config: TrainConfig, record: RunRecord) -> None
                         f"instead of {expected[:12]})", "put the original dataset files back at that path")
 
 
+def pin_threads(config: TrainConfig, record: RunRecord) -> TrainConfig:
+    """The config with the original's thread count when it left it to torch (threads=0): on the CPU, the
+    number of threads changes how sums are split, so weights are bit-identical only with the same count."""
+    used = record.summary.get("torch_threads")
+    if config.threads or not used:
+        return config
+    return config.override({"threads": int(used)}, f"run {record.name}'s thread count")
+
+
 # --- resume -----------------------------------------------------------------------------------------
 def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[Any, str]:
     """Continue a stopped, crashed or failed run from its last checkpoint; return (TrainResult, run id)."""
@@ -83,7 +92,7 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
             raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is damaged (its SHA-256 "
                               "differs from the one recorded)",
                               "use `striate reproduce` to run it again from the start")
-    config = TrainConfig.from_mapping(record.config, source=f"run {record.name}")
+    config = pin_threads(TrainConfig.from_mapping(record.config, source=f"run {record.name}"), record)
     _dataset_fingerprint_matches(config, record)
     dataset = load_dataset(config.data)
     # Everything that can fail is checked before the run is touched: reattaching drops the points
@@ -267,7 +276,7 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
         with _chdir(workdir):
             _dataset_fingerprint_matches(config, original)
         config_file = workdir / ".striate-reproduction.yaml"
-        settings = config.to_dict()
+        settings = pin_threads(config, original).to_dict()
         settings["name"] = f"{original.name}-repro"
         config_file.write_text(yaml.safe_dump(settings))
         env = dict(os.environ)

@@ -159,6 +159,8 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
             run.log_artifact(Path(config.model), "model_spec" + Path(config.model).suffix, kind="model-spec")
         run.summary.update({"parameters": models.count_parameters(model), "device": str(device),
                             "precision": precision, "multiply_adds_per_image": macs_per_image,
+                            # CPU results depend on the thread count (how sums are split): reproduce pins it.
+                            "torch_threads": torch.get_num_threads(),
                             "model_structure_hash": ckpt.structure_hash(model),
                             "input_shape": [channels, *train_split.images.shape[2:]]})
 
