@@ -135,3 +135,11 @@ def test_text_comparisons_keep_what_was_written(empty_store):
     assert set(names(empty_store, "tags ~ lr0")) == {"run-010", "run-1"}, "~ finds text inside a tag"
     assert names(empty_store, "tags = base") == ["run-010"], "= matches a whole tag"
     assert set(names(empty_store, "tags contains base")) == {"run-010"}
+
+
+def test_a_param_that_is_sometimes_text_sorts_numbers_first_on_every_backend(empty_store):
+    for name, lr in (("auto", "auto"), ("small", 0.001), ("big", 0.1)):
+        striate.init(name=name, config={"lr": lr}, store=empty_store, system_metrics=False,
+                     capture_console=False).finish()
+    assert names(empty_store, sort="params.lr") == ["small", "big", "auto"]
+    assert names(empty_store, sort="-params.lr") == ["big", "small", "auto"]

@@ -30,6 +30,9 @@ def order_by_clause(sort: str) -> list[Any]:
         columns = [_param_column(field, "num"), _param_column(field, "value")] if field.kind == "param" \
             else [_value_expression(field)]
         terms.append(sa.and_(*(c.is_(None) for c in columns)))  # runs lacking the value go last
+        if field.kind == "param":
+            # numbers before text in either direction; SQLite and PostgreSQL put NULLs at opposite ends
+            terms.append(columns[0].is_(None))
         terms.extend(c.desc() if descending else c.asc() for c in columns)
     return terms
 
