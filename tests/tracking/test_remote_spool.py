@@ -112,3 +112,18 @@ def test_resume_on_a_remote_store_is_not_undone_by_a_later_sync(pg_url, tmp_path
     assert (np.diff(steps) > 0).all(), "no duplicated or reordered points"
     assert json.loads(run_cli("sync", "--to", pg_url, "--spool", str(other_machine), "--json").stdout)[0][
         "superseded"] == 1
+
+
+def test_train_while_the_server_is_away_spools_and_syncs_later(pg_url, synthetic_data, tmp_path):
+    away = "postgresql://postgres@127.0.0.1:9/nowhere"
+    done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", away, "--no-progress",
+                   "--json")
+    assert done.returncode == 0, done.stderr
+    assert "warning:" in done.stderr and "striate sync --to" in done.stderr
+    run_id = json.loads(done.stdout)["id"]
+    assert open_store(tmp_path / "spool").get_run(run_id).status == "finished"
+    out = run_cli("sync", "--to", pg_url, "--spool", str(tmp_path / "spool"), "--json")
+    assert out.returncode == 0, out.stderr
+    record = open_store(pg_url).get_run(run_id)
+    assert record.status == "finished" and "test/acc1" in record.metrics
+    assert any(a["path"] == "model.safetensors" for a in record.artifacts)

@@ -52,7 +52,7 @@ def train_command(
 ) -> None:
     """Train a CNN and record the run: `striate train lenet5 --data fashion-mnist --epochs 5`."""
     from striate.cli.report import print_config, print_run_result
-    from striate.tracking.store import default_store_location, open_store
+    from striate.tracking.store import default_store_location
 
     config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
     given = {k: v for k, v in flags.items() if v is not None and v != []}
@@ -65,9 +65,7 @@ def train_command(
         print_config(config)
     result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json,
                                   reproduction_of=reproduction_of)
-    opened = open_store(location)
-    record = opened.get_run(run_id)
-    print_run_result(record, location, as_json)
+    print_run_result(_recorded(run_id, location), location, as_json)
     if result.status == "stopped":
         sys.exit(130)
 
@@ -88,7 +86,11 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     from striate.train.engine import resolve_device, train
 
     # Fail on bad input before a run exists, so nothing is left half-recorded.
-    store = open_store(store_location)
+    if is_remote(store_location):
+        _check_server(store_location)  # an unreachable server is not fatal: the run is spooled
+        store = None
+    else:
+        store = open_store(store_location)
     models.info(config.model)
     resolve_device(config)
     dataset = load_dataset(config.data)
@@ -112,3 +114,34 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     run.finish(result.status)
     return result, run.id
 
+
+
+def _check_server(url: str) -> None:
+    """Warn, without stopping, when a remote store cannot be reached: the run is recorded into the
+    local spool and sent by `striate sync` (or by the run itself if the server comes back)."""
+    from striate.errors import StoreError
+    from striate.tracking.spool import spool_location
+    from striate.tracking.store import open_store
+
+    try:
+        open_store(url)
+    except StoreError as exc:
+        from striate.cli.app import err_console
+
+        err_console.print(f"warning: {exc.problem}; recording into the local spool ({spool_location()}); "
+                          f"`striate sync --to {url}` sends it once the server is back",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
+def _recorded(run_id: str, location: str) -> Any:
+    """The finished run's record: from the store, or from the local spool when the server is away."""
+    from striate.errors import StoreError
+    from striate.tracking.spool import spool_location
+    from striate.tracking.store import is_remote, open_store
+
+    try:
+        return open_store(location).get_run(run_id)
+    except StoreError:
+        if not is_remote(location):
+            raise
+        return open_store(spool_location()).get_run(run_id)
