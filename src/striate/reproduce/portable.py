@@ -30,7 +30,7 @@ import numpy as np
 
 from striate.errors import ConfigError, StoreError
 from striate.reproduce.snapshot import check_members, extract_members, open_archive, unsafe_name
-from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store
+from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store, file_sha256
 
 FORMAT = "striate-run"
 FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return {"id": record.id, "name": record.name, "path": str(out), "bytes": out.stat().st_size,
-            "sha256": _sha256_file(out), "metrics": len(keys), "points": points,
+            "sha256": file_sha256(out), "metrics": len(keys), "points": points,
             "artifacts": len(record.artifacts), "files": len(files), "skipped": skipped}
 
 
@@ -129,7 +129,7 @@ def import_run_details(store: Store, archive: Path) -> dict[str, Any]:
         try:
             extract_members(tar, artifact_members, staging)
             for rel, expected in files.items():
-                if _sha256_file(staging / "artifacts" / rel) != expected["sha256"]:
+                if file_sha256(staging / "artifacts" / rel) != expected["sha256"]:
                     raise ConfigError(f"artifact {rel} in {archive} does not match its recorded SHA-256",
                                       "the archive is corrupt or was altered; export the run again")
             store.create_run(record)
@@ -206,12 +206,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- import helpers -------------------------------------------------------------------------------

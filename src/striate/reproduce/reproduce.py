@@ -9,7 +9,6 @@ and with `verify` compares weights and metric series with the original.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from striate.config import TrainConfig
 from striate.errors import ConfigError, DataError, RunNotFoundError, StoreError, StriateError
 from striate.reproduce.drift import describe, package_drift
 from striate.tracking.store import RunRecord, Store, is_remote, open_store
+from striate.tracking.store.base import file_sha256
 
 # Wall-clock figures and machine readings differ between any two runs; they are not compared.
 UNCOMPARED_PREFIXES = ("system/", "train/samples_per_s")
@@ -88,7 +88,7 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
         if not path.is_file():
             raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is missing",
                               "use `striate reproduce` to run it again from the start")
-        if last[part] in recorded and _sha256(path) != recorded[last[part]]:
+        if last[part] in recorded and file_sha256(path) != recorded[last[part]]:
             raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is damaged (its SHA-256 "
                               "differs from the one recorded)",
                               "use `striate reproduce` to run it again from the start")
@@ -113,14 +113,6 @@ def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[An
         raise
     run.finish(result.status)
     return result, record.id
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:

@@ -8,7 +8,6 @@ never waits on the database.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -23,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
-from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES
+from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES, file_sha256
 
 if typing.TYPE_CHECKING:
     from striate.tracking.store.sql import SqlStore
@@ -103,13 +102,10 @@ class Run:
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.resolve() != target.resolve():
             shutil.copyfile(source, target)
-        digest = hashlib.sha256()
-        with target.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        digest = file_sha256(target)
         rel = str(target.relative_to(self.artifact_dir))
-        self.store.add_artifact(self.id, rel, kind, target.stat().st_size, digest.hexdigest())
-        return digest.hexdigest()
+        self.store.add_artifact(self.id, rel, kind, target.stat().st_size, digest)
+        return digest
 
     def save_summary(self) -> None:
         """Write the summary as it stands now (it is otherwise written at finish)."""

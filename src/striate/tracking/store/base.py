@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,3 +161,12 @@ def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:
     keep = np.concatenate([starts[valid], last[valid], lo[valid & ~all_nan], hi[valid & ~all_nan]])
     index = np.unique(keep)
     return MetricSeries(series.key, series.steps[index], series.times[index], series.values[index])
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks: how artifacts are identified."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
