@@ -181,3 +181,11 @@ def test_store_server_errors_and_empty_tags_are_one_clear_line(synthetic_data, t
     empty = run_cli("tag", run_id, " ", "--store", store)
     assert empty.returncode == 2 and "tag is empty" in empty.stderr
     assert open_store(store).get_run(run_id).tags == []
+
+
+def test_show_includes_the_runs_note(synthetic_data, tmp_path):
+    store = str(tmp_path / "store")
+    done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", store, "--no-progress", "--json")
+    run_id = json.loads(done.stdout)["id"]
+    assert run_cli("note", run_id, "baseline [for] the ablation", "--store", store).returncode == 0
+    assert "notes: baseline [for] the ablation" in run_cli("show", run_id, "--store", store).stdout

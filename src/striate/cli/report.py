@@ -127,6 +127,8 @@ def print_run(r: RunRecord) -> None:
                   f"duration {fmt_duration(r.duration_s)}  model {escape(r.model or '-')}", highlight=False)
     if r.tags:
         console.print("tags: " + escape(", ".join(r.tags)))
+    if r.notes:
+        console.print(f"notes: {r.notes}", markup=False, highlight=False)
     if r.error:
         console.print(f"[red]error: {escape(r.error)}[/]", highlight=False)
     config = Table("setting", "value", title="config")

@@ -71,10 +71,13 @@ def reproduce_command(
             elif verdict.verdict == "within tolerance":
                 console.print(f"[yellow]within tolerance[/]: largest difference {verdict.max_abs_difference:.3g}",
                               highlight=False)
-            else:
-                d = verdict.first_difference or {}
+            elif verdict.first_difference:
+                d = verdict.first_difference
                 metric = escape(str(d.get("metric")))
                 console.print(f"[bold red]differs from step {d.get('step')}[/] (first in {metric}: "
                               f"{d.get('original')} vs {d.get('reproduction')})", highlight=False)
+            else:
+                console.print("[bold red]differs[/]: the final weights differ, every compared metric point "
+                              "is within tolerance", highlight=False)
     if verdict is not None:
         sys.exit(verdict.exit_code)
