@@ -246,3 +246,14 @@ def test_reproduction_pins_the_original_thread_count(tmp_path):
     out = json.loads(done.stdout)
     assert out["verdict"]["verdict"] == "identical", out["verdict"]
     assert open_store(store).get_run(out["reproduction"]).config["threads"] == 2
+
+
+def test_a_weights_only_difference_is_named_as_such(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    original = train(store, synthetic_data, cwd=tmp_path)
+    opened = open_store(store)
+    summary = opened.get_run(original).summary
+    opened.update_run(original, summary={**summary, "weights_hash": "0" * 64})  # as if the weights differed
+    done = run_cli("reproduce", original[:8], "--verify", "--tolerance", "0", "--store", str(store), cwd=tmp_path)
+    assert done.returncode == 4, done.stderr
+    assert "the final weights differ" in done.stdout and "None" not in done.stdout
