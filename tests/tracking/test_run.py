@@ -328,3 +328,22 @@ def test_logging_to_a_finished_run_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="finished"):
         run.log({"loss": 0.5}, step=1)
     assert len(open_store(tmp_path).history(run.id, "loss")) == 1
+
+
+def test_console_captures_of_runs_that_end_out_of_order(tmp_path):
+    original = sys.stdout
+    first = striate.init(store=tmp_path, name="first", capture_console=True, system_metrics=False)
+    print("before the second run")
+    second = striate.init(store=tmp_path, name="second", capture_console=True, system_metrics=False)
+    print("both running")
+    first.finish()  # the earlier run ends first
+    print("only the second running")
+    second.finish()
+    print("no run any more")
+    assert sys.stdout is original, "the streams are put back once no run captures"
+    first_log = (first.artifact_dir / "console.log").read_text()
+    second_log = (second.artifact_dir / "console.log").read_text()
+    assert "before the second run" in first_log and "both running" in first_log
+    assert "only the second running" not in first_log
+    assert "both running" in second_log and "only the second running" in second_log
+    assert "no run any more" not in second_log and "before the second run" not in second_log

@@ -8,6 +8,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -141,19 +142,14 @@ class ConsoleCapture:
         self._head = bytearray()
         self._tail = bytearray()
         self._dropped = 0
-        self._saved: tuple[Any, Any] | None = None
 
     def start(self) -> None:
         """Begin copying everything written to stdout and stderr."""
-        self._saved = (sys.stdout, sys.stderr)
-        sys.stdout = _Tee(sys.stdout, self)
-        sys.stderr = _Tee(sys.stderr, self)
+        _HUB.add(self)
 
     def stop(self) -> None:
-        """Restore the original streams."""
-        if self._saved is not None:
-            sys.stdout, sys.stderr = self._saved
-            self._saved = None
+        """Stop copying; the streams are restored once no capture is left, in whatever order runs end."""
+        _HUB.remove(self)
 
     def write(self, text: str) -> None:
         """Append text to the capture."""
@@ -175,17 +171,61 @@ class ConsoleCapture:
         return bytes(self._head) + marker + bytes(self._tail)
 
 
+class _ConsoleHub:
+    """One tee on stdout/stderr for the whole process, shared by every active capture.
+
+    Runs in one process (a sweep, a notebook, threads) start and finish in any order; stacking one
+    tee per run would hand a later run's output to an earlier, finished one when they end out of order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.captures: tuple[ConsoleCapture, ...] = ()
+
+    def _ours(self, stream: Any) -> bool:
+        return isinstance(stream, _Tee) and stream.hub is self
+
+    def add(self, capture: ConsoleCapture) -> None:
+        with self._lock:
+            # (Re)install the tee wherever it is not the current stream: something (a test runner, a
+            # notebook) may have replaced sys.stdout since the last run started.
+            if not self._ours(sys.stdout):
+                sys.stdout = _Tee(sys.stdout, self)
+            if not self._ours(sys.stderr):
+                sys.stderr = _Tee(sys.stderr, self)
+            if capture not in self.captures:
+                self.captures = (*self.captures, capture)
+
+    def remove(self, capture: ConsoleCapture) -> None:
+        with self._lock:
+            self.captures = tuple(c for c in self.captures if c is not capture)
+            if not self.captures:
+                # Unwrap our tee where it is still the current stream; one buried under a later
+                # replacement passes text straight through while no capture is active.
+                if isinstance(sys.stdout, _Tee) and sys.stdout.hub is self:
+                    sys.stdout = sys.stdout.stream
+                if isinstance(sys.stderr, _Tee) and sys.stderr.hub is self:
+                    sys.stderr = sys.stderr.stream
+
+    def write(self, text: str) -> None:
+        for capture in self.captures:  # a tuple: safe against a capture starting or stopping meanwhile
+            capture.write(text)
+
+
 class _Tee:
-    def __init__(self, stream: Any, capture: ConsoleCapture) -> None:
-        self._stream = stream
-        self._capture = capture
+    def __init__(self, stream: Any, hub: _ConsoleHub) -> None:
+        self.stream = stream
+        self.hub = hub
 
     def write(self, text: str) -> int:
-        self._capture.write(text)
-        return self._stream.write(text)
+        self.hub.write(text)
+        return self.stream.write(text)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+        return getattr(self.stream, name)
+
+
+_HUB = _ConsoleHub()
 
 
 SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".sh", ".ipynb")
