@@ -102,10 +102,10 @@ def resolve(target: str, input_shape: tuple[int, int, int] | None, num_classes: 
     try:
         entry = models.info(target)
     except ModelError as model_error:
-        from striate.tracking.store import default_store_location
+        from striate.tracking.store import default_store_location, holds_store
 
         location = Path(store or default_store_location())
-        if not (location / "striate.db").is_file():  # opening a store would create one: do not, for a typo
+        if not holds_store(location):  # opening a store would create one: do not, for a typo
             raise ExportError(f"{target!r} is neither a model nor a run id ({model_error.problem}); there is no "
                               f"store at {location} to look for runs in",
                               "give a name from `striate models`, a spec file, or --store with the run's store"

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from striate.config import TrainConfig
 from striate.errors import ConfigError, DataError, RunNotFoundError, StoreError, StriateError
 from striate.reproduce.drift import describe, package_drift
-from striate.tracking.store import RunRecord, Store, is_remote, open_store
+from striate.tracking.store import RunRecord, Store, holds_store, is_remote, open_store
 from striate.tracking.store.base import file_sha256
 
 # Wall-clock figures and machine readings differ between any two runs; they are not compared.
@@ -122,7 +122,7 @@ def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
     from striate.tracking.store.sql import SqlStore
 
     location = spool_location()
-    if not (location / "striate.db").is_file():
+    if not holds_store(location):
         return record
     spool = open_store(location)
     try:

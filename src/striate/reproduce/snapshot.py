@@ -199,7 +199,9 @@ def _walk_source(root: Path, dest: Path, skipped: list[dict[str, str]]) -> list[
 
 
 def _is_venv_or_store(path: Path) -> bool:
-    return (path / "pyvenv.cfg").is_file() or (path / "striate.db").is_file()
+    from striate.tracking.store import holds_store
+
+    return (path / "pyvenv.cfg").is_file() or holds_store(path)
 
 
 def _ignored(specs: dict[tuple[str, ...], Any], parts: tuple[str, ...], is_dir: bool) -> bool:

@@ -8,6 +8,12 @@ from pathlib import Path
 from striate.tracking.store.base import MetricSeries, RunRecord, Store
 
 DEFAULT_STORE = "striate-runs"
+DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
+
+
+def holds_store(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` already holds an embedded store (opening one would otherwise create it)."""
+    return (Path(folder) / DATABASE_FILE).is_file()
 
 
 def default_store_location() -> str:
@@ -40,4 +46,5 @@ def open_store(location: str | os.PathLike[str] | None = None) -> Store:
     return SqlStore.open_folder(Path(location or default_store_location()))
 
 
-__all__ = ["DEFAULT_STORE", "is_remote", "MetricSeries", "RunRecord", "Store", "default_store_location", "open_store"]
+__all__ = ["DATABASE_FILE", "DEFAULT_STORE", "MetricSeries", "RunRecord", "Store", "default_store_location",
+           "holds_store", "is_remote", "open_store"]

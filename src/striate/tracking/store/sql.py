@@ -181,7 +181,9 @@ class SqlStore(Store):
         if not os.access(folder, os.W_OK) or not os.access(folder / "artifacts", os.W_OK):
             raise StoreError(f"the store folder {folder} is not writable",
                              "choose a writable folder with --store or STRIATE_STORE")
-        return cls(f"sqlite:///{folder.resolve() / 'striate.db'}", folder / "artifacts")
+        from striate.tracking.store import DATABASE_FILE
+
+        return cls(f"sqlite:///{folder.resolve() / DATABASE_FILE}", folder / "artifacts")
 
     # -- writes -----------------------------------------------------------------------------------
     def create_run(self, record: RunRecord) -> None:
