@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,20 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+def train_killed_after_epoch_1(*args: str) -> None:
+    """Run `striate train ARGS` (3 epochs or more, --no-progress) and SIGKILL it once epoch 1 is done."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch   1/"):
+            break
+    proc.send_signal(signal.SIGKILL)  # somewhere in epoch 2
+    proc.wait()
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real `striate` command in a subprocess."""
@@ -94,3 +109,10 @@ def postgres_url(tmp_path, monkeypatch):
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    """A tar entry of any kind and name, however unsafe (for archive-safety tests)."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info

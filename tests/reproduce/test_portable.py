@@ -16,7 +16,7 @@ from striate.errors import ConfigError, StoreError
 from striate.reproduce.portable import export_run, import_run, import_run_details
 from striate.tracking.store import MetricSeries, RunRecord
 from striate.tracking.store.sql import SqlStore
-from tests.conftest import run_cli
+from tests.conftest import run_cli, tar_member
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 
@@ -124,18 +124,12 @@ def rebuild(archive: Path, out: Path, extra: list[tuple[tarfile.TarInfo, bytes |
     return out
 
 
-def crafted(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, linkname
-    return info
-
-
 MALICIOUS = {
-    "dotdot": (crafted("artifacts/../../evil"), b"evil"),
-    "absolute": (crafted("/tmp/striate-evil-abs"), b"evil"),
-    "symlink-to-passwd": (crafted("artifacts/passwd", tarfile.SYMTYPE, "/etc/passwd"), None),
-    "hardlink-outside": (crafted("artifacts/linked", tarfile.LNKTYPE, "../../../outside"), None),
-    "device": (crafted("artifacts/dev", tarfile.CHRTYPE), None),
+    "dotdot": (tar_member("artifacts/../../evil"), b"evil"),
+    "absolute": (tar_member("/tmp/striate-evil-abs"), b"evil"),
+    "symlink-to-passwd": (tar_member("artifacts/passwd", tarfile.SYMTYPE, "/etc/passwd"), None),
+    "hardlink-outside": (tar_member("artifacts/linked", tarfile.LNKTYPE, "../../../outside"), None),
+    "device": (tar_member("artifacts/dev", tarfile.CHRTYPE), None),
 }
 
 
@@ -173,7 +167,8 @@ def test_altered_artifact_bytes_and_bad_ids_are_refused(tmp_path: Path, stores: 
                      change={"run.json": json.dumps(manifest).encode()})
     with pytest.raises(ConfigError, match="not a valid id"):
         import_run(target, bad_id)
-    unlisted = rebuild(tmp_path / "run.tar.gz", tmp_path / "u.tar.gz", extra=[(crafted("artifacts/extra.bin"), b"x")])
+    unlisted = rebuild(tmp_path / "run.tar.gz", tmp_path / "u.tar.gz",
+                       extra=[(tar_member("artifacts/extra.bin"), b"x")])
     with pytest.raises(ConfigError, match="not listed in run.json"):
         import_run(target, unlisted)
     assert_nothing_written(target)

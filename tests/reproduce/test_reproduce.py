@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from striate.reproduce.reproduce import compare_runs
 from striate.tracking.store import open_store
-from tests.conftest import run_cli, write_dataset
+from tests.conftest import run_cli, train_killed_after_epoch_1, write_dataset
 
 TRAIN = ["--epochs", "2", "--batch-size", "32", "--crop-padding", "2", "--flip", "--seed", "5", "--no-progress"]
 
@@ -53,15 +51,7 @@ def test_resume_after_sigkill_matches_the_uninterrupted_run(tmp_path):
     args = ["--epochs", "3", "--batch-size", "16", "--checkpoint-every", "7", "--crop-padding", "2", "--flip",
             "--seed", "9", "--no-progress"]
     reference = train(store, data, *args[:-1])
-    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--store", str(store),
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("epoch   1/3"):
-            break
-    proc.send_signal(signal.SIGKILL)  # somewhere in epoch 2, between step checkpoints
-    proc.wait()
+    train_killed_after_epoch_1("--data", str(data), "--store", str(store), *args)  # between step checkpoints
     opened = open_store(store)
     killed = next(r for r in opened.list_runs() if r.id != reference)
     assert killed.status == "crashed"
@@ -215,15 +205,8 @@ def test_a_nan_on_one_side_is_a_difference(tmp_path):
 def test_resume_from_a_damaged_checkpoint_changes_nothing(tmp_path):
     data = write_dataset(tmp_path / "data", n_train=1200, n_test=80)
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--store", str(store),
-                             "--epochs", "3", "--batch-size", "16", "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("epoch   1/3"):
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    train_killed_after_epoch_1("--data", str(data), "--store", str(store), "--epochs", "3", "--batch-size", "16",
+                               "--no-progress")
     (before,) = open_store(store).list_runs()
     assert before.status == "crashed"
     weights = store / "artifacts" / before.id / before.summary["last_checkpoint"]["weights"]

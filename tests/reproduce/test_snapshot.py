@@ -12,6 +12,7 @@ import pytest
 
 from striate.errors import ConfigError
 from striate.reproduce.snapshot import restore_snapshot, snapshot_files, snapshot_source
+from tests.conftest import tar_member
 
 
 def make_tree(root: Path) -> Path:
@@ -135,27 +136,20 @@ def craft(path: Path, entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> Pa
     return path
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    return info
-
-
 MALICIOUS = {
-    "dotdot": (member("../evil.py"), b"evil"),
-    "nested-dotdot": (member("pkg/../../evil.py"), b"evil"),
-    "absolute": (member("/tmp/striate-evil.py"), b"evil"),
-    "symlink": (member("passwd", tarfile.SYMTYPE, "/etc/passwd"), None),
-    "hardlink": (member("linked", tarfile.LNKTYPE, "../../outside"), None),
-    "device": (member("dev", tarfile.CHRTYPE), None),
-    "fifo": (member("pipe", tarfile.FIFOTYPE), None),
+    "dotdot": (tar_member("../evil.py"), b"evil"),
+    "nested-dotdot": (tar_member("pkg/../../evil.py"), b"evil"),
+    "absolute": (tar_member("/tmp/striate-evil.py"), b"evil"),
+    "symlink": (tar_member("passwd", tarfile.SYMTYPE, "/etc/passwd"), None),
+    "hardlink": (tar_member("linked", tarfile.LNKTYPE, "../../outside"), None),
+    "device": (tar_member("dev", tarfile.CHRTYPE), None),
+    "fifo": (tar_member("pipe", tarfile.FIFOTYPE), None),
 }
 
 
 @pytest.mark.parametrize("case", sorted(MALICIOUS))
 def test_restore_refuses_malicious_archives_before_writing(tmp_path: Path, case: str) -> None:
-    good = (member("good.py"), b"x = 1\n")
+    good = (tar_member("good.py"), b"x = 1\n")
     archive = craft(tmp_path / "evil.tar.gz", [good, MALICIOUS[case]])
     target = tmp_path / "sandbox" / "target"
     with pytest.raises(ConfigError, match="unsafe"):

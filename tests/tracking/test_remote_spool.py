@@ -75,24 +75,14 @@ def test_train_on_a_remote_store(pg_url, synthetic_data, tmp_path):
 
 
 def test_resume_on_a_remote_store_is_not_undone_by_a_later_sync(pg_url, tmp_path):
-    import os
     import shutil
-    import signal
-    import subprocess
-    import sys
 
-    from tests.conftest import write_dataset
+    from tests.conftest import train_killed_after_epoch_1, write_dataset
 
     data = write_dataset(tmp_path / "data", n_train=1200, n_test=80)
-    args = ["--data", str(data), "--store", pg_url, "--epochs", "3", "--batch-size", "16", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "striate", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("epoch   1/3"):
-            break
-    proc.send_signal(signal.SIGKILL)  # in epoch 2: the spool holds points the server may not have yet
-    proc.wait()
+    # killed in epoch 2: the spool holds points the server may not have yet
+    train_killed_after_epoch_1("--data", str(data), "--store", pg_url, "--epochs", "3", "--batch-size", "16",
+                               "--no-progress")
     other_machine = tmp_path / "spool-elsewhere"
     shutil.copytree(tmp_path / "spool", other_machine)  # a stale copy of the same spool
     (run_id,) = [r.id for r in open_store(pg_url).list_runs()]
