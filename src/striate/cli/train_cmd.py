@@ -115,7 +115,6 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
     return result, run.id
 
 
-
 def _check_server(url: str) -> None:
     """Warn, without stopping, when a remote store cannot be reached: the run is recorded into the
     local spool and sent by `striate sync` (or by the run itself if the server comes back)."""
