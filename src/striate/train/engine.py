@@ -151,7 +151,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
 
     if run is not None:
         run.set(model=config.model, dataset=data.identity())
-        if config.model.endswith(models.SPEC_SUFFIXES):
+        if models.is_spec_path(config.model):
             # A layer-spec model travels with its run, so the run can be rebuilt without the original file.
             from striate.models.spec import load_spec
 
