@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from striate.errors import ModelError
+from striate.models._layer_table import layer_table
 from striate.models._spec_blocks import Inception, Residual, ScaledTanh, SpecNet
-from striate.models.inspect import layer_table
 from striate.models.registry import Layer, ModelInfo, count_parameters
 
 SPEC_KEYS = ("name", "summary", "input_size", "layers")
