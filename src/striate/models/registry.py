@@ -98,17 +98,18 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, **facts: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``builder(num_classes=..., in_channels=..., **options)`` under ``name`` with its record's facts.
+def register_model(name: str, *, input_size: int, min_input_size: int, summary: str,
+                   **facts: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``builder(num_classes=..., in_channels=..., **options)`` under ``name`` with its record.
 
-    ``facts`` are ``ModelInfo``'s fields (input_size, min_input_size, summary, ...);
+    ``facts`` are ``ModelInfo``'s other fields (parameters, first_conv, classifier, ...);
     ``small_input_min_size`` declares that the builder accepts ``small_input=True``.
     """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ModelError(f"model name {name!r} is registered twice", "give the new model another name")
-        _REGISTRY[name] = ModelInfo(name, builder, **facts)
+        _REGISTRY[name] = ModelInfo(name, builder, input_size, min_input_size, summary, **facts)
         return builder
 
     return decorate
