@@ -49,7 +49,7 @@ def measure(config: TrainConfig, ds, store: str | None) -> dict[str, float]:
     """One run, tracked into ``store`` or untracked (store None)."""
     start = time.perf_counter()
     run = tracking.init(project="bench", config=config.to_dict(), store=store) if store else None
-    result = train(config, run=run, dataset=ds, progress=False)
+    result = train(config, run=run, dataset=ds)
     if run is not None:
         run.finish()
     seconds = time.perf_counter() - start

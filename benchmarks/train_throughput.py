@@ -94,7 +94,7 @@ def striate_epoch(ds, device: str = "cpu", precision: str = "auto") -> float:
     config = TrainConfig(model="lenet5", data="fashion-mnist", epochs=1, batch_size=BATCH, schedule="constant",
                          lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY, device=device,
                          precision=precision, checkpoint=False)
-    return train(config, run=None, dataset=ds, progress=False).train_samples_per_s
+    return train(config, run=None, dataset=ds).train_samples_per_s
 
 
 VARIANTS = ("baseline_workers0", "baseline_workers2", "striate")

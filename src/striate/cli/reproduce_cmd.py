@@ -20,13 +20,15 @@ def resume_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Continue a run from its last checkpoint: model, optimizer, schedule, RNG and data position."""
+    from striate.cli.progress import ProgressBar
     from striate.cli.report import print_run_result
-    from striate.reproduce.reproduce import resume
     from striate.tracking.store import default_store_location, open_store
+    from striate.train.session import resume_session
 
     location = store or default_store_location()
-    result, run_id = resume(location, run, progress=progress and not as_json)
-    record = open_store(location).get_run(run_id)
+    session = resume_session(location, run)
+    result = session.run(callbacks=[ProgressBar(bar=progress and not as_json, echo=not as_json)])
+    record = open_store(location).get_run(result.run_id)
     print_run_result(record, location, as_json)
     if result.status == "stopped":
         sys.exit(130)

@@ -1,4 +1,4 @@
-"""`striate resume` and `striate reproduce`: continue a run exactly, or run it again and prove it matched.
+"""`striate reproduce`: run a recorded run again and prove it matched.
 
 A reproduction rebuilds the run's code (its git commit in a temporary worktree with the recorded
 uncommitted diff applied, or its stored source snapshot), its exact resolved config and its data
@@ -21,13 +21,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
-from safetensors.torch import load_file
 
 from striate.config import TrainConfig
-from striate.errors import ConfigError, DataError, RunNotFoundError, StoreError, StriateError
+from striate.errors import ConfigError, StoreError, StriateError
 from striate.reproduce.drift import describe, package_drift
-from striate.tracking.store import RunRecord, Store, holds_store, is_remote, open_store
-from striate.tracking.store.base import file_sha256
+from striate.tracking.store import RunRecord, Store, open_store
+from striate.train.resume import check_dataset_fingerprint, pin_threads
 
 # Wall-clock figures and machine readings differ between any two runs; they are not compared.
 UNCOMPARED_PREFIXES = ("system/", "train/samples_per_s")
@@ -38,101 +37,6 @@ class DriftError(StriateError):
     """The environment differs from the recorded one and --strict was given."""
 
     exit_code = 5
-
-
-def _dataset_fingerprint_matches(config: TrainConfig, record: RunRecord) -> None:
-    from striate.data.loader import load_dataset
-
-    expected = record.dataset.get("fingerprint")
-    if not expected:
-        return
-    found = load_dataset(config.data).fingerprint
-    if found != expected:
-        raise DataError(f"the data at {config.data!r} is not the run's data (fingerprint {found[:12]} "
-                        f"instead of {expected[:12]})", "put the original dataset files back at that path")
-
-
-def pin_threads(config: TrainConfig, record: RunRecord) -> TrainConfig:
-    """The config with the original's thread count when it left it to torch (threads=0): on the CPU, the
-    number of threads changes how sums are split, so weights are bit-identical only with the same count."""
-    used = record.summary.get("torch_threads")
-    if config.threads or not used:
-        return config
-    return config.override({"threads": int(used)}, f"run {record.name}'s thread count")
-
-
-# --- resume -----------------------------------------------------------------------------------------
-def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[Any, str]:
-    """Continue a stopped, crashed or failed run from its last checkpoint; return (TrainResult, run id)."""
-    from striate.data.loader import load_dataset
-    from striate.tracking.run import reattach
-    from striate.train import checkpoint as ckpt
-    from striate.train.engine import ResumePoint, train
-
-    store = open_store(store_location)
-    record = store.get_run(run_ref)
-    if is_remote(store_location):
-        record = _take_over_from_spool(store, record)
-    if record.status == "finished":
-        raise ConfigError(f"run {record.name} already finished", "resume continues stopped, crashed or failed runs")
-    if record.status == "running":
-        raise ConfigError(f"run {record.name} is still running (its process is alive)", "stop it first (Ctrl-C)")
-    last = record.summary.get("last_checkpoint")
-    if not last:
-        raise ConfigError(f"run {record.name} has no checkpoint to resume from",
-                          "use `striate reproduce` to run it again from the start")
-    folder = Path(store.artifact_root) / record.id
-    recorded = {a["path"]: a["sha256"] for a in record.artifacts}
-    for part in ("weights", "state"):
-        path = folder / last[part]
-        if not path.is_file():
-            raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is missing",
-                              "use `striate reproduce` to run it again from the start")
-        if last[part] in recorded and file_sha256(path) != recorded[last[part]]:
-            raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is damaged (its SHA-256 "
-                              "differs from the one recorded)",
-                              "use `striate reproduce` to run it again from the start")
-    config = pin_threads(TrainConfig.from_mapping(record.config, source=f"run {record.name}"), record)
-    _dataset_fingerprint_matches(config, record)
-    dataset = load_dataset(config.data)
-    # Everything that can fail is checked before the run is touched: reattaching drops the points
-    # logged after the checkpoint and marks the run running again.
-    try:
-        state = ckpt.load_training_state(folder / last["state"])
-        load_file(str(folder / last["weights"]))
-    except Exception as exc:
-        raise ConfigError(f"run {record.name}'s last checkpoint cannot be read ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})",
-                          "use `striate reproduce` to run it again from the start") from None
-    run = reattach(store, record.id, after_step=int(state["position"]["global_step"]), capture_console=True)
-    try:
-        result = train(config, run=run, dataset=dataset, progress=progress,
-                       resume=ResumePoint(folder / last["weights"], state))
-    except BaseException as exc:
-        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    run.finish(result.status)
-    return result, record.id
-
-
-def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
-    """Before a run on a server is resumed: send what this machine's spool still holds of it, then
-    drop the spool's copy, so a later `striate sync` cannot put the old copy back over the resumed run."""
-    from striate.tracking.spool import Syncer, spool_location
-    from striate.tracking.store.sql import SqlStore
-
-    location = spool_location()
-    if not holds_store(location):
-        return record
-    spool = open_store(location)
-    try:
-        spool.get_run(record.id)
-    except RunNotFoundError:
-        return record
-    assert isinstance(spool, SqlStore)
-    Syncer(spool, remote, record.id).sync()
-    spool.delete_run(record.id)
-    return remote.get_run(record.id)
 
 
 # --- reproduce --------------------------------------------------------------------------------------
@@ -214,7 +118,7 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
             how = f"git {git['commit'][:10]}" + (" + uncommitted diff" if git.get("diff") else "")
             untracked = next((a for a in record.artifacts if a["kind"] == "code-untracked"), None)
             if untracked is not None:
-                from striate.reproduce.snapshot import restore_snapshot
+                from striate.tracking.snapshot import restore_snapshot
 
                 restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], worktree, overwrite=True)
                 how += " + untracked files"
@@ -223,7 +127,7 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
             return
         snapshot = next((a for a in record.artifacts if a["kind"] == "code-snapshot"), None)
         if snapshot is not None:
-            from striate.reproduce.snapshot import restore_snapshot
+            from striate.tracking.snapshot import restore_snapshot
 
             target = tmp / "code"
             restore_snapshot(Path(store.artifact_root) / record.id / snapshot["path"], target)
@@ -266,7 +170,7 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
     with rebuilt_code(original, store) as (cwd, how):
         workdir = cwd or Path.cwd()
         with _chdir(workdir):
-            _dataset_fingerprint_matches(config, original)
+            check_dataset_fingerprint(config, original)
         config_file = workdir / ".striate-reproduction.yaml"
         settings = pin_threads(config, original).to_dict()
         settings["name"] = f"{original.name}-repro"

@@ -34,14 +34,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int) -> list[str]:
+def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int,
+                    state: dict[str, torch.Tensor] | None = None) -> list[str]:
     """Load ``path`` into ``model``; return the keys left at their fresh initialization.
 
     Tensors whose shape differs only because of the class count (the classifier) are
     skipped; a first convolution trained on 3 channels is averaged down for greyscale
-    input (or repeated up), as timm does. Any other mismatch is an error.
+    input (or repeated up), as timm does. Any other mismatch is an error. ``state`` is the file's
+    content when the caller has already read it.
     """
-    state = read_state_dict(path)
+    state = state if state is not None else read_state_dict(path)
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     if unexpected:

@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from striate.archives import check_members, extract_members, open_archive, unsafe_name
 from striate.errors import ConfigError, StoreError
-from striate.reproduce.snapshot import check_members, extract_members, open_archive, unsafe_name
 from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store, file_sha256
 
 FORMAT = "striate-run"
