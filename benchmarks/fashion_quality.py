@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import torch
+from _machine import command_line
 
 from striate.config import TrainConfig
 from striate.data import load_dataset
@@ -91,7 +92,7 @@ def main() -> None:
                             "samples_per_s": round(result.train_samples_per_s, 1)})
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    print(json.dumps({"benchmark": "fashion_quality", "plan": args.plan, "command": " ".join(sys.argv),
+    print(json.dumps({"benchmark": "fashion_quality", "plan": args.plan, "command": command_line(),
                       "device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "results": results}, indent=2))
 

@@ -28,7 +28,7 @@ def resume_command(
     location = store or default_store_location()
     session = resume_session(location, run)
     result = session.run(callbacks=[ProgressBar(bar=progress and not as_json, echo=not as_json)])
-    record = open_store(location).get_run(result.run_id)
+    record = open_store(location).get_run(session.run_id)
     print_run_result(record, location, as_json)
     if result.status == "stopped":
         sys.exit(130)

@@ -88,7 +88,7 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
 
     session = new_session(config, store_location, reproduction_of=reproduction_of, warn=warn)
     result = session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
-    return result, result.run_id
+    return result, session.run_id
 
 
 def _recorded(run_id: str, location: str) -> Any:

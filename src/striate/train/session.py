@@ -40,10 +40,12 @@ class Session:
     open_run: Callable[[], Run]
     resume: ResumePoint | None = None
     pretrained: dict[str, torch.Tensor] | None = None
+    run_id: str = ""  # set once the run is opened
 
     def run(self, callbacks: Sequence[Callback] = ()) -> TrainResult:
         """Open the run, train, and finish the run with the status the outcome maps to."""
         run = self.open_run()
+        self.run_id = run.id
         with run:
             result = train(self.config, run=run, dataset=self.dataset, callbacks=callbacks, resume=self.resume,
                            pretrained=self.pretrained)
