@@ -39,6 +39,10 @@ class DriftError(StriateError):
     exit_code = 5
 
 
+class UntrustedRunError(StriateError):
+    """Reproducing would run code that did not come from this machine, and nobody said to trust it."""
+
+
 # --- reproduce --------------------------------------------------------------------------------------
 @dataclass
 class Verdict:
@@ -122,8 +126,7 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
 
                 restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], worktree, overwrite=True)
                 how += " + untracked files"
-            cwd = worktree / os.path.relpath(recorded_cwd, root) if recorded_cwd else worktree
-            yield cwd, how
+            yield _inside(worktree, os.path.relpath(recorded_cwd, root) if recorded_cwd else ".", record), how
             return
         snapshot = next((a for a in record.artifacts if a["kind"] == "code-snapshot"), None)
         if snapshot is not None:
@@ -141,6 +144,15 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _inside(folder: Path, relative: str, record: RunRecord) -> Path:
+    """``folder/relative``, refused when a recorded path would lead out of the reproduction's own folder."""
+    target = (folder / relative).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ConfigError(f"run {record.name} records a working directory outside its repository ({relative})",
+                          "reproduce only runs whose records you trust; this record was altered or is not striate's")
+    return target
+
+
 def _git(args: list[str], cwd: str | Path) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -153,13 +165,70 @@ def _git_has(root: str, commit: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+# The reproduction's `striate train` never sees the restored code folder on its import path: a
+# recorded file named striate/ or json.py must not replace the installed package or the standard
+# library. (`python -c` puts '' first on sys.path; the bootstrap drops it before importing anything.)
+_TRAIN_BOOTSTRAP = "import sys; del sys.path[0]; from striate.cli.app import main; sys.argv[0] = 'striate'; main()"
+
+
+def foreign_origin(store: Store, record: RunRecord) -> str | None:
+    """Where a run's code came from when that is not this machine (None for a run recorded here).
+
+    Imported runs (``environment.imported_from``, set by every importer whatever the archive says),
+    runs recorded on another host, and reproductions of such runs are foreign.
+    """
+    import socket
+
+    seen: set[str] = set()
+    while True:
+        imported = record.environment.get("imported_from")
+        if imported:
+            source = imported.get("archive") if isinstance(imported, dict) else imported
+            return f"imported from {source}"
+        if record.host and record.host != socket.gethostname():
+            return f"recorded on another host ({record.host})"
+        if not record.reproduction_of or record.reproduction_of in seen:
+            return None
+        seen.add(record.id)
+        try:
+            record = store.get_run(record.reproduction_of)
+        except StriateError:
+            return None
+
+
+def what_will_run(record: RunRecord) -> list[str]:
+    """Lines telling a user what reproducing ``record`` runs: its config and where its code comes from."""
+    config = record.config
+    lines = [f"striate train with run {record.name}'s recorded config: model {config.get('model')}, "
+             f"data {config.get('data')}, {config.get('epochs')} epochs"]
+    git = record.environment.get("git") or {}
+    if git.get("commit"):
+        lines.append(f"code: git commit {str(git['commit'])[:10]} of {git.get('root')}"
+                     + (f" with a recorded uncommitted diff of {len(git.get('diff') or '')} characters"
+                        if git.get("diff") else ""))
+    snapshot = record.summary.get("code_snapshot") or {}
+    if snapshot:
+        lines.append(f"code: source snapshot {str(snapshot.get('sha256'))[:12]} ({snapshot.get('files')} files), "
+                     "restored as the working directory; its Python files are never imported")
+    return lines
+
+
 def reproduce(store_location: str, run_ref: str, strict: bool = False,
-              progress: bool = False) -> dict[str, Any]:
-    """Run a recorded run again as a new run linked by reproduction_of; return what happened."""
+              progress: bool = False, trust: bool = False) -> dict[str, Any]:
+    """Run a recorded run again as a new run linked by reproduction_of; return what happened.
+
+    A run whose code did not come from this machine is refused unless ``trust`` is given.
+    """
     from striate.tracking.capture import packages
 
     store = open_store(store_location)
     original = store.get_run(run_ref)
+    origin = foreign_origin(store, original)
+    if origin and not trust:
+        raise UntrustedRunError(f"run {original.name} was {origin}; reproducing it runs "
+                                + "; ".join(what_will_run(original)),
+                                f"pass --trust if you trust its source (`striate show {original.id[:8]}` shows "
+                                "its record)")
     drift = package_drift(original.environment.get("packages") or {}, packages())
     if drift and strict:
         raise DriftError(f"the environment differs from run {original.name}'s: {describe(drift)}",
@@ -167,28 +236,28 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
                          "or drop --strict")
     config = TrainConfig.from_mapping(original.config, source=f"run {original.name}")
     store_path = str(Path(store_location).resolve())
-    with rebuilt_code(original, store) as (cwd, how):
+    with rebuilt_code(original, store) as (cwd, how), tempfile.TemporaryDirectory(prefix="striate-repro-") as tmp:
         workdir = cwd or Path.cwd()
         with _chdir(workdir):
             check_dataset_fingerprint(config, original)
-        config_file = workdir / ".striate-reproduction.yaml"
+        config_file = Path(tmp) / "reproduction.yaml"  # never inside the code folder or the user's folder
         settings = pin_threads(config, original).to_dict()
         settings["name"] = f"{original.name}-repro"
         config_file.write_text(yaml.safe_dump(settings))
         env = dict(os.environ)
-        if cwd is not None and (cwd / "src" / "striate").is_dir():
+        if cwd is not None and how.startswith("git") and (cwd / "src" / "striate").is_dir():
+            # A run of striate's own repository on this machine reruns with that commit's striate.
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), env.get("PYTHONPATH", "")])
-        command = [sys.executable, "-m", "striate", "train", "-c", str(config_file), "--store", store_path,
+        command = [sys.executable, "-c", _TRAIN_BOOTSTRAP, "train", "-c", str(config_file), "--store", store_path,
                    "--reproduction-of", original.id, "--json"]
         if not progress:
             command.append("--no-progress")
         done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-        config_file.unlink(missing_ok=True)
     if done.returncode != 0:
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         raise StoreError(f"the reproduction failed: {message}", "see `striate runs` for its record")
     new_id = json.loads(done.stdout)["id"]
-    return {"original": original.id, "reproduction": new_id, "code": how, "drift": drift}
+    return {"original": original.id, "reproduction": new_id, "code": how, "drift": drift, "origin": origin}
 
 
 @contextlib.contextmanager
