@@ -143,3 +143,28 @@ def test_bad_input_fails_before_a_run_exists(synthetic_data, tmp_path):
         with pytest.raises(StriateError):
             new_session(quick(**{"data": synthetic_data, **bad}), str(tmp_path / "s"))
     assert open_store(tmp_path / "s").list_runs() == []
+
+
+def test_a_diverging_loss_fails_the_run_with_a_clear_error(synthetic_data, tmp_path):
+    from striate.errors import TrainingError
+
+    session = new_session(quick(synthetic_data, lr=1e30, schedule="constant", checkpoint=False), str(tmp_path / "s"))
+    with pytest.raises(TrainingError, match=r"training diverged: the loss became (nan|inf) by step \d+"):
+        session.run()
+    (record,) = open_store(tmp_path / "s").list_runs()
+    assert record.status == "failed" and "training diverged" in record.error
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_the_run_with_one_error(synthetic_data, tmp_path):
+    from striate.errors import TrainingError
+
+    class OccupyTheCheckpointPath(Callback):  # as a full disk would, the write of epoch 1's weights fails
+        def on_start(self, state):
+            (state.run.artifact_dir / "checkpoints" / "epoch-001.safetensors").mkdir(parents=True)
+
+    session = new_session(quick(synthetic_data, epochs=1), str(tmp_path / "s"))
+    with pytest.raises(TrainingError, match=r"cannot write .*epoch-001.safetensors: .*free disk space"):
+        session.run([OccupyTheCheckpointPath()])
+    (record,) = open_store(tmp_path / "s").list_runs()
+    assert record.status == "failed" and "cannot write" in record.error
+    assert not list((tmp_path / "s" / "artifacts" / record.id / "checkpoints").glob(".*.tmp"))

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from striate.errors import TrainingError
 from striate.train.determinism import rng_state
 from striate.train.events import Callback, EpochEvent, StepEvent, TrainState
 
@@ -68,11 +70,19 @@ def load_training_state(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Write to a temporary name and rename: an interrupted save never leaves a half-written file."""
+    """Write to a temporary name and rename: an interrupted save never leaves a half-written file.
+
+    A failed write (disk full, file size limit, permissions) becomes one TrainingError naming the
+    file; safetensors and torch.save report I/O failures as their own exception types.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise TrainingError(f"cannot write {path}: {reason}",
+                            "free disk space, or record into a store on another disk (--store)") from None
     finally:
         tmp.unlink(missing_ok=True)
 

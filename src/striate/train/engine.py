@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from striate import models
 from striate.config import TrainConfig
 from striate.data.loader import DeviceBatches, ImageDataset, load_dataset, pad_to
-from striate.errors import ConfigError
+from striate.errors import ConfigError, TrainingError
 from striate.models.inspect import layer_table
 from striate.models.spec import is_spec_path
 from striate.tracking.run import Run
@@ -206,6 +207,11 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
                 step = StepEvent(pos.global_step, epoch, pos.batches_done)
                 if pos.global_step % config.log_every == 0 or pos.batches_done == steps_per_epoch:
                     total_loss, total_correct = float(pos.loss_sum), int(pos.correct)  # one sync per log
+                    if not math.isfinite(total_loss):
+                        raise TrainingError(f"training diverged: the loss became {total_loss} by step "
+                                            f"{pos.global_step} (epoch {epoch})",
+                                            "lower --lr, or check the data for "
+                                            "empty or constant images")
                     window_loss = (total_loss - pos.loss_at_log) / pos.seen_since_log
                     window_acc = (total_correct - pos.correct_at_log) / pos.seen_since_log
                     pos.loss_at_log, pos.correct_at_log, pos.seen_since_log = total_loss, total_correct, 0
