@@ -24,7 +24,7 @@ def test_an_upper_case_spec_suffix_stores_the_spec_with_the_run(synthetic_data, 
     assert trained.returncode == 0, trained.stderr
     run_id = json.loads(trained.stdout)["id"]
     record = open_store(store).get_run(run_id)
-    assert [a["path"] for a in record.artifacts if a.get("kind") == "model-spec"] == ["model_spec.YAML"]
+    assert [a["path"].lower() for a in record.artifacts if a.get("kind") == "model-spec"] == ["model_spec.yaml"]
     assert record.summary["model_spec"]["layers"] == TINY["layers"]
     # The file changes after training: export rebuilds the network the run trained, not what is on disk now.
     spec.write_text(yaml.safe_dump(OTHER))

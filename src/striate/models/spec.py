@@ -32,6 +32,7 @@ from striate.errors import ModelError
 from striate.models._layer_table import layer_table
 from striate.models._spec_blocks import Inception, Residual, ScaledTanh, SpecNet
 from striate.models.registry import Layer, ModelInfo, count_parameters
+from striate.models.registry import is_spec_path as is_spec_path  # re-exported: defined once, in the registry
 
 SPEC_KEYS = ("name", "summary", "input_size", "layers")
 REQUIRED = object()

@@ -36,17 +36,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int,
-                    info: ModelInfo | None = None) -> list[str]:
+                    state: dict[str, torch.Tensor] | None = None, info: ModelInfo | None = None) -> list[str]:
     """Load ``path`` into ``model``; return the keys left at their fresh initialization.
 
     The model's record (``info``, else the one ``striate.models.create`` attached) names
     the layers that may differ: the classifier(s), whose tensors for another class count
     are skipped, and the first convolution, which is averaged down for greyscale input
     (or repeated up) when the file was trained on another channel count, as timm does.
-    Any other mismatch is an error.
+    Any other mismatch is an error. ``state`` is the file's content when the caller has
+    already read it.
     """
     entry = info or info_of(model)
-    state = read_state_dict(path)
+    state = state if state is not None else read_state_dict(path)
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     if unexpected:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from striate.errors import ConfigError, StoreError
-from striate.reproduce.portable import export_run, import_run, import_run_details
 from striate.tracking.store import MetricSeries, RunRecord
 from striate.tracking.store.sql import SqlStore
+from striate.tracking.transfer import export_run, import_run, import_run_details
 from tests.conftest import run_cli, tar_member
 
 RUN_ID = "0123456789abcdef0123456789abcdef"

@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from striate.archives import check_members, extract_members, open_archive, unsafe_name
 from striate.errors import ConfigError, StoreError
-from striate.reproduce.snapshot import check_members, extract_members, open_archive, unsafe_name
 from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store, file_sha256
 
 FORMAT = "striate-run"
@@ -105,6 +105,9 @@ def import_run_details(store: Store, archive: Path) -> dict[str, Any]:
                                   "import only archives written by `striate export-run`")
         manifest = _read_manifest(tar, members, archive)
         record = _record_from(manifest["record"], archive)
+        # Whatever the archive claims, this run's code and record came from elsewhere: `reproduce` asks first.
+        record.environment = {**(record.environment if isinstance(record.environment, dict) else {}),
+                              "imported_from": {"archive": archive.name, "imported_at": time.time()}}
         files: dict[str, dict[str, Any]] = manifest["files"]
         artifact_members = _check_files(members, files, manifest["record"].get("artifacts", []), archive)
         series = _read_metrics(tar, members, manifest["metric_keys"], archive)
@@ -315,5 +318,11 @@ def _same_run(existing: RunRecord, archived: dict[str, Any]) -> bool:
     def canonical(value: Any) -> str:
         return json.dumps(value, sort_keys=True, default=str)
 
+    def without_origin(record: dict[str, Any]) -> dict[str, Any]:
+        env = record.get("environment")
+        if isinstance(env, dict):  # the import marker differs between two imports of one archive
+            record = {**record, "environment": {k: v for k, v in env.items() if k != "imported_from"}}
+        return record
+
     mine = json.loads(canonical(dataclasses.asdict(existing)))  # same JSON round trip as the archive had
-    return canonical(mine) == canonical({**{k: None for k in mine}, **archived})
+    return canonical(without_origin(mine)) == canonical(without_origin({**{k: None for k in mine}, **archived}))
