@@ -11,7 +11,7 @@ import pytest
 import striate
 from striate.errors import ConfigError, RunNotFoundError, StoreError
 from striate.tracking.store import open_store
-from striate.tracking.store.base import STALE_AFTER_S
+from striate.tracking.store.liveness import STALE_AFTER_S
 
 
 def test_log_history_summary_and_read_api(tmp_path):

@@ -119,7 +119,6 @@ def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
     """Before a run on a server is resumed: send what this machine's spool still holds of it, then
     drop the spool's copy, so a later `striate sync` cannot put the old copy back over the resumed run."""
     from striate.tracking.spool import Syncer, spool_location
-    from striate.tracking.store.sql import SqlStore
 
     location = spool_location()
     if not holds_store(location):
@@ -129,7 +128,6 @@ def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
         spool.get_run(record.id)
     except RunNotFoundError:
         return record
-    assert isinstance(spool, SqlStore)
     Syncer(spool, remote, record.id).sync()
     spool.delete_run(record.id)
     return remote.get_run(record.id)
