@@ -14,6 +14,7 @@ points with the same keys into one array, and writes one chunk per key per flush
 
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import socket
@@ -243,6 +244,7 @@ class Run:
 
 _Point = tuple[int, float, tuple[str, ...], bytes]  # step, time, keys, the values as packed float64
 _now = time.time
+_first, _second, _third, _fourth = (operator.itemgetter(i) for i in range(4))
 _PACKERS: dict[int, typing.Callable[..., bytes]] = {}
 
 
@@ -287,9 +289,10 @@ def _to_series(points: list[_Point]) -> list[MetricSeries]:
     into one (points x keys) array at once, so the cost per point is a few list operations."""
     if not points:
         return []
-    steps_t, times_t, keys_t, packed_t = zip(*points)
-    steps = np.array(steps_t, dtype=np.int64)
-    times = np.array(times_t, dtype=np.float64)
+    steps = np.fromiter(map(_first, points), dtype=np.int64, count=len(points))
+    times = np.fromiter(map(_second, points), dtype=np.float64, count=len(points))
+    keys_t = list(map(_third, points))
+    packed_t = list(map(_fourth, points))
     first = keys_t[0]
     if keys_t.count(first) == len(keys_t):  # the usual case: every point has the same keys
         groups: dict[tuple[str, ...], list[int] | None] = {first: None}
