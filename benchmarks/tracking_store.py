@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def log_latency(store_dir: Path, calls: int = 200_000) -> dict[str, float]:
             "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max())}
 
 
-def log_floor(calls: int = 200_000) -> dict[str, float]:
+def log_floor(calls: int = 200_000) -> dict[str, Any]:
     """The same loop as log_latency, doing only what any in-memory logger must: copy and queue."""
     queue: deque[tuple[int, dict[str, float]]] = deque()
     values = {f"metric_{i}": 0.5 for i in range(10)}
@@ -63,7 +64,7 @@ def log_floor(calls: int = 200_000) -> dict[str, float]:
             "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99))}
 
 
-def sqlite_floor(folder: Path, calls: int = 100_000) -> dict[str, float]:
+def sqlite_floor(folder: Path, calls: int = 100_000) -> dict[str, Any]:
     """Raw sqlite3, one row per point, one transaction: what a naive store costs per point."""
     folder.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(folder / "floor.db", isolation_level=None)
@@ -149,23 +150,22 @@ def search(store_dir: Path, runs: int = 10_000) -> dict[str, object]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        latency, latency_floor = log_latency(root / "latency"), log_floor()
+        ingested, ingest_floor = ingestion(root / "ingest"), sqlite_floor(root / "floor")
         result = {
             "benchmark": "tracking_store",
             "command": ".venv/bin/python benchmarks/tracking_store.py",
             "python": sys.version.split()[0], "machine": platform.machine(), "cpu": _cpu(),
-            "log_latency": log_latency(root / "latency"),
-            "log_floor": log_floor(),
-            "ingestion": ingestion(root / "ingest"),
-            "ingestion_floor": sqlite_floor(root / "floor"),
+            "log_latency": latency, "log_floor": latency_floor,
+            "ingestion": ingested, "ingestion_floor": ingest_floor,
+            "ratios": {
+                "log_p50_over_floor": latency["p50_us"] / latency_floor["p50_us"], "log_target_at_most": 3.0,
+                "ingestion_over_floor": ingested["points_per_s"] / ingest_floor["points_per_s"],
+                "ingestion_target_at_least": 5.0,
+            },
             "read_back": read_back(root / "read"),
             "search": search(root / "search"),
         }
-    result["ratios"] = {
-        "log_p50_over_floor": result["log_latency"]["p50_us"] / result["log_floor"]["p50_us"],
-        "log_target_at_most": 3.0,
-        "ingestion_over_floor": result["ingestion"]["points_per_s"] / result["ingestion_floor"]["points_per_s"],
-        "ingestion_target_at_least": 5.0,
-    }
     print(json.dumps(result, indent=2))
 
 

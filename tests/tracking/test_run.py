@@ -255,22 +255,6 @@ def test_init_captures_the_environment_by_default(tmp_path, monkeypatch):
     assert open_store(tmp_path / "store").get_run(bare.id).environment == {}
 
 
-def test_truncate_metrics_drops_points_after_a_step_and_fixes_summaries(tmp_path):
-    from striate.tracking.store import MetricSeries
-
-    store = open_store(tmp_path)
-    run = striate.init(store=store, system_metrics=False, capture_environment=False)
-    run.finish()
-    for first in (0, 10, 20):  # three chunks; the cut at step 14 straddles the second
-        steps = np.arange(first, first + 10)
-        store.log_batch(run.id, [MetricSeries("loss", steps, steps.astype(float), 100.0 - steps)])
-    assert store.truncate_metrics(run.id, after_step=14) == 15
-    series = store.history(run.id, "loss")
-    assert series.steps.tolist() == list(range(15))
-    summary = store.get_run(run.id).metrics["loss"]
-    assert summary == {"last": 86.0, "min": 86.0, "max": 100.0, "count": 15, "last_step": 14}
-
-
 def test_values_are_read_when_logged_not_when_flushed(tmp_path):
     run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False)
     running = np.zeros(())
@@ -281,14 +265,6 @@ def test_values_are_read_when_logged_not_when_flushed(tmp_path):
         run.log({"huge": 10**400})
     run.finish()
     assert open_store(tmp_path).history(run.id, "running").values.tolist() == [1.0, 2.0, 3.0]
-
-
-def test_a_run_cannot_be_claimed_twice(tmp_path):
-    store = open_store(tmp_path)
-    run = striate.init(store=store, system_metrics=False, capture_environment=False)
-    run.finish("stopped")
-    assert store.claim_run(run.id, host="h", pid=1, pid_started_at=None) is True
-    assert store.claim_run(run.id, host="h", pid=2, pid_started_at=None) is False
 
 
 def test_recorded_diff_ignores_the_users_git_colour_settings(tmp_path, monkeypatch):

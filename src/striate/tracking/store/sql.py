@@ -132,6 +132,7 @@ class SqlStore(SyncableStore):
         series = [s for s in series if len(s)]
         with self._begin() as conn:
             if series:
+                self._lock_run(conn, run_id)
                 packed = [codec.pack(s) for s in series]
                 self._insert_chunks(conn, run_id, packed, [None] * len(packed))
                 added: dict[str, Summary] = {}
@@ -157,6 +158,7 @@ class SqlStore(SyncableStore):
         if not chunks:
             return 0
         with self._begin() as conn:
+            self._lock_run(conn, run_id)
             uids = [c.uid for c in chunks]
             seen: set[str] = set()
             for start in range(0, len(uids), _IN_BATCH):
@@ -180,6 +182,7 @@ class SqlStore(SyncableStore):
         """Drop points with step > after_step, rewriting the chunks that hold them, then their summaries."""
         dropped = 0
         with self._begin() as conn:
+            self._lock_run(conn, run_id)
             rows = conn.execute(sa.select(metric_chunks).where(metric_chunks.c.run_id == run_id)
                                 .order_by(metric_chunks.c.id)).all()
             touched: set[str] = set()
@@ -205,6 +208,14 @@ class SqlStore(SyncableStore):
                                 .order_by(metric_chunks.c.id)).all()
         series = codec.unpack(key, [PackedChunk(key, *row) for row in rows])
         return downsample_m4(series, max_points) if max_points else series
+
+    @staticmethod
+    def _lock_run(conn: sa.Connection, run_id: str) -> None:
+        """Serialize writers of one run's points and summaries. SQLite's BEGIN IMMEDIATE already does;
+        on PostgreSQL two syncs of the same chunks would otherwise both find a uid new, and two
+        summary merges would each miss the other's points."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:run_id))"), {"run_id": run_id})
 
     def _insert_chunks(self, conn: sa.Connection, run_id: str, chunks: Sequence[PackedChunk],
                        uids: Sequence[str | None]) -> None:
