@@ -1,7 +1,10 @@
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -145,16 +148,55 @@ def test_unknown_run_and_unwritable_store(tmp_path):
     store = open_store(tmp_path)
     with pytest.raises(RunNotFoundError, match="striate runs"):
         store.get_run("nope")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    os.chmod(locked, 0o500)
+    # Root may write anywhere: as root, a forked child drops to `nobody` and tries there (a real,
+    # unprivileged process, not a simulated permission check).
+    shared = Path(tempfile.mkdtemp(prefix="striate-unwritable-"))  # /tmp: reachable by nobody
     try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(StoreError, match="not writable"):
-            open_store(locked)
+        shared.chmod(0o755)
+        for name, with_artifacts in (("locked", False), ("locked-store", True)):
+            locked = shared / name
+            (locked / "artifacts" if with_artifacts else locked).mkdir(parents=True)
+            locked.chmod(0o555)
+            error = open_store_as_unprivileged(locked)
+            assert error.startswith("StoreError") and "not writable" in error and "choose a writable folder" in error, \
+                error
+            assert not (locked / "striate.db").exists()
     finally:
-        os.chmod(locked, 0o700)
+        for folder in shared.iterdir():
+            folder.chmod(0o755)
+        shutil.rmtree(shared)
+
+
+def open_store_as_unprivileged(folder: Path) -> str:
+    """open_store(folder) in an unprivileged process; its error as "Type: message" ("" when it opened)."""
+    if os.geteuid() != 0:
+        try:
+            open_store(folder)
+        except StoreError as exc:
+            return f"StoreError: {exc}"
+        return ""
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which reports through the pipe
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                open_store(folder)
+                message = ""
+            except BaseException as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(child, 0)
+    return message
 
 
 def test_store_path_that_is_a_file_is_rejected(tmp_path):

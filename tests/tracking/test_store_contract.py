@@ -302,3 +302,14 @@ def test_pid_reuse_is_detected_by_the_process_start_time(store: Store, location:
     assert reopened.get_run(reused.id).status == "crashed"
     assert reopened.get_run(alive.id).status == "running"
     assert reopened.get_run(elsewhere.id).status == "running", "another host's PID says nothing; its heartbeat does"
+
+
+# -- CI runs the contract on PostgreSQL --------------------------------------------------------------
+@pytest.mark.parametrize("required,outcome,code", [("1", "1 error", 1), ("", "1 skipped", 0)])
+def test_a_missing_postgresql_fails_the_tests_when_required(required: str, outcome: str, code: int) -> None:
+    env = {**os.environ, "STRIATE_TEST_POSTGRES_ADMIN": "postgresql+psycopg://postgres@127.0.0.1:9/postgres",
+           "STRIATE_REQUIRE_POSTGRES": required}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{__file__}::test_a_run_cannot_be_claimed_twice[postgresql]"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[2])
+    assert done.returncode == code and outcome in done.stdout, done.stdout[-2000:] + done.stderr

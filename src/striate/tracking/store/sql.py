@@ -83,13 +83,19 @@ class SqlStore(SyncableStore):
         """Open (creating if needed) the embedded store in ``folder``: striate.db plus artifacts/."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {folder}: {exc.strerror}",
+                             "choose a writable folder with --store or STRIATE_STORE") from None
+        # Checked before creating artifacts/ inside it, so a read-only folder is named as such.
+        if not os.access(folder, os.W_OK) or (folder / "artifacts").is_dir() and not os.access(
+                folder / "artifacts", os.W_OK):
+            raise StoreError(f"the store folder {folder} is not writable",
+                             "choose a writable folder with --store or STRIATE_STORE")
+        try:
             (folder / "artifacts").mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store folder {folder}: {exc.strerror}",
                              "choose a writable folder with --store or STRIATE_STORE") from None
-        if not os.access(folder, os.W_OK) or not os.access(folder / "artifacts", os.W_OK):
-            raise StoreError(f"the store folder {folder} is not writable",
-                             "choose a writable folder with --store or STRIATE_STORE")
         from striate.tracking.store import DATABASE_FILE
 
         return cls(f"sqlite:///{folder.resolve() / DATABASE_FILE}", folder / "artifacts")
