@@ -365,3 +365,25 @@ def test_console_captures_of_runs_that_end_out_of_order(tmp_path):
     assert "only the second running" not in first_log
     assert "both running" in second_log and "only the second running" in second_log
     assert "no run any more" not in second_log and "before the second run" not in second_log
+
+
+def test_points_with_changing_keys_keep_every_value_under_its_key(tmp_path):
+    from collections import Counter, defaultdict
+
+    run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False, capture_console=False)
+    run.log({"a": 1.0, "b": 2.0}, step=0)
+    run.log({"b": 20.0, "a": 10.0}, step=1)  # the same keys in another order
+    run.log({"a": 100.0, "c": 300.0}, step=2)  # as many keys, one of them new
+    run.log({"a": 1000.0}, step=3)
+    run.log(Counter(a=5), step=4)  # mappings that are not dicts
+    run.log(defaultdict(float, {"a": 6.0, "b": 7.0}), step=5)
+    with pytest.raises(ConfigError, match="'b'='x'"):
+        run.log({"a": 1.0, "b": "x"}, step=6)
+    with pytest.raises(ConfigError, match="keys strings"):
+        run.log({"a": 1.0, 3: 1.0}, step=6)
+    run.finish()
+    store = open_store(tmp_path)
+    expected = {"a": ([0, 1, 2, 3, 4, 5], [1, 10, 100, 1000, 5, 6]), "b": ([0, 1, 5], [2, 20, 7]), "c": ([2], [300])}
+    for key, (steps, values) in expected.items():
+        series = store.history(run.id, key)
+        assert series.steps.tolist() == steps and series.values.tolist() == values, key

@@ -59,6 +59,8 @@ class Run:
         self._enqueue = self._queue.append
         self._keys: tuple[str, ...] = ()  # the keys of the last log() call, already checked to be strings
         self._pack = _packer(0)
+        self._values_of: typing.Callable[[Any], Any] = tuple  # a dict of self._keys -> its values, in that order
+        self._count = -1  # len(self._keys) when the fast path in log() applies
         self._step = -1
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -87,21 +89,38 @@ class Run:
         if self.status != "running":
             raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
                               "log before run.finish(), or start a new run with striate.init()")
-        keys = tuple(data)
-        if keys != self._keys:  # a new set of keys: check them once, not on every call
-            _check_keys(keys)
-            self._keys, self._pack = keys, _packer(len(keys))
-        try:
-            # Converted now, not when the writer flushes: a tensor or array updated in place
-            # afterwards must not change what was logged.
-            packed = self._pack(*data.values())
-        except (struct.error, TypeError, ValueError, OverflowError):
-            raise _bad_value(data) from None
+        if type(data) is dict and len(data) == self._count:
+            # The usual call: a dict with the keys of the last call. One C call fetches its values in
+            # the known key order (a KeyError means other keys), one packs them.
+            try:
+                packed = self._pack(*self._values_of(data))
+                keys = self._keys
+            except KeyError:
+                keys, packed = self._read(data)
+            except (struct.error, TypeError, ValueError, OverflowError):
+                raise _bad_value(data) from None
+        else:
+            keys, packed = self._read(data)
         if step is None:
             step = self._step + 1
         if step > self._step:
             self._step = step
         self._enqueue((step, _now(), keys, packed))
+
+    def _read(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], bytes]:
+        """Keys and packed values of any mapping; remembers new keys (checked to be strings once)."""
+        keys = tuple(data)
+        if keys != self._keys:
+            _check_keys(keys)
+            self._keys, self._pack = keys, _packer(len(keys))
+            # itemgetter returns a tuple only for two keys or more; one key takes this slower path
+            self._values_of, self._count = (operator.itemgetter(*keys), len(keys)) if len(keys) > 1 else (tuple, -1)
+        try:
+            # Converted now, not when the writer flushes: a tensor or array updated in place
+            # afterwards must not change what was logged.
+            return keys, self._pack(*data.values())
+        except (struct.error, TypeError, ValueError, OverflowError):
+            raise _bad_value(data) from None
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> str:
         """Copy a file into the run's artifact folder (unless already there) and record its SHA-256."""
