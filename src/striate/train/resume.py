@@ -7,8 +7,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from striate.config import TrainConfig
-from striate.errors import ConfigError, DataError, RunNotFoundError
-from striate.tracking.store import RunRecord, Store, holds_store, open_store
+from striate.errors import ConfigError, DataError
+from striate.tracking.store import RunRecord, Store
 from striate.tracking.store.base import file_sha256
 from striate.train import checkpoint as ckpt
 from striate.train.engine import ResumePoint
@@ -66,23 +66,3 @@ def resume_point(store: Store, record: RunRecord) -> ResumePoint:
                           f"{str(exc).splitlines()[0] if str(exc) else ''})",
                           "use `striate reproduce` to run it again from the start") from None
     return ResumePoint(folder / last["weights"], weights, state)
-
-
-def take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
-    """Before a run on a server is resumed: send what this machine's spool still holds of it, then
-    drop the spool's copy, so a later `striate sync` cannot put the old copy back over the resumed run."""
-    from striate.tracking.spool import Syncer, spool_location
-    from striate.tracking.store.sql import SqlStore
-
-    location = spool_location()
-    if not holds_store(location):
-        return record
-    spool = open_store(location)
-    try:
-        spool.get_run(record.id)
-    except RunNotFoundError:
-        return record
-    assert isinstance(spool, SqlStore)
-    Syncer(spool, remote, record.id).sync()
-    spool.delete_run(record.id)
-    return remote.get_run(record.id)

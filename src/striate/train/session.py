@@ -18,7 +18,7 @@ from striate.config import TrainConfig
 from striate.tracking.store import is_remote, open_store
 from striate.train.engine import ResumePoint, TrainResult, resolve_device, train
 from striate.train.events import Callback
-from striate.train.resume import check_dataset_fingerprint, pin_threads, resume_point, take_over_from_spool
+from striate.train.resume import check_dataset_fingerprint, pin_threads, resume_point
 
 if TYPE_CHECKING:
     import torch
@@ -97,6 +97,8 @@ def resume_session(store_location: str, run_ref: str) -> Session:
     store = open_store(store_location)
     record = store.get_run(run_ref)
     if is_remote(store_location):
+        from striate.tracking.spool import take_over_from_spool
+
         record = take_over_from_spool(store, record)
     point = resume_point(store, record)
     config = pin_threads(TrainConfig.from_mapping(record.config, source=f"run {record.name}"), record)
