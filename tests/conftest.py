@@ -47,16 +47,6 @@ def synthetic_data(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def no_console_capture_left_behind():
-    """A test that leaves a run unfinished must not leave its console capture to the next test."""
-    yield
-    from striate.tracking.capture import _HUB
-
-    for capture in _HUB.captures:
-        capture.stop()
-
-
-@pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own dataset cache and default store, never the user's."""
     cache = tmp_path / "cache"

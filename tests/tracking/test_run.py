@@ -387,3 +387,22 @@ def test_points_with_changing_keys_keep_every_value_under_its_key(tmp_path):
     for key, (steps, values) in expected.items():
         series = store.history(run.id, key)
         assert series.steps.tolist() == steps and series.values.tolist() == values, key
+
+
+def test_an_abandoned_run_takes_its_console_capture_and_writer_with_it(tmp_path):
+    import gc
+    import sys
+
+    from striate.tracking import capture
+
+    before = sys.stdout
+    run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False, capture_console=True)
+    writer = run._writer
+    assert isinstance(sys.stdout, capture._Tee)
+    striate.init(store=tmp_path, system_metrics=False, capture_environment=False, capture_console=False).finish()
+    del run  # never finished: nothing holds it any more
+    gc.collect()
+    assert capture._HUB.captures == ()
+    assert sys.stdout is before
+    writer.join(timeout=5)
+    assert not writer.is_alive()

@@ -24,7 +24,9 @@ import threading
 import time
 import typing
 import uuid
+import weakref
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,7 +82,12 @@ class Run:
             self._console_earlier = earlier + marker
             self._console = ConsoleCapture()
             self._console.start()
-        self._writer = threading.Thread(target=self._write_loop, name=f"striate-writer-{self.id[:8]}", daemon=True)
+            # The run owns its capture: a run dropped without finish() (a notebook cell, a failed test)
+            # stops copying the console when it is garbage-collected, so nothing outlives its run.
+            weakref.finalize(self, self._console.stop)
+        # The writer thread holds the run weakly, so an abandoned run can be collected (and its thread ends).
+        self._writer = threading.Thread(target=_write_loop, args=(weakref.ref(self), self._stopped, self._wake),
+                                        name=f"striate-writer-{self.id[:8]}", daemon=True)
         self._writer.start()
 
     # -- logging ----------------------------------------------------------------------------------
@@ -193,35 +200,32 @@ class Run:
             self.finish("failed", error=f"{exc_type.__name__}: {exc}")
 
     # -- background writer ------------------------------------------------------------------------
-    def _write_loop(self) -> None:
-        last_beat = last_sample = last_sync = last_console = 0.0
-        sampler = None
-        if self._system_metrics:
-            from striate.tracking.capture import SystemSampler
+    def _tick(self, clock: _WriterClock) -> None:
+        """One round of the writer: system metrics, a flush with the heartbeat, console.log, sync."""
+        now = time.time()
+        if self._system_metrics and now - clock.last_sample >= SYSTEM_METRICS_INTERVAL_S:
+            if clock.sampler is None:
+                from striate.tracking.capture import SystemSampler
 
-            sampler = SystemSampler()
-        while not self._stopped.is_set():
-            self._wake.wait(FLUSH_INTERVAL_S)
-            now = time.time()
-            if sampler is not None and now - last_sample >= SYSTEM_METRICS_INTERVAL_S:
-                last_sample = now
-                self._queue.append(_point(max(self._step, 0), now, sampler.sample()))
-            beat = now if now - last_beat >= HEARTBEAT_INTERVAL_S else None
+                clock.sampler = SystemSampler()
+            clock.last_sample = now
+            self._queue.append(_point(max(self._step, 0), now, clock.sampler.sample()))
+        beat = now if now - clock.last_beat >= HEARTBEAT_INTERVAL_S else None
+        try:
+            self._drain(heartbeat_at=beat)
+            if beat is not None:
+                clock.last_beat = beat
+        except Exception:  # keep the points queued; the next flush or finish() retries and reports
+            pass
+        if self._console is not None and now - clock.last_console >= CONSOLE_INTERVAL_S:
+            clock.last_console = now
             try:
-                self._drain(heartbeat_at=beat)
-                if beat is not None:
-                    last_beat = beat
-            except Exception:  # keep the points queued; the next flush or finish() retries and reports
+                self._save_console()
+            except Exception:  # a full disk must not stop the training; finish() tries again and reports
                 pass
-            if self._console is not None and now - last_console >= CONSOLE_INTERVAL_S:
-                last_console = now
-                try:
-                    self._save_console()
-                except Exception:  # a full disk must not stop the training; finish() tries again and reports
-                    pass
-            if self._syncer is not None and now - last_sync >= SYNC_INTERVAL_S:
-                last_sync = now
-                self._sync()
+        if self._syncer is not None and now - clock.last_sync >= SYNC_INTERVAL_S:
+            clock.last_sync = now
+            self._sync()
 
     def _save_console(self) -> None:
         """Write console.log (earlier parts + this one) and record it, when there is something new.
@@ -301,6 +305,28 @@ def _point(step: int, when: float, data: Mapping[str, Any]) -> _Point:
         return step, when, keys, _packer(len(keys))(*data.values())
     except (struct.error, TypeError, ValueError, OverflowError):
         raise _bad_value(data) from None
+
+
+@dataclass
+class _WriterClock:
+    """When the writer last did each of its periodic jobs."""
+
+    last_beat: float = 0.0
+    last_sample: float = 0.0
+    last_sync: float = 0.0
+    last_console: float = 0.0
+    sampler: Any = None
+
+
+def _write_loop(ref: weakref.ref[Run], stopped: threading.Event, wake: threading.Event) -> None:
+    clock = _WriterClock()
+    while not stopped.is_set():
+        wake.wait(FLUSH_INTERVAL_S)
+        run = ref()
+        if run is None:  # abandoned without finish(): nothing left to write for
+            return
+        run._tick(clock)
+        del run  # hold the run only while working for it
 
 
 def _to_series(points: list[_Point]) -> list[MetricSeries]:
