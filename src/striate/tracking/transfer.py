@@ -65,9 +65,12 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
     metrics_blob = io.BytesIO()
     np.savez_compressed(metrics_blob, **arrays)  # type: ignore[arg-type]  # stubs fear an "allow_pickle" key
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "exported_at": time.time(),
                                 "record": dataclasses.asdict(record), "metric_keys": keys, "files": {}}
     recorded = {a["path"]: a["sha256"] for a in record.artifacts if a.get("sha256")}
@@ -84,8 +87,10 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
             # run.json last: it carries the hashes measured while the files were written
             _add_bytes(tar, "run.json", json.dumps(manifest, indent=1, default=str).encode())
         os.replace(tmp_name, out)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, a folder in the way, a read-only mount: one clear line
+            raise _unwritable(out, exc) from None
         raise
     return {"id": record.id, "name": record.name, "path": str(out), "bytes": out.stat().st_size,
             "sha256": file_sha256(out), "metrics": len(keys), "points": points,
@@ -260,16 +265,20 @@ def _alive(pid: Any, started_at: Any) -> bool:
     return True
 
 
-_STAGING_OWNER = "owner.json"
 _ORPHAN_AFTER_S = 24 * 3600.0  # staging folders another host left, or older striate versions: surely dead by then
 
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def _staging_folder(root: Path, run_id: str) -> Path:
+    """A fresh ``.import-*`` folder whose name says who made it (host, pid, process start): it is created
+    atomically with its owner, so a kill at any instant leaves a folder the next import can judge."""
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".import-{run_id[:8]}-", dir=root))
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started_at": _process_start(os.getpid())}
-    (staging / _STAGING_OWNER).write_text(json.dumps(owner))
-    return staging
+    started = _process_start(os.getpid())
+    prefix = f".import-{run_id[:8]}-{_host_tag()}-{os.getpid()}-{int(started or 0)}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 def remove_orphan_staging(root: Path) -> list[Path]:
@@ -280,12 +289,9 @@ def remove_orphan_staging(root: Path) -> list[Path]:
     for folder in root.glob(".import-*"):
         if not folder.is_dir() or folder.is_symlink():
             continue
-        try:
-            owner = json.loads((folder / _STAGING_OWNER).read_text())
-        except (OSError, ValueError):
-            owner = None
-        if isinstance(owner, dict) and owner.get("host") == socket.gethostname():
-            orphan = not _alive(owner.get("pid"), owner.get("pid_started_at"))
+        parts = folder.name.rsplit("-", 4)  # .import-<id>, host, pid, process start, random (no '-' in it)
+        if len(parts) == 5 and parts[1] == _host_tag() and parts[2].isdigit() and parts[3].isdigit():
+            orphan = not _alive(int(parts[2]), int(parts[3]) or None)
         else:
             try:
                 orphan = time.time() - folder.stat().st_mtime > _ORPHAN_AFTER_S
@@ -402,6 +408,11 @@ def _short(value: Any) -> str:
 
 
 # -- export helpers -------------------------------------------------------------------------------
+def _unwritable(out: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write {out}: {exc.strerror or exc}",
+                       "choose a path in a folder you can write to, with free space")
+
+
 def _artifact_files(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Relative POSIX paths of the regular files under ``folder``; links are skipped (and listed)."""
     files: list[str] = []
