@@ -160,3 +160,11 @@ def test_export_tensorboard_keeps_a_hostile_run_name_inside_the_folder(tmp_path:
     export_run(store, run.id, tmp_path / "tb" / "inner")
     assert not list(tmp_path.glob("escaped*")) and not list((tmp_path / "tb").glob("escaped*"))
     assert [p.name for p in (tmp_path / "tb" / "inner").iterdir()] == [f".._.._escaped-{run.id[:8]}"]
+
+
+def test_a_malformed_database_value_is_one_clear_error(tmp_path: Path) -> None:
+    db = Path(shutil.copy(FIXTURE / "mlflow.db", tmp_path / "mlflow.db"))
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET start_time = 'noon' WHERE name = 'mlrun-1'")
+    err = one_error_line(run_cli("import", "mlflow", str(db), "--store", str(tmp_path / "s")))
+    assert "a run holds a malformed value" in err

@@ -92,6 +92,9 @@ def _read_database(url: str) -> Iterator[MlflowRun]:
     except sa.exc.SQLAlchemyError as exc:
         raise ConfigError(f"cannot read the MLflow database {url}: {exc.__class__.__name__}",
                           "check the URL and that the database is reachable") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # a value of the wrong type in a column
+        raise ConfigError(f"cannot import the MLflow database {url}: a run holds a malformed value ({exc})",
+                          "repair or delete that run in MLflow, then import again") from None
     finally:
         engine.dispose()
 

@@ -205,6 +205,7 @@ def _check_limit(archive: Path, what: str, amount: int, unit: str, name: str, li
 
 # -- imports are all or nothing ---------------------------------------------------------------------
 INCOMPLETE_MARKER = "import_incomplete"
+_FOREIGN_IMPORT_GRACE_S = 3600.0  # how long another host's unfinished import is presumed alive
 INCOMPLETE_ERROR = "import incomplete: run `striate import-run` on the same archive again to finish it"
 
 
@@ -233,10 +234,17 @@ def discard_incomplete(store: Store, record: RunRecord) -> None:
     """Delete a killed import's leftover run (rows and artifacts); refuse while its importer still runs here."""
     owner = record.environment.get(INCOMPLETE_MARKER)
     owner = owner if isinstance(owner, dict) else {}
-    if owner.get("host") == socket.gethostname() and owner.get("pid") != os.getpid() and \
-            _alive(owner.get("pid"), owner.get("pid_started_at")):
-        raise StoreError(f"run {record.id[:8]} is being imported right now by process {owner.get('pid')}",
-                         "wait for that import to finish, then run this one again")
+    if owner.get("host") == socket.gethostname():
+        if owner.get("pid") != os.getpid() and _alive(owner.get("pid"), owner.get("pid_started_at")):
+            raise StoreError(f"run {record.id[:8]} is being imported right now by process {owner.get('pid')}",
+                             "wait for that import to finish, then run this one again")
+    else:  # another host's import (a shared store): its process cannot be checked from here, only its age
+        started = owner.get("started_at")
+        if isinstance(started, (int, float)) and 0 <= time.time() - started < _FOREIGN_IMPORT_GRACE_S:
+            raise StoreError(f"run {record.id[:8]} is being imported by host {str(owner.get('host'))[:60]!r} "
+                             f"(started {time.time() - started:.0f} s ago)",
+                             f"wait for it; if that import was killed, `striate delete {record.id[:8]}` "
+                             "and import again")
     store.delete_run(record.id)
 
 
@@ -483,7 +491,7 @@ def _read_member(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name
         raise _bad(archive, f"{name} is missing")
     if member.size > max_size:
         raise _bad(archive, f"{name} is {member.size:,} bytes, over the {max_size:,} bytes it may have")
-    return handle.read(max_size)
+    return handle.read()  # read(n) would allocate n bytes up front; the member's size is checked above
 
 
 def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], archive: Path) -> dict[str, Any]:
@@ -560,11 +568,12 @@ class _MetricsReader:
         if not keys:
             return
         member = members.get("metrics.npz")
-        declared = member.size if member is not None else 0
-        # 24 bytes a point (int64 step, float64 time and value) plus zip and .npy headers: an npz this large
-        # holds more points than the limit allows, even uncompressed
-        _check_limit(archive, "metrics.npz holds room for", declared // 24, "metric points", "max_points", limits)
-        self.blob = _read_member(tar, members, "metrics.npz", archive, limits["max_points"] * 24 + 4096 * len(keys))
+        # 24 bytes a point (int64 step, float64 time and value) plus zip and .npy headers: an npz larger than
+        # that holds more points than the limit allows, even uncompressed
+        overhead = 1024 * (3 * len(keys) + 1)
+        room = max(0, (member.size if member is not None else 0) - overhead) // 24
+        _check_limit(archive, "metrics.npz is large enough for", room, "metric points", "max_points", limits)
+        self.blob = _read_member(tar, members, "metrics.npz", archive, limits["max_points"] * 24 + overhead)
         try:
             with zipfile.ZipFile(io.BytesIO(self.blob)) as zf:
                 for i, key in enumerate(keys):
