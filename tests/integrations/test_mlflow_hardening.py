@@ -168,3 +168,31 @@ def test_a_malformed_database_value_is_one_clear_error(tmp_path: Path) -> None:
         conn.execute("UPDATE runs SET start_time = 'noon' WHERE name = 'mlrun-1'")
     err = one_error_line(run_cli("import", "mlflow", str(db), "--store", str(tmp_path / "s")))
     assert "a run holds a malformed value" in err
+
+
+meta_values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=12),
+                        st.lists(st.integers(), max_size=2), st.sampled_from(["FINISHED", "3", "RUNNING", 10**23]))
+
+
+def test_any_meta_file_imports_or_gives_one_config_error(tmp_path: Path) -> None:
+    """Property: whatever a run's meta.yaml holds, the import succeeds validly or fails with one ConfigError."""
+    counter = iter(range(10**6))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(st.sampled_from(["status", "start_time", "end_time", "run_id", "run_name",
+                                            "lifecycle_stage"]), meta_values, min_size=1))
+    def check(changes: dict[str, object]) -> None:
+        n = next(counter)
+        root = Path(shutil.copytree(FIXTURE / "mlruns", tmp_path / f"m{n}"))
+        edit_meta(root, **changes)
+        store = open_store(tmp_path / f"s{n}")
+        try:
+            import_runs(str(root), store)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+            return
+        for run in store.list_runs():
+            assert run.status != "running" and run.ended_at is not None and run.ended_at >= run.created_at
+            assert INCOMPLETE_MARKER not in run.environment and not run.archived
+
+    check()

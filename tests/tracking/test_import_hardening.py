@@ -440,3 +440,32 @@ def test_another_hosts_recent_half_import_is_left_alone_and_an_old_one_redone(
     env[INCOMPLETE_MARKER]["started_at"] = time.time() - 7200
     stores[1].update_run(RUN_ID, environment=env)
     assert import_run_details(stores[1], archive)["imported"] is True
+
+
+def test_npz_fuzz_never_gives_a_traceback(tmp_path: Path) -> None:
+    """Property: any corruption of metrics.npz gives the run or one StriateError, and never half a run."""
+    source = SqlStore.open_folder(tmp_path / "src")
+    make_run(source)
+    base = Path(export_run(source, RUN_ID, tmp_path / "run.tar.gz")["path"])
+    with tarfile.open(base, "r:gz") as tar:
+        npz = tar.extractfile("metrics.npz").read()
+    counter = iter(range(10**6))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(npz) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+           st.integers(0, len(npz)))
+    def check(flips: list[tuple[int, int]], cut: int) -> None:
+        data = bytearray(npz)
+        for where, byte in flips:
+            data[where] = byte
+        n = next(counter)
+        out = rebuild(base, tmp_path / f"npz-{n}.tar.gz", change={"metrics.npz": bytes(data[:max(cut, 1)])})
+        target = SqlStore.open_folder(tmp_path / f"n{n}")
+        try:
+            import_run(target, out)
+        except StriateError:
+            assert target.list_runs() == []
+            return
+        assert INCOMPLETE_MARKER not in target.get_run(RUN_ID).environment
+
+    check()

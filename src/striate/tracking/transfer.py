@@ -26,6 +26,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Iterator
 
@@ -549,6 +550,9 @@ def _check_files(members: dict[str, tarfile.TarInfo], files: dict[str, Any], art
 
 _MAX_KEY_LENGTH = 300  # the store's metric key column
 _NUMERIC_KINDS = "iuf"  # steps are integers, times and values floats; nothing else is loaded
+# what a damaged zip or .npy raises: zipfile lets zlib's errors through, and an unknown compression method
+# is a NotImplementedError
+_NPZ_ERRORS = (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, zlib.error, NotImplementedError)
 
 
 class _MetricsReader:
@@ -585,7 +589,7 @@ class _MetricsReader:
                     # each metric costs a point at least: a million empty metrics are a million transactions
                     _check_limit(archive, "metrics.npz declares", max(self.points, i + 1), "metric points",
                                  "max_points", limits)
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+        except _NPZ_ERRORS as exc:
             raise _bad(archive, f"metrics.npz is incomplete or corrupt ({exc})") from None
 
     def _header(self, zf: zipfile.ZipFile, name: str, key: str) -> int:
@@ -622,7 +626,7 @@ class _MetricsReader:
                     if not np.isfinite(times).all():
                         raise _bad(self.archive, f"metric {key!r} has a time that is not a finite number")
                     yield MetricSeries(key, steps.astype(np.int64), times, values.astype(np.float64))
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _NPZ_ERRORS as exc:
             raise _bad(self.archive, f"metrics.npz is incomplete or corrupt ({exc})") from None
 
 
