@@ -96,6 +96,7 @@ BAD_FIELDS = {
     "archived text": ({"archived": "yes"}, "archived 'yes' is not true or false"),
     "reproduction_of path": ({"reproduction_of": "../x"}, "reproduction_of '../x' is not a valid run id"),
     "missing created_at": ({"created_at": ...}, "incomplete \\(no created_at\\)"),
+    "artifact kind": ({"artifacts": [{"path": "console.log", "kind": "k" * 60}]}, "has kind 'kkk"),
 }
 
 

@@ -9,6 +9,12 @@ Layout of the archive:
 An import keeps the run id, so ``reproduction_of`` links survive a move. Importing a run that is
 already in the store with the same record, metrics and artifacts reports it as already there and
 writes nothing; a different run with that id is refused.
+
+An archive is untrusted input (docs/security.md): its record goes through :func:`validate_record`
+(shared with the MLflow importer), what it may expand to is capped (:data:`IMPORT_LIMITS`, checked
+from declared sizes before anything is read into memory), and an import is all or nothing: the run
+stays hidden and marked incomplete until every point and file is in, and importing again after a
+killed import removes the leftover and starts afresh.
 """
 
 from __future__ import annotations
@@ -542,7 +548,10 @@ def _check_files(members: dict[str, tarfile.TarInfo], files: dict[str, Any], art
         raise _bad(archive, f"member {extra[0]!r} is not listed in run.json")
     for artifact in artifacts:
         if not isinstance(artifact, dict) or artifact.get("path") not in files:
-            raise _bad(archive, f"recorded artifact {artifact!r} has no file in the archive")
+            raise _bad(archive, f"recorded artifact {_short(artifact)} has no file in the archive")
+        kind = artifact.get("kind")
+        if kind is not None and not (isinstance(kind, str) and len(kind) <= 50):  # the store's kind column
+            raise _bad(archive, f"artifact {artifact['path']} has kind {_short(kind)}, not a short string")
         if artifact.get("sha256") and artifact["sha256"] != files[artifact["path"]]["sha256"]:
             raise _bad(archive, f"artifact {artifact['path']} has two different hashes in run.json")
     return chosen
