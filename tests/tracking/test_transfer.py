@@ -67,6 +67,7 @@ def test_round_trip_keeps_record_points_and_artifacts(tmp_path: Path, stores: tu
     assert import_run(target, tmp_path / "run.tar.gz") == RUN_ID
 
     copy = target.get_run(RUN_ID)
+    assert copy.environment.pop("imported_from")["archive"] == "run.tar.gz"  # the origin is marked
     assert json.dumps(dataclasses.asdict(copy), sort_keys=True) == json.dumps(dataclasses.asdict(original),
                                                                              sort_keys=True)
     assert copy.status == "failed" and copy.reproduction_of == original.reproduction_of
