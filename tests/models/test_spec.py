@@ -202,3 +202,22 @@ def test_batchnorm_momentum_null_is_the_cumulative_average():
     model = build([{"conv": 8}, {"batchnorm": {"momentum": None}}])
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and norms[0].momentum is None
+
+
+def test_yaml_alias_bombs_and_recursive_aliases_are_refused_quickly(tmp_path):
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    lines += ["layers: *a8"]
+    bomb.write_text("\n".join(lines))
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"cannot parse model spec .*bomb.yaml.*alias"):
+        load_spec(bomb)
+    assert time.perf_counter() - started < 5
+    recursive = tmp_path / "loop.yaml"
+    recursive.write_text("layers: &l [conv, *l]\n")
+    with pytest.raises(ModelError, match="cannot parse model spec"):
+        load_spec(recursive)

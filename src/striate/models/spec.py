@@ -68,17 +68,26 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model spec file {str(path)!r} does not exist", "check the path (relative to this folder)")
-    import yaml
+    from striate import safe_yaml
+    from striate.errors import ConfigError
 
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)  # one line for the CLI: where, and what the parser expected
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ModelError(f"cannot parse model spec {path}: {where}{reason}",
+        if path.suffix.lower() == ".json":
+            with open(path, "rb") as fh:
+                raw = fh.read(safe_yaml.MAX_BYTES + 1)
+            if len(raw) > safe_yaml.MAX_BYTES:
+                raise ModelError(f"model spec {path} is over the {safe_yaml.MAX_BYTES:,}-byte limit",
+                                 "check that it is the file you meant")
+            data = json.loads(raw)
+        else:  # sizes, aliases and depth capped: a spec is a file someone may have sent you
+            data = safe_yaml.load_path(path, "model spec")
+    except ValueError as exc:
+        raise ModelError(f"cannot parse model spec {path}: {str(exc).splitlines()[0]}",
                          "fix the file's YAML/JSON syntax") from None
+    except ConfigError as exc:
+        syntax = "not valid YAML" in exc.problem
+        raise ModelError(f"cannot parse model spec {path}: {exc.problem}",
+                         "fix the file's YAML/JSON syntax" if syntax else exc.fix) from None
     if isinstance(data, list):
         data = {"layers": data}
     check_spec(data, source=path.name)
