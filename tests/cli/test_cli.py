@@ -118,7 +118,7 @@ def test_existing_runs_survive_a_failing_command(synthetic_data, tmp_path):
 
 
 def test_ctrl_c_marks_the_run_stopped_and_keeps_the_checkpoint(tmp_path):
-    data = write_dataset(tmp_path / "bigger", n_train=2000, n_test=100)
+    data = write_dataset(tmp_path / "bigger", n_train=640, n_test=80)  # 200 epochs: stopped long before the end
     store = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--epochs", "200",
                              "--batch-size", "16", "--store", str(store), "--no-progress"],
