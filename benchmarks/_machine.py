@@ -38,3 +38,16 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor()
+
+
+def command_line() -> str:
+    """How this benchmark was started, relative to the repository root (no machine's absolute paths)."""
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def shown(path: str) -> str:
+        full = os.path.abspath(path)
+        return os.path.relpath(full, root) if full.startswith(root + os.sep) else os.path.basename(path)
+
+    return " ".join([shown(sys.executable), shown(sys.argv[0]), *sys.argv[1:]])

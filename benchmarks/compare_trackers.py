@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import command_line
 
 import striate
 
@@ -80,7 +80,7 @@ def main() -> None:
         ratios["striate_ingest_over_aim"] = ours["ingest_points_per_s"] / aim["ingest_points_per_s"]
         if aim.get("read_100k_ms"):
             ratios["aim_read_100k_over_striate"] = aim["read_100k_ms"] / ours["read_100k_ms"]
-    print(json.dumps({"benchmark": "compare_trackers", "command": " ".join(sys.argv), "striate": ours,
+    print(json.dumps({"benchmark": "compare_trackers", "command": command_line(), "striate": ours,
                       "mlflow": mlflow, "aim": aim, "ratios": ratios}, indent=2))
 
 

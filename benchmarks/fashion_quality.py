@@ -19,12 +19,25 @@ import tempfile
 import time
 
 import torch
+from _machine import command_line
 
 from striate.config import TrainConfig
 from striate.data import load_dataset
 from striate.data.loader import Split
 from striate.tracking.run import init
 from striate.train.engine import train
+from striate.train.events import Callback
+
+
+class EpochLines(Callback):
+    """One line per epoch, so a run cut short by a time limit still shows how far it got."""
+
+    def __init__(self, model: str, began: float) -> None:
+        self.model, self.began = model, began
+
+    def on_epoch(self, state, event) -> None:
+        print(json.dumps({"model": self.model, "epoch": event.epoch, "test_acc1": round(event.evaluation.top1, 4),
+                          "seconds": round(time.perf_counter() - self.began, 1)}), file=sys.stderr, flush=True)
 
 SMALL = {"small_input": True}
 PLANS: dict[str, list[dict]] = {
@@ -69,12 +82,7 @@ def main() -> None:
                                                "checkpoint": False, **settings})
             run = init(project="fashion-quality", config=config.to_dict(), store=store, model=config.model)
             start = time.perf_counter()
-            def progress(epoch: int, ev, model: str = config.model, began: float = start) -> None:
-                # One line per epoch, so a run cut short by a time limit still shows how far it got.
-                print(json.dumps({"model": model, "epoch": epoch, "test_acc1": round(ev.top1, 4),
-                                  "seconds": round(time.perf_counter() - began, 1)}), file=sys.stderr, flush=True)
-
-            result = train(config, run=run, dataset=data, progress=False, echo=False, on_epoch=progress)
+            result = train(config, run=run, dataset=data, callbacks=[EpochLines(config.model, start)])
             run.finish(result.status)
             results.append({"model": config.model, "settings": entry, "train_images": len(data.train),
                             "test_images": len(data.test), "test_acc1": result.test_acc1,
@@ -84,7 +92,7 @@ def main() -> None:
                             "samples_per_s": round(result.train_samples_per_s, 1)})
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    print(json.dumps({"benchmark": "fashion_quality", "plan": args.plan, "command": " ".join(sys.argv),
+    print(json.dumps({"benchmark": "fashion_quality", "plan": args.plan, "command": command_line(),
                       "device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "results": results}, indent=2))
 

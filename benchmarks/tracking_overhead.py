@@ -28,12 +28,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
-from _machine import cpu_model, cpu_seconds, git_state, other_cpu_since
+from _machine import command_line, cpu_model, cpu_seconds, git_state, other_cpu_since
 
 from striate.config import TrainConfig
 from striate.data import load_dataset
@@ -49,7 +48,7 @@ def measure(config: TrainConfig, ds, store: str | None) -> dict[str, float]:
     """One run, tracked into ``store`` or untracked (store None)."""
     start = time.perf_counter()
     run = tracking.init(project="bench", config=config.to_dict(), store=store) if store else None
-    result = train(config, run=run, dataset=ds, progress=False)
+    result = train(config, run=run, dataset=ds)
     if run is not None:
         run.finish()
     seconds = time.perf_counter() - start
@@ -98,7 +97,7 @@ def main() -> None:
 
     print(json.dumps({
         "benchmark": "tracking_overhead",
-        "command": "cd /work/main && .venv/bin/python " + " ".join(["benchmarks/tracking_overhead.py", *sys.argv[1:]]),
+        "command": command_line(),
         "what": f"striate training samples/s with tracking on (SQLite store in a temp dir, checkpoint per epoch) "
                 f"vs off; LeNet-5, Fashion-MNIST 60,000 train images, batch 128, {EPOCHS} epochs per run, CPU; "
                 f"negative percent = tracking is slower",

@@ -1,10 +1,15 @@
-"""Tracking speed: log() latency, ingestion rate, read-back and search, on the embedded SQLite store.
+"""Tracking speed: log() latency, ingestion rate, read-back and search, on the embedded SQLite store,
+each beside its physical floor measured in the same run (absolute figures swing 3-8x between machines).
 
     .venv/bin/python benchmarks/tracking_store.py            # prints one JSON object
 
 - log_latency: 200,000 calls of run.log() with 10 scalars each; p50/p99/max per call (perf_counter_ns).
+  Floor: the same loop doing only ``deque.append((step, dict(values)))``, timed the same way.
 - ingestion: 1,000,000 points (100,000 calls x 10 keys) logged as fast as possible; points/s from the
-  first log() to finish() returning, i.e. until every point is committed to SQLite.
+  first log() to finish() returning, i.e. until every point is committed to SQLite. Floor: raw
+  sqlite3 inserting the same 1,000,000 points one row per point (run, key, step, time, value) with
+  one executemany in one transaction, same pragmas (WAL, synchronous=NORMAL), rows built beforehand.
+- ratios: log p50 / floor p50 (target <= 3), ingestion / floor (target >= 5).
 - read_back: one 100,000-point metric read back as numpy arrays (best of 5), and M4-downsampled to 1,000.
 - search: 10,000 runs with params and metric summaries; a filtered, sorted query (best of 5).
 """
@@ -13,12 +18,15 @@ from __future__ import annotations
 
 import json
 import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +47,41 @@ def log_latency(store_dir: Path, calls: int = 200_000) -> dict[str, float]:
     us = samples / 1000
     return {"calls": calls, "scalars_per_call": 10, "p50_us": float(np.percentile(us, 50)),
             "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max())}
+
+
+def log_floor(calls: int = 200_000) -> dict[str, Any]:
+    """The same loop as log_latency, doing only what any in-memory logger must: copy and queue."""
+    queue: deque[tuple[int, dict[str, float]]] = deque()
+    values = {f"metric_{i}": 0.5 for i in range(10)}
+    samples = np.empty(calls, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for step in range(calls):
+        start = clock()
+        queue.append((step, dict(values)))
+        samples[step] = clock() - start
+    us = samples / 1000
+    return {"what": "deque.append((step, dict(values)))", "calls": calls,
+            "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99))}
+
+
+def sqlite_floor(folder: Path, calls: int = 100_000) -> dict[str, Any]:
+    """Raw sqlite3, one row per point, one transaction: what a naive store costs per point."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(folder / "floor.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE points (run_id TEXT, key TEXT, step INTEGER, time REAL, value REAL)")
+    run_id = uuid.uuid4().hex
+    now = time.time()
+    rows = [(run_id, f"metric_{i}", step, now, 0.25) for step in range(calls) for i in range(10)]
+    start = time.perf_counter()
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?)", rows)
+    db.execute("COMMIT")
+    total = time.perf_counter() - start
+    db.close()
+    return {"what": "sqlite3 executemany, one row per point, one transaction", "points": len(rows),
+            "seconds": total, "points_per_s": len(rows) / total}
 
 
 def ingestion(store_dir: Path, calls: int = 100_000) -> dict[str, float]:
@@ -107,12 +150,19 @@ def search(store_dir: Path, runs: int = 10_000) -> dict[str, object]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        latency, latency_floor = log_latency(root / "latency"), log_floor()
+        ingested, ingest_floor = ingestion(root / "ingest"), sqlite_floor(root / "floor")
         result = {
             "benchmark": "tracking_store",
-            "command": "python benchmarks/tracking_store.py",
+            "command": ".venv/bin/python benchmarks/tracking_store.py",
             "python": sys.version.split()[0], "machine": platform.machine(), "cpu": _cpu(),
-            "log_latency": log_latency(root / "latency"),
-            "ingestion": ingestion(root / "ingest"),
+            "log_latency": latency, "log_floor": latency_floor,
+            "ingestion": ingested, "ingestion_floor": ingest_floor,
+            "ratios": {
+                "log_p50_over_floor": latency["p50_us"] / latency_floor["p50_us"], "log_target_at_most": 3.0,
+                "ingestion_over_floor": ingested["points_per_s"] / ingest_floor["points_per_s"],
+                "ingestion_target_at_least": 5.0,
+            },
             "read_back": read_back(root / "read"),
             "search": search(root / "search"),
         }

@@ -36,7 +36,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _machine import cpu_model, cpu_seconds, git_state, other_cpu_since
+from _machine import command_line, cpu_model, cpu_seconds, git_state, other_cpu_since
 from torch.utils.data import DataLoader, Dataset
 
 import striate
@@ -94,7 +94,7 @@ def striate_epoch(ds, device: str = "cpu", precision: str = "auto") -> float:
     config = TrainConfig(model="lenet5", data="fashion-mnist", epochs=1, batch_size=BATCH, schedule="constant",
                          lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY, device=device,
                          precision=precision, checkpoint=False)
-    return train(config, run=None, dataset=ds, progress=False).train_samples_per_s
+    return train(config, run=None, dataset=ds).train_samples_per_s
 
 
 VARIANTS = ("baseline_workers0", "baseline_workers2", "striate")
@@ -159,7 +159,7 @@ def main() -> None:
 
     print(json.dumps({
         "benchmark": "train_throughput",
-        "command": "cd /work/main && .venv/bin/python " + " ".join(["benchmarks/train_throughput.py", *sys.argv[1:]]),
+        "command": command_line(),
         "what": f"training samples/s, LeNet-5, Fashion-MNIST train split (60,000 images), batch 128, {args.device}, "
                 "SGD lr 0.05 momentum 0.9 nesterov wd 5e-4, one full epoch per measurement",
         "repetitions": args.reps,

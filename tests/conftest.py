@@ -49,16 +49,6 @@ def synthetic_data(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def no_console_capture_left_behind():
-    """A test that leaves a run unfinished must not leave its console capture to the next test."""
-    yield
-    from striate.tracking.capture import _HUB
-
-    for capture in _HUB.captures:
-        capture.stop()
-
-
-@pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own dataset cache and default store, never the user's."""
     cache = tmp_path / "cache"
@@ -132,12 +122,15 @@ def invoke_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None =
     return CompletedProcess(["striate", *args], result.exit_code, result.stdout, stderr)
 
 
-POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# STRIATE_TEST_POSTGRES_ADMIN lets a test point the fixture at a server that is not there.
+POSTGRES_ADMIN = os.environ.get("STRIATE_TEST_POSTGRES_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
 def postgres_url(tmp_path, monkeypatch):
-    """A fresh PostgreSQL database on the real server at 127.0.0.1:5432, dropped afterwards."""
+    """A fresh PostgreSQL database on the real server at 127.0.0.1:5432, dropped afterwards.
+
+    Skips when no server answers, unless STRIATE_REQUIRE_POSTGRES=1 (set by .ci/run): then it fails."""
     import uuid
 
     import sqlalchemy as sa
@@ -148,7 +141,9 @@ def postgres_url(tmp_path, monkeypatch):
             name = f"striate_test_{uuid.uuid4().hex[:10]}"
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc.orig})")
+        if os.environ.get("STRIATE_REQUIRE_POSTGRES") == "1":  # CI: a missing server is a failure, not a skip
+            pytest.fail(f"PostgreSQL is not running at {POSTGRES_ADMIN} ({exc.orig}) and STRIATE_REQUIRE_POSTGRES=1")
+        pytest.skip(f"PostgreSQL is not running at {POSTGRES_ADMIN} ({exc.orig})")
     monkeypatch.setenv("STRIATE_ARTIFACTS", str(tmp_path / "remote-artifacts"))
     yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     with admin.connect() as conn:

@@ -46,6 +46,30 @@ def test_onnx_round_trip_of_a_registered_model(tmp_path):
     assert got.shape == (5, 10)  # the batch dimension stays dynamic
 
 
+# The classic architectures at small inputs (near their minimum sizes) and 3 classes, to keep export quick.
+# Each takes 4-6 s alone on a 2-core machine; the two marked slow took 16-23 s there under load.
+CLASSICS = [pytest.param("alexnet", (3, 63, 63), id="alexnet"),
+            pytest.param("vgg11-bn", (1, 32, 32), id="vgg11-bn", marks=pytest.mark.slow),
+            pytest.param("googlenet", (1, 32, 32), id="googlenet"),
+            pytest.param("googlenet-bn", (3, 32, 32), id="googlenet-bn", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name,shape", CLASSICS)
+def test_onnx_round_trip_of_the_classic_architectures(tmp_path, name, shape):
+    torch.manual_seed(0)
+    result = export(name, "onnx", tmp_path / f"{name}.onnx", input_shape=shape, num_classes=3)
+    assert result.max_abs_diff <= 1e-4 and result.dynamic_batch and result.input_shape == shape
+    session = onnxruntime.InferenceSession(result.path, providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits"]  # GoogLeNet's aux heads: not run in eval
+    torch.manual_seed(0)
+    model = models.create(name, num_classes=3, in_channels=shape[0]).eval()  # the same weights as exported
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = onnx_logits(result.path, x)
+    assert got.shape == (4, 3) and np.abs(got - expected).max() <= 1e-4
+
+
 def test_onnx_round_trip_of_a_spec_with_every_block(tmp_path):
     spec = tmp_path / "blocks.yaml"
     spec.write_text(yaml.safe_dump(BLOCKS))

@@ -21,7 +21,7 @@ def test_lenet5_learns_real_fashion_mnist(tmp_path):
     config = TrainConfig(epochs=2, seed=0)
     store = open_store(tmp_path)
     run = init(config=config.to_dict(), store=store)
-    result = train(config, run=run, dataset=full, progress=False)
+    result = train(config, run=run, dataset=full)
     run.finish(result.status)
     assert result.test_acc1 is not None and result.test_acc1 > 0.75
     record = store.get_run(run.id)

@@ -134,18 +134,15 @@ class TrainConfig:
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    """Read a YAML/JSON config file into a mapping."""
-    import yaml
+    """Read a YAML/JSON config file into a mapping (size- and alias-capped: see striate.safe_yaml)."""
+    from striate import safe_yaml
 
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as fh:
+            text = fh.read(safe_yaml.MAX_BYTES + 1)  # never more than the cap, whatever the file's size
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}", "check the path given to -c") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0],
-                          "fix the syntax at the line named") from None
+    data = safe_yaml.loads(text, f"config file {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -192,9 +189,9 @@ def coerce(f: dataclasses.Field[Any], value: Any, source: str) -> Any:
             result = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else list(value)
         elif kind is dict:
             if isinstance(value, str):
-                import yaml
+                from striate import safe_yaml
 
-                value = yaml.safe_load(value)
+                value = safe_yaml.loads(value, f"{f.name} in {source}")
             if not isinstance(value, dict):
                 raise bad
             result = dict(value)

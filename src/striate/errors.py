@@ -45,3 +45,10 @@ class RunNotFoundError(StoreError):
     """No run matches the given id or prefix."""
 
     http_status = 404
+
+
+class TrainingError(StriateError):
+    """Training itself went wrong: the loss diverged, a checkpoint could not be written."""
+
+    exit_code = 4
+    http_status = 422

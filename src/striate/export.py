@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from striate.errors import ModelError, RunNotFoundError, StriateError
-from striate.models.registry import SPEC_SUFFIXES
+from striate.models.registry import is_spec_path
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4
@@ -119,7 +119,7 @@ def resolve(target: str, input_shape: tuple[int, int, int] | None, num_classes: 
     shape = input_shape or (1, entry.input_size, entry.input_size)
     classes = num_classes or 10
     # A spec's linear sizes are inferred for one input size: build it for the size asked for.
-    options = {"input_size": shape[1]} if target.lower().endswith(SPEC_SUFFIXES) else {}
+    options = {"input_size": shape[1]} if is_spec_path(target) else {}
     model = models.create(target, num_classes=classes, in_channels=shape[0], **options)
     return _Source(model, f"model {target} (fresh weights)", Path(target).stem, shape, classes)
 

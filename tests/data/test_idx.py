@@ -43,9 +43,15 @@ def test_gzip_with_damaged_bytes_is_rejected(tmp_path):
     path = tmp_path / "images-idx3-ubyte.gz"
     write_idx(path, np.random.default_rng(0).integers(0, 255, (50, 28, 28), dtype=np.uint8))
     raw = bytearray(path.read_bytes())
-    raw[20:60] = bytes(255 - b for b in raw[20:60])
+    middle = len(raw) // 2  # past the IDX header: only the gzip checks can notice
+    raw[middle:middle + 40] = bytes(255 - b for b in raw[middle:middle + 40])
     path.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="corrupt gzip"):
+        read_idx(path)
+    raw = bytearray(path.read_bytes())
+    raw[20:60] = bytes(255 - b for b in raw[20:60])  # the header itself decompresses to garbage
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="corrupt gzip|not an IDX file|dimensions|header promises"):
         read_idx(path)
 
 

@@ -20,12 +20,6 @@ VGGS = ["vgg11", "vgg11-bn", "vgg13", "vgg13-bn", "vgg16", "vgg16-bn", "vgg19", 
 NAMES = ["alexnet", "alexnet-2012", "googlenet", "googlenet-bn", "lenet5-1998", *VGGS]
 AUX = ["googlenet", "googlenet-bn"]
 
-# name: (design input size, smallest input of the default variant, smallest with small_input=True)
-SIZES = {
-    "alexnet": (224, 63, 15), "alexnet-2012": (227, 67, 15), "googlenet": (224, 31, 4),
-    "googlenet-bn": (224, 15, 2), "lenet5-1998": (32, 32, 28), **{name: (224, 32, 16) for name in VGGS},
-}
-
 # Trainable parameters at 3 input channels and 1000 classes (lenet5-1998: 1 channel, 10 classes).
 PARAMETERS = [
     ("alexnet", {}, 61_100_840),
@@ -70,22 +64,6 @@ def test_lenet5_1998_parameter_count():
     assert models.count_parameters(meta_model("lenet5-1998", 10, 1)) == 60_000
 
 
-def test_every_architecture_is_registered_with_its_sizes():
-    for name, (design, smallest, _) in SIZES.items():
-        entry = models.info(name)
-        assert (entry.input_size, entry.min_input_size) == (design, smallest), name
-
-
-@pytest.mark.parametrize("small_input", [False, True], ids=["imagenet", "small"])
-@pytest.mark.parametrize("name", NAMES)
-def test_min_input_size_is_exact(name, small_input):
-    smallest = SIZES[name][2 if small_input else 1]
-    model = meta_model(name, small_input=small_input).eval()
-    assert meta_forward(model, 1, 1, smallest) == (1, 10)
-    with pytest.raises(RuntimeError):
-        meta_forward(model, 1, 1, smallest - 1)
-
-
 # --- output shapes ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -94,7 +72,7 @@ def test_output_shapes_for_many_input_sizes(name, channels):
     default = meta_model(name, 7, channels).eval()
     small = meta_model(name, 7, channels, small_input=True).eval()
     for size in (32, 64, 224, 300):
-        if size >= SIZES[name][1]:
+        if size >= models.info(name).min_input_size:
             assert meta_forward(default, 2, channels, size) == (2, 7), size
     for size in (28, 32, 64):
         assert meta_forward(small, 2, channels, size) == (2, 7), size
@@ -103,7 +81,7 @@ def test_output_shapes_for_many_input_sizes(name, channels):
 @pytest.mark.parametrize("name,width", [("alexnet", 9216), ("alexnet-2012", 9216), ("googlenet", 1024),
                                         ("googlenet-bn", 1024), ("lenet5-1998", 120), ("vgg16", 25088)])
 def test_forward_features_width(name, width):
-    size = SIZES[name][0]
+    size = models.info(name).input_size
     with torch.no_grad():
         features = meta_model(name).forward_features(torch.empty(2, 1, size, size, device="meta"))
     assert features.shape == (2, width)
@@ -113,7 +91,7 @@ def test_forward_features_width(name, width):
 def test_real_forward_at_the_design_size(name):
     torch.manual_seed(0)
     model = models.create(name, num_classes=1000, in_channels=3).eval()
-    size = SIZES[name][0]
+    size = models.info(name).input_size
     with torch.no_grad():
         out = model(torch.randn(1, 3, size, size))
     assert out.shape == (1, 1000) and out.isfinite().all()
@@ -257,18 +235,7 @@ def test_alexnet_2012_initialisation_and_dropout_placement():
                                                             "Dropout", "Linear"]
 
 
-# --- classifier reset and options ---------------------------------------------------------------
-
-@pytest.mark.parametrize("name", NAMES)
-def test_reset_classifier(name):
-    model = meta_model(name)
-    model.reset_classifier(7)
-    size = SIZES[name][0]
-    assert meta_forward(model.eval(), 2, 1, size) == (2, 7)
-    if name in AUX:
-        _, aux = model.train().forward_with_aux(torch.empty(2, 1, size, size, device="meta"))
-        assert [a.shape for a in aux] == [(2, 7), (2, 7)]
-
+# --- options (the classifier reset and input sizes: test_records.py) ----------------------------
 
 def test_googlenet_bn_transform_input():
     with pytest.raises(ModelError, match="transform_input"):

@@ -159,7 +159,7 @@ def test_input_sizes_and_channels():
 
 
 def test_reset_classifier_swaps_the_codes(model):
-    model.reset_classifier(26)
+    models.reset_classifier(model, 26)
     assert model.rbf.prototypes.shape == (26, 84)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 26)
     assert models.count_parameters(model) == 60_000

@@ -44,7 +44,7 @@ def test_larger_inputs_work(name):
 
 def test_reset_classifier_changes_class_count():
     model = models.create("lenet5")
-    model.reset_classifier(3)
+    models.reset_classifier(model, 3)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
 
 

@@ -96,11 +96,28 @@ def test_a_conv_to_classes_on_a_1x1_map_is_flattened():
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 
-def test_reset_classifier_and_forward_features():
-    model = build_model(LENET)
+def test_reset_classifier_and_forward_features(tmp_path):
+    model = models.create(str(write(tmp_path, LENET)))
     assert model.forward_features(torch.randn(2, 1, 32, 32)).shape == (2, 84)
-    model.reset_classifier(3)
+    models.reset_classifier(model, 3)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+    pooled = models.create(str(write(tmp_path, {"layers": [{"conv": 4}, {"pool": {"output": 1}}, "flatten"]})))
+    with pytest.raises(ModelError, match="no classifier layer"):  # the automatic head is a linear layer...
+        models.reset_classifier(models.create(str(write(tmp_path, {"layers": [
+            {"conv": {"out": "classes", "kernel": 1}}, {"pool": {"output": 1}}]}))), 3)  # ...a conv head is not
+    models.reset_classifier(pooled, 5)
+    assert pooled(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+
+
+def test_spec_record_names_its_layers_and_counts(tmp_path):
+    entry = models.info(str(write(tmp_path, LENET, "NET.YML")))
+    assert entry.parameters == 61_706 and entry.macs == models.info("lenet5").macs
+    assert (entry.first_conv.name, entry.first_conv.shape, entry.first_conv.output_size) == ("1", (6, 1, 5, 5), 28)
+    assert (entry.classifier.name, entry.classifier.shape) == ("12", (10, 84))
+    model = models.create(entry.name, num_classes=4, in_channels=3)
+    assert (models.info_of(model).name, models.info_of(model).classifier) == (entry.name, entry.classifier)
+    assert model.get_submodule(entry.classifier.name).weight.shape == (4, 84)
+    assert models.count_parameters(model) == entry.count_parameters(3, 4)
 
 
 def test_input_size_option_rebuilds_linear_sizes():
@@ -185,3 +202,22 @@ def test_batchnorm_momentum_null_is_the_cumulative_average():
     model = build([{"conv": 8}, {"batchnorm": {"momentum": None}}])
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and norms[0].momentum is None
+
+
+def test_yaml_alias_bombs_and_recursive_aliases_are_refused_quickly(tmp_path):
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    lines += ["layers: *a8"]
+    bomb.write_text("\n".join(lines))
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"cannot parse model spec .*bomb.yaml.*alias"):
+        load_spec(bomb)
+    assert time.perf_counter() - started < 5
+    recursive = tmp_path / "loop.yaml"
+    recursive.write_text("layers: &l [conv, *l]\n")
+    with pytest.raises(ModelError, match="cannot parse model spec"):
+        load_spec(recursive)

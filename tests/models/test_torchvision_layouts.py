@@ -7,6 +7,8 @@ loads with ``strict=True``. Models are built on the meta device: shapes only, no
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -123,10 +125,25 @@ def test_small_input_variant_keeps_every_parameter_tensor(name):
     assert layout(name, small_input=True) == layout(name)
 
 
-def test_vgg_bn_parameter_count_follows_from_the_table():
+def parameters_in(table: list[tuple[str, tuple[int, ...]]]) -> int:
+    """Trainable parameters of a key table (BatchNorm running statistics are buffers)."""
+    return sum(math.prod(shape) for key, shape in table if key.rsplit(".", 1)[1] in ("weight", "bias"))
+
+
+@pytest.mark.parametrize("name,table,expected", [("vgg16", VGG16, 138_357_544), ("vgg16-bn", VGG16_BN, 138_365_992),
+                                                 ("alexnet", ALEXNET, 61_100_840),
+                                                 ("googlenet-bn", GOOGLENET_BN, 13_004_888)])
+def test_parameter_counts_follow_from_the_tables(name, table, expected):
+    # torchvision's published count, the key table's sum and the built model agree.
+    with torch.device("meta"):
+        model = models.create(name, num_classes=1000, in_channels=3)
+    assert parameters_in(table) == models.count_parameters(model) == expected
+
+
+def test_vgg_bn_adds_exactly_the_batch_norm_parameters():
     # 13 BatchNorms with weight and bias add 2 x (2x64 + 2x128 + 3x256 + 6x512) = 8,448 parameters.
     bn_params = sum(2 * o for _, _, o, _ in VGG16_BN_CONVS)
-    assert bn_params == 138_365_992 - 138_357_544
+    assert bn_params == 8_448 == parameters_in(VGG16_BN) - parameters_in(VGG16)
 
 
 def test_torchvision_weight_file_loads_strictly():

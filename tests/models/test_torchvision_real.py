@@ -2,7 +2,8 @@
 
 torchvision is not a dependency (its PyPI wheel does not import beside this machine's CPU torch),
 so CI skips these; they run on machines that have it, such as the lent GPU machines.
-test_torchvision_layouts.py checks the same key tables without torchvision.
+test_torchvision_layouts.py checks the same key tables without torchvision, and
+test_golden_logits.py the logits, against ones torchvision computed (scripts/make-golden-logits.py).
 """
 
 from __future__ import annotations

@@ -181,9 +181,18 @@ def test_an_imported_run_reproduces_the_same_way(synthetic_data, tmp_path):
     imported = run_cli("import-run", str(archive), "--store", str(tmp_path / "b"))
     assert imported.returncode == 0, imported.stderr
     (work / "net.yaml").unlink()  # only the archive's code snapshot is left
-    done = run_cli("reproduce", original[:8], "--verify", "--store", str(tmp_path / "b"), "--json", cwd=tmp_path)
+    refused = run_cli("reproduce", original[:8], "--store", str(tmp_path / "b"), cwd=tmp_path)
+    assert refused.returncode == 2 and "imported from run.tar.gz" in refused.stderr and "--trust" in refused.stderr
+    assert "model net.yaml" in refused.stderr and "source snapshot" in refused.stderr  # what would run
+    assert len(open_store(tmp_path / "b").list_runs()) == 1, "nothing ran"
+    done = run_cli("reproduce", original[:8], "--verify", "--trust", "--store", str(tmp_path / "b"), "--json",
+                   cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["verdict"]["verdict"] == "identical"
+    out = json.loads(done.stdout)
+    assert out["verdict"]["verdict"] == "identical" and out["origin"] == "imported from run.tar.gz"
+    # A reproduction of a foreign run is foreign too: its code is the foreign snapshot.
+    again = run_cli("reproduce", out["reproduction"][:8], "--store", str(tmp_path / "b"), cwd=tmp_path)
+    assert again.returncode == 2 and "--trust" in again.stderr
 
 
 def test_a_nan_on_one_side_is_a_difference(tmp_path):

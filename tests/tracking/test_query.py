@@ -107,15 +107,6 @@ def test_m4_keeps_spikes_first_and_last():
     assert downsample_m4(series, 0) is series
 
 
-def test_history_resolution_through_the_api(tmp_path):
-    run = striate.init(store=tmp_path, system_metrics=False)
-    for step in range(5000):
-        run.log({"loss": 1.0 if step != 4321 else 99.0}, step=step)
-    run.finish()
-    series = striate.Api(tmp_path).run(run.id).history("loss", max_points=100)
-    assert len(series) <= 100 and series.values.max() == 99.0
-
-
 def test_a_diverged_metric_neither_matches_nor_sorts_first(empty_store):
     for name, accs in (("ok", [0.5, 0.7]), ("diverged", [0.5, float("nan")]), ("blown", [0.5, float("inf")])):
         run = striate.init(name=name, store=empty_store, system_metrics=False, capture_console=False)

@@ -1,7 +1,10 @@
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 import striate
 from striate.errors import ConfigError, RunNotFoundError, StoreError
 from striate.tracking.store import open_store
-from striate.tracking.store.base import STALE_AFTER_S
+from striate.tracking.store.liveness import STALE_AFTER_S
 
 
 def test_log_history_summary_and_read_api(tmp_path):
@@ -145,16 +148,55 @@ def test_unknown_run_and_unwritable_store(tmp_path):
     store = open_store(tmp_path)
     with pytest.raises(RunNotFoundError, match="striate runs"):
         store.get_run("nope")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    os.chmod(locked, 0o500)
+    # Root may write anywhere: as root, a forked child drops to `nobody` and tries there (a real,
+    # unprivileged process, not a simulated permission check).
+    shared = Path(tempfile.mkdtemp(prefix="striate-unwritable-"))  # /tmp: reachable by nobody
     try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(StoreError, match="not writable"):
-            open_store(locked)
+        shared.chmod(0o755)
+        for name, with_artifacts in (("locked", False), ("locked-store", True)):
+            locked = shared / name
+            (locked / "artifacts" if with_artifacts else locked).mkdir(parents=True)
+            locked.chmod(0o555)
+            error = open_store_as_unprivileged(locked)
+            assert error.startswith("StoreError") and "not writable" in error and "choose a writable folder" in error, \
+                error
+            assert not (locked / "striate.db").exists()
     finally:
-        os.chmod(locked, 0o700)
+        for folder in shared.iterdir():
+            folder.chmod(0o755)
+        shutil.rmtree(shared)
+
+
+def open_store_as_unprivileged(folder: Path) -> str:
+    """open_store(folder) in an unprivileged process; its error as "Type: message" ("" when it opened)."""
+    if os.geteuid() != 0:
+        try:
+            open_store(folder)
+        except StoreError as exc:
+            return f"StoreError: {exc}"
+        return ""
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which reports through the pipe
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                open_store(folder)
+                message = ""
+            except BaseException as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(child, 0)
+    return message
 
 
 def test_store_path_that_is_a_file_is_rejected(tmp_path):
@@ -255,22 +297,6 @@ def test_init_captures_the_environment_by_default(tmp_path, monkeypatch):
     assert open_store(tmp_path / "store").get_run(bare.id).environment == {}
 
 
-def test_truncate_metrics_drops_points_after_a_step_and_fixes_summaries(tmp_path):
-    from striate.tracking.store import MetricSeries
-
-    store = open_store(tmp_path)
-    run = striate.init(store=store, system_metrics=False, capture_environment=False)
-    run.finish()
-    for first in (0, 10, 20):  # three chunks; the cut at step 14 straddles the second
-        steps = np.arange(first, first + 10)
-        store.log_batch(run.id, [MetricSeries("loss", steps, steps.astype(float), 100.0 - steps)])
-    assert store.truncate_metrics(run.id, after_step=14) == 15
-    series = store.history(run.id, "loss")
-    assert series.steps.tolist() == list(range(15))
-    summary = store.get_run(run.id).metrics["loss"]
-    assert summary == {"last": 86.0, "min": 86.0, "max": 100.0, "count": 15, "last_step": 14}
-
-
 def test_values_are_read_when_logged_not_when_flushed(tmp_path):
     run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False)
     running = np.zeros(())
@@ -281,14 +307,6 @@ def test_values_are_read_when_logged_not_when_flushed(tmp_path):
         run.log({"huge": 10**400})
     run.finish()
     assert open_store(tmp_path).history(run.id, "running").values.tolist() == [1.0, 2.0, 3.0]
-
-
-def test_a_run_cannot_be_claimed_twice(tmp_path):
-    store = open_store(tmp_path)
-    run = striate.init(store=store, system_metrics=False, capture_environment=False)
-    run.finish("stopped")
-    assert store.claim_run(run.id, host="h", pid=1, pid_started_at=None) is True
-    assert store.claim_run(run.id, host="h", pid=2, pid_started_at=None) is False
 
 
 def test_recorded_diff_ignores_the_users_git_colour_settings(tmp_path, monkeypatch):
@@ -347,3 +365,44 @@ def test_console_captures_of_runs_that_end_out_of_order(tmp_path):
     assert "only the second running" not in first_log
     assert "both running" in second_log and "only the second running" in second_log
     assert "no run any more" not in second_log and "before the second run" not in second_log
+
+
+def test_points_with_changing_keys_keep_every_value_under_its_key(tmp_path):
+    from collections import Counter, defaultdict
+
+    run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False, capture_console=False)
+    run.log({"a": 1.0, "b": 2.0}, step=0)
+    run.log({"b": 20.0, "a": 10.0}, step=1)  # the same keys in another order
+    run.log({"a": 100.0, "c": 300.0}, step=2)  # as many keys, one of them new
+    run.log({"a": 1000.0}, step=3)
+    run.log(Counter(a=5), step=4)  # mappings that are not dicts
+    run.log(defaultdict(float, {"a": 6.0, "b": 7.0}), step=5)
+    with pytest.raises(ConfigError, match="'b'='x'"):
+        run.log({"a": 1.0, "b": "x"}, step=6)
+    with pytest.raises(ConfigError, match="keys strings"):
+        run.log({"a": 1.0, 3: 1.0}, step=6)
+    run.finish()
+    store = open_store(tmp_path)
+    expected = {"a": ([0, 1, 2, 3, 4, 5], [1, 10, 100, 1000, 5, 6]), "b": ([0, 1, 5], [2, 20, 7]), "c": ([2], [300])}
+    for key, (steps, values) in expected.items():
+        series = store.history(run.id, key)
+        assert series.steps.tolist() == steps and series.values.tolist() == values, key
+
+
+def test_an_abandoned_run_takes_its_console_capture_and_writer_with_it(tmp_path):
+    import gc
+    import sys
+
+    from striate.tracking import capture
+
+    before = sys.stdout
+    run = striate.init(store=tmp_path, system_metrics=False, capture_environment=False, capture_console=True)
+    writer = run._writer
+    assert isinstance(sys.stdout, capture._Tee)
+    striate.init(store=tmp_path, system_metrics=False, capture_environment=False, capture_console=False).finish()
+    del run  # never finished: nothing holds it any more
+    gc.collect()
+    assert capture._HUB.captures == ()
+    assert sys.stdout is before
+    writer.join(timeout=5)
+    assert not writer.is_alive()

@@ -56,7 +56,7 @@ def test_cuda_training_learns_records_and_saves_fp32_weights(synthetic_data, tmp
     config = quick(synthetic_data)
     store = open_store(tmp_path / "store")
     run = init(project="t", config=config.to_dict(), store=store, model=config.model)
-    result = train(config, run=run, progress=False)
+    result = train(config, run=run)
     run.finish(result.status)
     assert result.status == "finished"
     assert result.test_acc1 is not None and result.test_acc1 > 0.5, "the bars are easy to tell apart"
@@ -74,7 +74,7 @@ def test_cuda_training_learns_records_and_saves_fp32_weights(synthetic_data, tmp
 def test_imagenet_era_models_train_on_cuda(synthetic_data, tmp_path, model):
     config = quick(synthetic_data, model=model, epochs=1, model_options={"small_input": True})
     run = init(project="t", config=config.to_dict(), store=tmp_path / "store", model=config.model)
-    result = train(config, run=run, progress=False)
+    result = train(config, run=run)
     run.finish(result.status)
     assert result.status == "finished" and result.test_acc1 is not None
     assert open_store(tmp_path / "store").get_run(run.id).summary["precision"] == "bf16"
@@ -82,8 +82,8 @@ def test_imagenet_era_models_train_on_cuda(synthetic_data, tmp_path, model):
 
 
 def test_deterministic_cuda_runs_are_bit_identical(synthetic_data):
-    a = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True, deterministic="on"), progress=False)
-    b = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True, deterministic="on"), progress=False)
+    a = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True, deterministic="on"))
+    b = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True, deterministic="on"))
     assert a.weights_hash == b.weights_hash
 
 

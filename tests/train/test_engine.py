@@ -11,6 +11,7 @@ from striate.tracking.run import init
 from striate.tracking.store import open_store
 from striate.train import checkpoint as ckpt
 from striate.train.engine import resolve_precision, train
+from striate.train.events import Callback
 
 
 def quick(data: Path, **kw) -> TrainConfig:
@@ -22,7 +23,7 @@ def test_training_learns_and_records_everything(synthetic_data, tmp_path):
     config = quick(synthetic_data)
     store = open_store(tmp_path / "store")
     run = init(project="t", config=config.to_dict(), store=store, model=config.model)
-    result = train(config, run=run, progress=False)
+    result = train(config, run=run)
     run.finish(result.status)
     assert result.status == "finished" and result.epochs_completed == 3
     assert result.test_acc1 is not None and result.test_acc1 > 0.5, "the bars are easy to tell apart"
@@ -49,9 +50,9 @@ def test_training_learns_and_records_everything(synthetic_data, tmp_path):
 
 
 def test_seeded_runs_are_bit_identical(synthetic_data):
-    a = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True), progress=False)
-    b = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True), progress=False)
-    c = train(quick(synthetic_data, epochs=1, seed=4, crop_padding=2, flip=True), progress=False)
+    a = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True))
+    b = train(quick(synthetic_data, epochs=1, seed=3, crop_padding=2, flip=True))
+    c = train(quick(synthetic_data, epochs=1, seed=4, crop_padding=2, flip=True))
     assert a.weights_hash == b.weights_hash
     assert a.weights_hash != c.weights_hash
 
@@ -61,7 +62,7 @@ def test_seeded_runs_are_bit_identical(synthetic_data):
 def test_optimizers_and_schedules_train(synthetic_data, optimizer, schedule):
     lr = 0.05 if optimizer == "sgd" else 0.003
     result = train(quick(synthetic_data, epochs=2, optimizer=optimizer, schedule=schedule, lr=lr,
-                         label_smoothing=0.1), progress=False)
+                         label_smoothing=0.1))
     assert result.test_acc1 is not None and result.test_loss == result.test_loss  # not NaN
     assert result.test_acc1 > 0.2
 
@@ -72,7 +73,7 @@ def test_schedules_shape_the_learning_rate(synthetic_data, tmp_path):
     for schedule in ("constant", "cosine", "onecycle", "step"):
         config = quick(synthetic_data, epochs=3, schedule=schedule, log_every=1, checkpoint=False)
         run = init(config=config.to_dict(), store=store)
-        train(config, run=run, progress=False)
+        train(config, run=run)
         run.finish()
         lrs[schedule] = store.history(run.id, "lr").values
     assert (lrs["constant"] == 0.05).all()
@@ -86,11 +87,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(synthetic_data, tmp_
     store = open_store(tmp_path / "s")
     run = init(config=config.to_dict(), store=store)
 
-    def interrupt(epoch, _ev):
-        if epoch == 2:
-            raise KeyboardInterrupt
+    class Interrupt(Callback):
+        def on_epoch(self, state, event):
+            if event.epoch == 2:
+                raise KeyboardInterrupt
 
-    result = train(config, run=run, progress=False, on_epoch=interrupt)
+    result = train(config, run=run, callbacks=[Interrupt()])
     run.finish(result.status)
     assert result.status == "stopped" and result.epochs_completed == 2
     record = store.get_run(run.id)
@@ -102,7 +104,7 @@ def test_keep_checkpoints_prunes_old_epochs(synthetic_data, tmp_path):
     config = quick(synthetic_data, epochs=3, keep_checkpoints=1)
     store = open_store(tmp_path / "s")
     run = init(config=config.to_dict(), store=store)
-    train(config, run=run, progress=False)
+    train(config, run=run)
     run.finish()
     folder = Path(store.artifact_root) / run.id / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-003.safetensors", "epoch-003.state.pt"]
@@ -114,7 +116,7 @@ def test_checkpoint_weights_load_into_a_fresh_model(synthetic_data, tmp_path):
     config = quick(synthetic_data, epochs=1)
     store = open_store(tmp_path / "s")
     run = init(config=config.to_dict(), store=store)
-    train(config, run=run, progress=False)
+    train(config, run=run)
     run.finish()
     model = models.create("lenet5")
     ckpt.load_weights(model, Path(store.artifact_root) / run.id / "checkpoints" / "epoch-001.safetensors")
@@ -132,7 +134,7 @@ def test_pretrained_fine_tunes_with_another_class_count(synthetic_data, tmp_path
     assert fresh == ["classifier.2.weight", "classifier.2.bias"]
     assert torch.equal(target.classifier[0].weight, source.classifier[0].weight)
     assert torch.allclose(target.features[0].weight, source.features[0].weight.sum(1, keepdim=True), atol=1e-6)
-    result = train(quick(synthetic_data, epochs=1, pretrained=str(path)), progress=False)
+    result = train(quick(synthetic_data, epochs=1, pretrained=str(path)))
     assert result.status == "finished"
 
 
@@ -197,7 +199,7 @@ def test_one_cycle_warms_up_even_on_short_runs(total):
 
 
 def test_image_size_resizes_on_the_device(synthetic_data):
-    result = train(quick(synthetic_data, epochs=1, image_size=48), progress=False)
+    result = train(quick(synthetic_data, epochs=1, image_size=48))
     assert result.status == "finished" and result.test_acc1 is not None
 
 
@@ -210,7 +212,7 @@ def test_models_with_batch_norm_train_and_checkpoint(synthetic_data, tmp_path):
     store = open_store(tmp_path / "s")
     config = quick(synthetic_data, epochs=1, model=str(spec))
     run = init(config=config.to_dict(), store=store)
-    result = train(config, run=run, progress=False)
+    result = train(config, run=run)
     run.finish(result.status)
     state = load_file(str(Path(store.artifact_root) / run.id / "model.safetensors"))
     assert any(k.endswith("num_batches_tracked") for k in state)

@@ -22,8 +22,8 @@ def export_run_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a run (record, every metric point, every artifact) to one .tar.gz for `striate import-run`."""
-    from striate.reproduce.portable import export_run
     from striate.tracking.store import open_store
+    from striate.tracking.transfer import export_run
 
     result = export_run(open_store(store), run, out, overwrite=force)
     if as_json:
@@ -43,8 +43,8 @@ def import_run_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add an exported run to this store under its original id (a no-op if it is already here)."""
-    from striate.reproduce.portable import import_run_details
     from striate.tracking.store import open_store
+    from striate.tracking.transfer import import_run_details
 
     result = import_run_details(open_store(store), file)
     if as_json:

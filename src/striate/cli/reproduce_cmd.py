@@ -21,13 +21,15 @@ def resume_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Continue a run from its last checkpoint: model, optimizer, schedule, RNG and data position."""
+    from striate.cli.progress import ProgressBar
     from striate.cli.report import print_run_result
-    from striate.reproduce.reproduce import resume
     from striate.tracking.store import default_store_location, open_store
+    from striate.train.session import resume_session
 
     location = store or default_store_location()
-    result, run_id = resume(location, run, progress=progress and not as_json)
-    record = open_store(location).get_run(run_id)
+    session = resume_session(location, run)
+    result = session.run(callbacks=[ProgressBar(bar=progress and not as_json, echo=not as_json)])
+    record = open_store(location).get_run(session.run_id)
     print_run_result(record, location, as_json)
     if result.status == "stopped":
         sys.exit(130)
@@ -40,6 +42,8 @@ def reproduce_command(
     strict: bool = typer.Option(False, "--strict", help="refuse to run when package versions differ"),
     tolerance: float = typer.Option(1e-6, "--tolerance", help="largest metric difference still 'within tolerance'"),
     progress: bool = typer.Option(False, "--progress/--no-progress", help="show the reproduction's progress bar"),
+    trust: bool = typer.Option(False, "--trust", help="reproduce a run whose code did not come from this machine "
+                                                      "(an imported archive, another host)"),
     store: Optional[str] = STORE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -48,11 +52,20 @@ def reproduce_command(
     Exit codes with --verify: 0 identical, 3 within tolerance, 4 differs.
     """
     from striate.reproduce.drift import describe
-    from striate.reproduce.reproduce import compare_runs, reproduce
+    from striate.reproduce.reproduce import compare_runs, foreign_origin, reproduce, what_will_run
     from striate.tracking.store import default_store_location, open_store
 
     location = store or default_store_location()
-    outcome = reproduce(location, run, strict=strict, progress=progress and not as_json)
+    if not trust and not as_json and sys.stdin.isatty():
+        opened = open_store(location)
+        record = opened.get_run(run)
+        origin = foreign_origin(opened, record)
+        if origin:
+            console.print(f"run {record.name} was {origin}. Reproducing it runs:", markup=False, highlight=False)
+            for line in what_will_run(record):
+                console.print(f"  {line}", markup=False, highlight=False)
+            trust = typer.confirm("Run it?", default=False)
+    outcome = reproduce(location, run, strict=strict, progress=progress and not as_json, trust=trust)
     if outcome["drift"] and not as_json:
         err_console.print(f"[yellow]warning:[/] packages differ from the original run: {describe(outcome['drift'])}",
                           highlight=False)

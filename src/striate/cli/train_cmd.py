@@ -78,56 +78,16 @@ commands.command("train")(train_command)
 
 def run_training(config: TrainConfig, store_location: str, progress: bool = True,
                  echo: bool = True, reproduction_of: str | None = None) -> tuple[Any, str]:
-    """Validate inputs, create the run, train, and finish the run with the right status."""
-    from striate import models
-    from striate.data.loader import load_dataset
-    from striate.tracking.run import init
-    from striate.tracking.store import is_remote, open_store
-    from striate.train.engine import resolve_device, train
+    """Train ``config`` as a new run through the one training session; the bar and epoch lines as asked."""
+    from striate.cli.progress import ProgressBar
+    from striate.train.session import new_session
 
-    # Fail on bad input before a run exists, so nothing is left half-recorded.
-    if is_remote(store_location):
-        _check_server(store_location)  # an unreachable server is not fatal: the run is spooled
-        store = None
-    else:
-        store = open_store(store_location)
-    models.info(config.model)
-    resolve_device(config)
-    dataset = load_dataset(config.data)
-    if config.pretrained:
-        from pathlib import Path
+    def warn(message: str) -> None:
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
-        from striate.train.pretrained import load_pretrained
-
-        fresh = models.create(config.model, num_classes=len(dataset.classes), in_channels=dataset.image_shape[0],
-                              **config.model_options)
-        load_pretrained(fresh, Path(config.pretrained), len(dataset.classes))
-    run = init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
-               store=store_location if is_remote(store_location) else store, model=config.model,
-               capture_console=True, reproduction_of=reproduction_of)
-    try:
-        result = train(config, run=run, dataset=dataset, progress=progress, echo=echo)
-    except BaseException as exc:
-        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run.finish(status, error=f"{type(exc).__name__}: {exc}")
-        raise
-    run.finish(result.status)
-    return result, run.id
-
-
-def _check_server(url: str) -> None:
-    """Warn, without stopping, when a remote store cannot be reached: the run is recorded into the
-    local spool and sent by `striate sync` (or by the run itself if the server comes back)."""
-    from striate.errors import StoreError
-    from striate.tracking.spool import spool_location
-    from striate.tracking.store import open_store
-
-    try:
-        open_store(url)
-    except StoreError as exc:
-        err_console.print(f"warning: {exc.problem}; recording into the local spool ({spool_location()}); "
-                          f"`striate sync --to {url}` sends it once the server is back",
-                          markup=False, highlight=False, soft_wrap=True)
+    session = new_session(config, store_location, reproduction_of=reproduction_of, warn=warn)
+    result = session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
+    return result, session.run_id
 
 
 def _recorded(run_id: str, location: str) -> Any:

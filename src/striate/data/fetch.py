@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from striate.data.catalog import FILE_NAMES, ROLES, DatasetSpec, FileSpec
-from striate.data.idx import read_bytes
+from striate.data.idx import MAX_BYTES_ENV, content_sha256, max_content_bytes
 from striate.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 20.0
@@ -50,28 +50,56 @@ def has_all_files(folder: Path) -> bool:
 def check_file(path: Path, expected: FileSpec, content: bytes | None = None, label: str | None = None) -> str:
     """Verify ``path`` against its catalog checksums; return the SHA-256 of its decompressed content.
 
+    The archive's own hash, when the catalog knows it, is checked first and without decompressing: a
+    file that fails it is refused before it is expanded. Otherwise the content is hashed as it streams
+    out of the gzip, within the sizes its IDX header promises (see :func:`striate.data.idx.stream_content`).
     Raises DataError (naming ``label``, default the path) when no known checksum matches.
     """
-    if expected.archive_sha256 and hashlib.sha256(path.read_bytes()).hexdigest() == expected.archive_sha256:
-        return hashlib.sha256(content if content is not None else read_bytes(path)).hexdigest()
+    mismatch = DataError(f"checksum mismatch for {label or path}: the file is corrupt or not the expected dataset "
+                         "file", "delete it and run `striate data get` again")
+    if expected.archive_sha256:
+        if _file_sha256(path) == expected.archive_sha256:
+            return hashlib.sha256(content).hexdigest() if content is not None else content_sha256(path)
+        if not expected.content_sha256:
+            raise mismatch  # refused unexpanded: nothing else could vouch for it
     if expected.content_sha256:
         try:
-            content = content if content is not None else read_bytes(path)
-        except DataError:
-            content = None
-        if content is not None and hashlib.sha256(content).hexdigest() == expected.content_sha256:
-            return expected.content_sha256
-    raise DataError(f"checksum mismatch for {label or path}: the file is corrupt or not the expected dataset file",
-                    "delete it and run `striate data get` again")
+            digest = hashlib.sha256(content).hexdigest() if content is not None else content_sha256(path)
+        except DataError as exc:
+            if "limit" in exc.problem:  # over the size limit: say so, rather than "corrupt"
+                raise
+            digest = None
+        if digest == expected.content_sha256:
+            return digest
+    raise mismatch
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _download_one(url: str, target: Path, expected: FileSpec) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     tmp = Path(tmp_name)
+    limit = max_content_bytes()  # a compressed file is never larger than its content
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            shutil.copyfileobj(response, out, length=1 << 20)
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise DataError(f"{url} is {int(declared):,} bytes, over the {limit:,}-byte limit for a dataset "
+                                f"file ({MAX_BYTES_ENV})", f"if the mirror is right, raise the limit: {MAX_BYTES_ENV}")
+            received = 0
+            for block in iter(lambda: response.read(1 << 20), b""):  # streamed to disk, never held whole
+                received += len(block)
+                if received > limit:
+                    raise DataError(f"{url} sent more than {limit:,} bytes, the limit for a dataset file "
+                                    f"({MAX_BYTES_ENV})", f"if the mirror is right, raise the limit: {MAX_BYTES_ENV}")
+                out.write(block)
         check_file(tmp, expected, label=url)
         tmp.replace(target)
     finally:

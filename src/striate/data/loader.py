@@ -104,6 +104,9 @@ def _split(images: np.ndarray, labels: np.ndarray, what: str) -> Split:
                         "the image and label files do not belong together")
     if images.shape[0] == 0:
         raise DataError(f"{what} has no images", "use IDX files that hold at least one image per split")
+    if 0 in images.shape[1:]:  # N x 0 x 28 parses, then trains to a NaN loss: an empty image is a data error
+        raise DataError(f"{what} has empty images (each is {' x '.join(map(str, images.shape[1:]))} pixels)",
+                        "use IDX image files whose images have at least one pixel")
     if labels.dtype.kind not in "iu" or int(labels.min()) < 0:
         raise DataError(f"{what}'s labels must be non-negative integers, got {labels.dtype} values from "
                         f"{labels.min()} to {labels.max()}", "use an IDX label file of class indices 0, 1, 2, ...")

@@ -8,6 +8,7 @@ the next time.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,10 +17,17 @@ from typing import Any, Iterator
 
 import numpy as np
 import sqlalchemy as sa
-import yaml
 
+from striate import safe_yaml
 from striate.errors import ConfigError
 from striate.tracking.store import MetricSeries, RunRecord, Store
+from striate.tracking.transfer import (
+    begin_import,
+    discard_incomplete,
+    finish_import,
+    import_incomplete,
+    validate_record,
+)
 
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "stopped", "RUNNING": "crashed",
            "SCHEDULED": "crashed"}
@@ -84,6 +92,9 @@ def _read_database(url: str) -> Iterator[MlflowRun]:
     except sa.exc.SQLAlchemyError as exc:
         raise ConfigError(f"cannot read the MLflow database {url}: {exc.__class__.__name__}",
                           "check the URL and that the database is reachable") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # a value of the wrong type in a column
+        raise ConfigError(f"cannot import the MLflow database {url}: a run holds a malformed value ({exc})",
+                          "repair or delete that run in MLflow, then import again") from None
     finally:
         engine.dispose()
 
@@ -93,27 +104,87 @@ def _read_file_store(root: Path) -> Iterator[MlflowRun]:
     if not experiment_dirs:
         raise ConfigError(f"{root} holds no MLflow experiments", "point at the mlruns folder itself")
     for exp_dir in experiment_dirs:
-        exp_meta = yaml.safe_load((exp_dir / "meta.yaml").read_text()) or {}
+        exp_meta = _read_meta(exp_dir / "meta.yaml")
         if exp_meta.get("lifecycle_stage", "active") != "active":
             continue
         for run_dir in sorted(d for d in exp_dir.iterdir() if (d / "meta.yaml").is_file()):
-            meta = yaml.safe_load((run_dir / "meta.yaml").read_text()) or {}
+            meta_path = run_dir / "meta.yaml"
+            meta = _read_meta(meta_path)
             if meta.get("lifecycle_stage", "active") != "active":
                 continue
-            status = _FILE_STATUS.get(int(meta.get("status", 3)), "FINISHED")
             run = MlflowRun(str(meta.get("run_id") or run_dir.name), str(meta.get("run_name") or run_dir.name[:8]),
-                            str(exp_meta.get("name", "default")), status, int(meta.get("start_time") or 0),
-                            meta.get("end_time"))
+                            str(exp_meta.get("name", "default")), _file_status(meta.get("status", 3), meta_path),
+                            _ms(meta.get("start_time") or 0, "start_time", meta_path),
+                            None if meta.get("end_time") is None else _ms(meta["end_time"], "end_time", meta_path))
             run.params = _read_values(run_dir / "params")
             run.tags = _read_values(run_dir / "tags")
             for metric_file in sorted(_files(run_dir / "metrics")):
-                points = []
-                for line in metric_file.read_text().splitlines():
-                    parts = line.split()
-                    if len(parts) >= 2:
-                        points.append((int(parts[2]) if len(parts) > 2 else 0, int(parts[0]), float(parts[1])))
-                run.metrics[str(metric_file.relative_to(run_dir / "metrics"))] = points
+                run.metrics[metric_file.relative_to(run_dir / "metrics").as_posix()] = _read_metric_file(metric_file)
             yield run
+
+
+def _unreadable(path: Path, problem: str) -> ConfigError:
+    return ConfigError(f"cannot import the MLflow file store: {path} {problem}",
+                       "repair or delete that file (or its run) in the mlruns folder, then import again")
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta = safe_yaml.load_path(path, "MLflow file")
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise _unreadable(path, f"holds a {type(meta).__name__}, not a mapping")
+    return meta
+
+
+def _file_status(value: Any, path: Path) -> str:
+    """The file store writes a status code (3 = FINISHED); some tools write the name ("FINISHED")."""
+    if isinstance(value, str) and value.strip().upper() in _STATUS:
+        return value.strip().upper()
+    if isinstance(value, int) and not isinstance(value, bool) and value in _FILE_STATUS:
+        return _FILE_STATUS[value]
+    if isinstance(value, str) and value.strip().isdigit() and int(value) in _FILE_STATUS:
+        return _FILE_STATUS[int(value)]
+    raise _unreadable(path, f"has status {value!r}, not an MLflow run status "
+                            f"({', '.join(_STATUS)} or a code {min(_FILE_STATUS)}-{max(_FILE_STATUS)})")
+
+
+def _ms(value: Any, what: str, path: Path) -> int:
+    """A millisecond timestamp from a meta file (a number, maybe written as text)."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        ms = int(value) if not isinstance(value, float) else int(value) if math.isfinite(value) else None
+    except (TypeError, ValueError, OverflowError):
+        ms = None
+    if ms is None:
+        raise _unreadable(path, f"has {what} {str(value)[:40]!r}, not a time in milliseconds")
+    return ms
+
+
+def _read_metric_file(path: Path) -> list[tuple[int, int, float]]:
+    """Points of one metric file: lines of ``timestamp value [step]``."""
+    points = []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            points.append((int(parts[2]) if len(parts) > 2 else 0, int(parts[0]), float(parts[1])))
+        except ValueError:
+            raise _unreadable(path, f"line {number} is {line[:60]!r}, not `timestamp value [step]`") from None
+    return points
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _unreadable(path, "is not UTF-8 text") from None
+    except OSError as exc:
+        raise _unreadable(path, f"cannot be read ({exc.strerror})") from None
 
 
 def _files(folder: Path) -> list[Path]:
@@ -121,44 +192,94 @@ def _files(folder: Path) -> list[Path]:
 
 
 def _read_values(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): p.read_text() for p in _files(folder)}
+    return {p.relative_to(folder).as_posix(): _read_text(p) for p in _files(folder)}
+
+
+_INT64 = 2**63
 
 
 def _typed(value: str) -> Any:
-    """MLflow stores params as strings; numbers become numbers again so filters like params.lr > 0.01 work."""
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except ValueError:
-            pass
+    """MLflow stores params as strings; numbers become numbers again so filters like params.lr > 0.01 work.
+
+    Only numbers that survive the trip: an integer beyond 64 bits, or a float that is not finite, stays text.
+    """
+    try:
+        number = int(value)
+        return number if -_INT64 <= number < _INT64 else value
+    except ValueError:
+        pass
+    try:
+        real = float(value)
+        return real if math.isfinite(real) else value
+    except ValueError:
+        pass
     return {"true": True, "false": False, "True": True, "False": False}.get(value, value)
 
 
 def import_runs(source: str, store: Store, project: str | None = None) -> list[dict[str, Any]]:
     """Copy MLflow runs into ``store``; return one row per run (imported or skipped as already there)."""
+    known = _imported_mlflow_runs(store)
     results = []
     for mlrun in read_runs(source):
         marker = f"mlflow:{mlrun.run_id}"
-        existing = store.search_runs(where=f'tags contains "{marker}"', include_archived=True)
-        if existing:
-            results.append({"mlflow_run_id": mlrun.run_id, "id": existing[0], "name": mlrun.name, "imported": False})
+        existing = known.get(mlrun.run_id)
+        if existing is not None and import_incomplete(existing):
+            discard_incomplete(store, existing)  # an import killed half-way: do it again
+            existing = None
+        if existing is not None:
+            results.append({"mlflow_run_id": mlrun.run_id, "id": existing.id, "name": mlrun.name, "imported": False})
             continue
         user_tags = [f"{k}={v}" for k, v in sorted(mlrun.tags.items()) if not k.startswith("mlflow.")]
         system_tags = {k: v for k, v in mlrun.tags.items() if k.startswith("mlflow.")}
         start = mlrun.start_ms / 1000 if mlrun.start_ms else time.time()
         end = int(mlrun.end_ms) / 1000 if mlrun.end_ms else start
-        run_id = uuid.uuid4().hex
-        store.create_run(RunRecord(
-            id=run_id, name=mlrun.name, project=project or mlrun.experiment,
-            status=_STATUS.get(mlrun.status, "finished"), created_at=start, ended_at=end, heartbeat_at=end,
-            config={k: _typed(v) for k, v in sorted(mlrun.params.items())}, tags=[*user_tags, marker],
-            environment={"imported_from": "mlflow", "mlflow_run_id": mlrun.run_id, "mlflow_tags": system_tags}))
+        status = _STATUS.get(str(mlrun.status).upper())
+        if status is None:
+            raise ConfigError(f"MLflow run {mlrun.run_id[:40]!r} in {source} has status {str(mlrun.status)[:40]!r}, "
+                              f"not one of {', '.join(_STATUS)}", "fix or delete that run in MLflow, then import again")
+        record = validate_record({
+            "id": uuid.uuid4().hex, "name": mlrun.name, "project": project or mlrun.experiment,
+            "status": status, "created_at": start, "ended_at": end, "heartbeat_at": end,
+            "config": {k: _typed(v) for k, v in sorted(mlrun.params.items())}, "tags": [*user_tags, marker],
+            "environment": {"imported_from": "mlflow", "mlflow_run_id": mlrun.run_id, "mlflow_tags": system_tags}},
+            f"MLflow run {mlrun.run_id[:40]!r} in {source} cannot be imported",
+            "fix or delete that run in MLflow, then import again")
         series = []
         for key, points in sorted(mlrun.metrics.items()):
             if points:
                 steps, stamps, values = zip(*points)
-                series.append(MetricSeries(key, np.asarray(steps, np.int64), np.asarray(stamps, np.float64) / 1000,
+                times = np.asarray(stamps, np.float64) / 1000
+                if not np.isfinite(times).all():
+                    raise ConfigError(f"MLflow run {mlrun.run_id[:40]!r}: metric {key!r} has a timestamp that is "
+                                      "not a finite number", "fix or delete that run in MLflow, then import again")
+                series.append(MetricSeries(key, _int64(steps, key, mlrun.run_id), times,
                                            np.asarray(values, np.float64)))
-        store.log_batch(run_id, series)
-        results.append({"mlflow_run_id": mlrun.run_id, "id": run_id, "name": mlrun.name, "imported": True})
+        begin_import(store, record)  # hidden until its points are in: a killed import leaves no half run
+        try:
+            store.log_batch(record.id, series)
+            finish_import(store, record)
+        except BaseException:
+            store.delete_run(record.id)
+            raise
+        known[mlrun.run_id] = record
+        results.append({"mlflow_run_id": mlrun.run_id, "id": record.id, "name": mlrun.name, "imported": True})
     return results
+
+
+def _int64(steps: tuple[int, ...], key: str, run_id: str) -> np.ndarray:
+    try:
+        return np.asarray(steps, np.int64)
+    except OverflowError:
+        raise ConfigError(f"MLflow run {run_id[:40]!r}: metric {key!r} has a step beyond 64 bits",
+                          "fix or delete that run in MLflow, then import again") from None
+
+
+def _imported_mlflow_runs(store: Store) -> dict[str, RunRecord]:
+    """MLflow run id -> the striate run imported from it, compared exactly (no query string is built from it)."""
+    found: dict[str, RunRecord] = {}
+    for record in store.list_runs():
+        env = record.environment if isinstance(record.environment, dict) else {}
+        mlflow_id = env.get("mlflow_run_id")
+        if env.get("imported_from") == "mlflow" and isinstance(mlflow_id, str) and f"mlflow:{mlflow_id}" in record.tags:
+            found.setdefault(mlflow_id, record)
+    return found

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from striate.errors import ConfigError
-from striate.tracking.store import Store
+from striate.tracking.store import RunRecord, Store
 
 
 def export_run(store: Store, run_id: str, out_dir: Path) -> dict[str, int]:
@@ -16,9 +18,19 @@ def export_run(store: Store, run_id: str, out_dir: Path) -> dict[str, int]:
         raise ConfigError("TensorBoard export needs the tensorboard package",
                           "pip install tensorboard (or pip install 'striate[integrations]')") from None
     record = store.get_run(run_id)
-    target = out_dir / f"{record.name}-{record.id[:8]}"
+    # The name is stored text (maybe imported): never let it name a folder outside out_dir.
+    safe_name = re.sub(r"[/\\\x00-\x1f]", "_", record.name) or "run"
+    target = Path(out_dir) / f"{safe_name}-{record.id[:8]}"
+    try:
+        return _write(store, record, target, SummaryWriter)
+    except OSError as exc:
+        raise ConfigError(f"cannot write TensorBoard files to {target}: {exc.strerror or exc}",
+                          "choose a folder you can write to, with free space") from None
+
+
+def _write(store: Store, record: RunRecord, target: Path, writer_class: Any) -> dict[str, int]:
     written: dict[str, int] = {}
-    writer = SummaryWriter(log_dir=str(target))
+    writer = writer_class(log_dir=str(target))
     try:
         for key in sorted(record.metrics):
             series = store.history(record.id, key)

@@ -67,10 +67,3 @@ class SpecNet(nn.Sequential):
                 return torch.flatten(x, 1)
             x = module(x)  # type: ignore[misc]
         return x
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer for ``num_classes`` classes (fine-tuning)."""
-        key = self._classifier_key()
-        old = self._modules[key]
-        assert isinstance(old, nn.Linear)
-        self._modules[key] = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from striate.models.registry import register_model
+from striate.models.registry import Layer, register_model
 
 
 class FullWindowConv2d(nn.Conv2d):
@@ -67,12 +67,10 @@ class LeNet5(nn.Module):
         """Class logits, N x num_classes."""
         return self.classifier(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the output layer for ``num_classes`` classes (fine-tuning)."""
-        self.classifier[-1] = nn.Linear(84, num_classes)
 
-
-@register_model("lenet5", input_size=32, min_input_size=32, summary="LeNet-5, modern form (ReLU, max pool)")
+@register_model("lenet5", input_size=32, min_input_size=32, summary="LeNet-5, modern form (ReLU, max pool)",
+                parameters=61_706, macs=416_520, first_conv=Layer("features.0", (6, 1, 5, 5), output_size=28),
+                classifier=Layer("classifier.2", (10, 84)), paper="LeCun, Bottou, Bengio, Haffner 1998")
 def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
     """LeNet-5 in its modern form: 61,706 parameters at 1 channel, 10 classes."""
     return LeNet5(num_classes=num_classes, in_channels=in_channels)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from striate.models.registry import register_model
+from striate.models.registry import Layer, register_model
 
 # Table I: the S2 maps each C3 map combines.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
@@ -166,6 +166,10 @@ class EuclideanRBF(nn.Module):
         super().__init__()
         self.register_buffer("prototypes", prototypes)
 
+    def with_classes(self, num_classes: int) -> EuclideanRBF:
+        """The output layer for ``num_classes`` classes: their fixed centres (nothing to train), same device/dtype."""
+        return EuclideanRBF(rbf_prototypes(num_classes).to(self.prototypes))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Negative squared Euclidean distance to every centre, N x num_classes."""
         return -(x.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(-1)
@@ -209,10 +213,6 @@ class LeNet5Paper(nn.Module):
         """Logits: minus the RBF penalties, N x num_classes."""
         return self.rbf(self.f6(self.forward_features(x)))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Use ``num_classes`` fixed RBF centres (there is nothing to train in the output layer)."""
-        self.rbf = EuclideanRBF(rbf_prototypes(num_classes).to(self.rbf.prototypes))
-
     def paper_loss(self, output: torch.Tensor, target: torch.Tensor, j: float = PAPER_LOSS_J) -> torch.Tensor:
         """The paper's criterion, eq. (9), averaged over the batch.
 
@@ -228,7 +228,9 @@ class LeNet5Paper(nn.Module):
 
 
 @register_model("lenet5-1998", input_size=32, min_input_size=32, small_input_min_size=28,
-                summary="LeNet-5 as published in 1998 (C3 table, trainable subsampling, RBF output)")
+                summary="LeNet-5 as published in 1998 (C3 table, trainable subsampling, RBF output)",
+                parameters=60_000, macs=175_680, first_conv=Layer("features.c1", (6, 1, 5, 5), output_size=28),
+                classifier=Layer("rbf", (10, 84), trainable=False), paper="LeCun, Bottou, Bengio, Haffner 1998")
 def lenet5_1998(*, num_classes: int = 10, in_channels: int = 1, small_input: bool = False) -> LeNet5Paper:
     """LeNet-5 as in the 1998 paper: 60,000 trainable parameters at 1 channel, 10 classes."""
     return LeNet5Paper(num_classes=num_classes, in_channels=in_channels, small_input=small_input)

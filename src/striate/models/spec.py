@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from striate.errors import ModelError
+from striate.models._layer_table import layer_table
 from striate.models._spec_blocks import Inception, Residual, ScaledTanh, SpecNet
-from striate.models.registry import SPEC_SUFFIXES, ModelInfo
+from striate.models.registry import Layer, ModelInfo, count_parameters
+from striate.models.registry import is_spec_path as is_spec_path  # re-exported: defined once, in the registry
 
 SPEC_KEYS = ("name", "summary", "input_size", "layers")
 REQUIRED = object()
@@ -60,27 +63,31 @@ Shape = tuple[int, ...]
 
 # -- loading ----------------------------------------------------------------------------------------
 
-def is_spec_path(name: str) -> bool:
-    """True when ``name`` looks like a layer-spec file (.yaml, .yml, .json) rather than a registered model."""
-    return isinstance(name, str) and name.lower().endswith(SPEC_SUFFIXES)
-
-
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and check a layer-spec file; the returned dict can be stored with a run and rebuilt."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model spec file {str(path)!r} does not exist", "check the path (relative to this folder)")
-    import yaml
+    from striate import safe_yaml
+    from striate.errors import ConfigError
 
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)  # one line for the CLI: where, and what the parser expected
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ModelError(f"cannot parse model spec {path}: {where}{reason}",
+        if path.suffix.lower() == ".json":
+            with open(path, "rb") as fh:
+                raw = fh.read(safe_yaml.MAX_BYTES + 1)
+            if len(raw) > safe_yaml.MAX_BYTES:
+                raise ModelError(f"model spec {path} is over the {safe_yaml.MAX_BYTES:,}-byte limit",
+                                 "check that it is the file you meant")
+            data = json.loads(raw)
+        else:  # sizes, aliases and depth capped: a spec is a file someone may have sent you
+            data = safe_yaml.load_path(path, "model spec")
+    except ValueError as exc:
+        raise ModelError(f"cannot parse model spec {path}: {str(exc).splitlines()[0]}",
                          "fix the file's YAML/JSON syntax") from None
+    except ConfigError as exc:
+        syntax = "not valid YAML" in exc.problem
+        raise ModelError(f"cannot parse model spec {path}: {exc.problem}",
+                         "fix the file's YAML/JSON syntax" if syntax else exc.fix) from None
     if isinstance(data, list):
         data = {"layers": data}
     check_spec(data, source=path.name)
@@ -109,7 +116,33 @@ def spec_info(path: str) -> ModelInfo:
     def builder(*, num_classes: int = 10, in_channels: int = 1, input_size: int | None = None) -> SpecNet:
         return build_model(spec, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
 
-    return ModelInfo(path, builder, size, min_input_size(spec), spec.get("summary") or f"layer spec {Path(path).name}")
+    return ModelInfo(path, builder, size, min_input_size(spec), spec.get("summary") or f"layer spec {Path(path).name}",
+                     **_facts(spec, size))
+
+
+def _facts(spec: dict[str, Any], size: int) -> dict[str, Any]:
+    """The record's counts and layer names, from the spec built on the meta device at 1 (else 3) channels."""
+    for channels in (1, 3):
+        try:
+            with torch.device("meta"):
+                net = build_model(spec, num_classes=10, in_channels=channels)
+            table = layer_table(net, (channels, size, size))
+            break
+        except ModelError:
+            continue
+    else:
+        return {}  # building fails at the design size: the engine reports why when it builds
+    first = next(((name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d)), None)
+    first_conv = None
+    if first is not None:
+        row = next((r for r in table if r.name == first[0]), None)
+        side = row.output_shape[-1] if row is not None and row.output_shape else None
+        first_conv = Layer(first[0], tuple(first[1].weight.shape), output_size=side)
+    key = [k for k, m in net._modules.items() if not isinstance(m, nn.Flatten)][-1]
+    last = net._modules[key]
+    classifier = Layer(key, tuple(last.weight.shape)) if isinstance(last, nn.Linear) else None
+    return {"reference_channels": channels, "reference_classes": 10, "parameters": count_parameters(net),
+            "macs": table.macs, "first_conv": first_conv, "classifier": classifier}
 
 
 def min_input_size(spec: dict[str, Any]) -> int:

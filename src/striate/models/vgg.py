@@ -14,12 +14,12 @@ pool brings any final map to 7x7 (a no-op at 224x224).
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
 
-from striate.models.registry import register_model
+from striate.models.registry import Layer, register_model
 
 # Conv widths per stage, "M" = 2x2 max pool. Spatial size after each pool at 224 px: 112, 56, 28, 14, 7.
 CFGS: dict[str, list[Union[int, str]]] = {
@@ -49,6 +49,14 @@ def make_layers(cfg: list[Union[int, str]], in_channels: int, batch_norm: bool, 
     return nn.Sequential(*layers)
 
 
+def init_linear(layer: nn.Module) -> None:
+    """torchvision's VGG linear initialisation: N(0, 0.01) weights, zero bias (also for a reset classifier)."""
+    assert isinstance(layer, nn.Linear)
+    nn.init.normal_(layer.weight, 0.0, 0.01)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
 class VGG(nn.Module):
     """A VGG network: conv trunk, 7x7 adaptive average pool, three-layer classifier."""
 
@@ -72,8 +80,7 @@ class VGG(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+                init_linear(m)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The flattened pooled conv features, N x 25088."""
@@ -83,23 +90,22 @@ class VGG(nn.Module):
         """Class logits, N x num_classes."""
         return self.classifier(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the output layer for ``num_classes`` classes (fine-tuning)."""
-        like = next(self.classifier.parameters())
-        head = nn.Linear(4096, num_classes, device=like.device, dtype=like.dtype)
-        nn.init.normal_(head.weight, 0.0, 0.01)
-        nn.init.zeros_(head.bias)
-        self.classifier[-1] = head
-
 
 def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_channels: int, dropout: float, small_input: bool) -> VGG:
     return VGG(make_layers(CFGS[cfg], in_channels, batch_norm, small_input), num_classes, dropout)
 
 
 _SUMMARY = "VGG-{} (config {}){}, torchvision-compatible"
+# What every VGG shares: ImageNet reference setting, layer names and the head's initialisation.
+_FACTS: dict[str, Any] = {
+    "reference_channels": 3, "reference_classes": 1000,
+    "first_conv": Layer("features.0", (64, 3, 3, 3), output_size=224),
+    "classifier": Layer("classifier.6", (1000, 4096)), "classifier_init": init_linear,
+    "paper": "Simonyan & Zisserman 2014"}
 
 
 @register_model("vgg11", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=132_863_336, macs=7_609_090_048, **_FACTS,
                 summary=_SUMMARY.format(11, "A", ""))
 def vgg11(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-11: 132,863,336 parameters at 3 channels, 1000 classes."""
@@ -107,6 +113,7 @@ def vgg11(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, 
 
 
 @register_model("vgg11-bn", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=132_868_840, macs=7_609_090_048, **_FACTS,
                 summary=_SUMMARY.format(11, "A", " with BatchNorm"))
 def vgg11_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-11 with BatchNorm: 132,868,840 parameters at 3 channels, 1000 classes."""
@@ -114,6 +121,7 @@ def vgg11_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.
 
 
 @register_model("vgg13", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=133_047_848, macs=11_308_466_176, **_FACTS,
                 summary=_SUMMARY.format(13, "B", ""))
 def vgg13(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-13: 133,047,848 parameters at 3 channels, 1000 classes."""
@@ -121,6 +129,7 @@ def vgg13(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, 
 
 
 @register_model("vgg13-bn", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=133_053_736, macs=11_308_466_176, **_FACTS,
                 summary=_SUMMARY.format(13, "B", " with BatchNorm"))
 def vgg13_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-13 with BatchNorm: 133,053,736 parameters at 3 channels, 1000 classes."""
@@ -128,6 +137,7 @@ def vgg13_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.
 
 
 @register_model("vgg16", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=138_357_544, macs=15_470_264_320, **_FACTS,
                 summary=_SUMMARY.format(16, "D", ""))
 def vgg16(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-16: 138,357,544 parameters at 3 channels, 1000 classes."""
@@ -135,6 +145,7 @@ def vgg16(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, 
 
 
 @register_model("vgg16-bn", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=138_365_992, macs=15_470_264_320, **_FACTS,
                 summary=_SUMMARY.format(16, "D", " with BatchNorm"))
 def vgg16_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-16 with BatchNorm: 138,365,992 parameters at 3 channels, 1000 classes."""
@@ -142,6 +153,7 @@ def vgg16_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.
 
 
 @register_model("vgg19", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=143_667_240, macs=19_632_062_464, **_FACTS,
                 summary=_SUMMARY.format(19, "E", ""))
 def vgg19(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-19: 143,667,240 parameters at 3 channels, 1000 classes."""
@@ -149,6 +161,7 @@ def vgg19(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, 
 
 
 @register_model("vgg19-bn", input_size=224, min_input_size=32, small_input_min_size=16,
+                parameters=143_678_248, macs=19_632_062_464, **_FACTS,
                 summary=_SUMMARY.format(19, "E", " with BatchNorm"))
 def vgg19_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-19 with BatchNorm: 143,678,248 parameters at 3 channels, 1000 classes."""

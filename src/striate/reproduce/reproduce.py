@@ -1,4 +1,4 @@
-"""`striate resume` and `striate reproduce`: continue a run exactly, or run it again and prove it matched.
+"""`striate reproduce`: run a recorded run again and prove it matched.
 
 A reproduction rebuilds the run's code (its git commit in a temporary worktree with the recorded
 uncommitted diff applied, or its stored source snapshot), its exact resolved config and its data
@@ -21,13 +21,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
-from safetensors.torch import load_file
 
 from striate.config import TrainConfig
-from striate.errors import ConfigError, DataError, RunNotFoundError, StoreError, StriateError
+from striate.errors import ConfigError, StoreError, StriateError
 from striate.reproduce.drift import describe, package_drift
-from striate.tracking.store import RunRecord, Store, holds_store, is_remote, open_store
-from striate.tracking.store.base import file_sha256
+from striate.tracking.store import RunRecord, Store, open_store
+from striate.train.resume import check_dataset_fingerprint, pin_threads
 
 # Wall-clock figures and machine readings differ between any two runs; they are not compared.
 UNCOMPARED_PREFIXES = ("system/", "train/samples_per_s")
@@ -40,99 +39,8 @@ class DriftError(StriateError):
     exit_code = 5
 
 
-def _dataset_fingerprint_matches(config: TrainConfig, record: RunRecord) -> None:
-    from striate.data.loader import load_dataset
-
-    expected = record.dataset.get("fingerprint")
-    if not expected:
-        return
-    found = load_dataset(config.data).fingerprint
-    if found != expected:
-        raise DataError(f"the data at {config.data!r} is not the run's data (fingerprint {found[:12]} "
-                        f"instead of {expected[:12]})", "put the original dataset files back at that path")
-
-
-def pin_threads(config: TrainConfig, record: RunRecord) -> TrainConfig:
-    """The config with the original's thread count when it left it to torch (threads=0): on the CPU, the
-    number of threads changes how sums are split, so weights are bit-identical only with the same count."""
-    used = record.summary.get("torch_threads")
-    if config.threads or not used:
-        return config
-    return config.override({"threads": int(used)}, f"run {record.name}'s thread count")
-
-
-# --- resume -----------------------------------------------------------------------------------------
-def resume(store_location: str, run_ref: str, progress: bool = True) -> tuple[Any, str]:
-    """Continue a stopped, crashed or failed run from its last checkpoint; return (TrainResult, run id)."""
-    from striate.data.loader import load_dataset
-    from striate.tracking.run import reattach
-    from striate.train import checkpoint as ckpt
-    from striate.train.engine import ResumePoint, train
-
-    store = open_store(store_location)
-    record = store.get_run(run_ref)
-    if is_remote(store_location):
-        record = _take_over_from_spool(store, record)
-    if record.status == "finished":
-        raise ConfigError(f"run {record.name} already finished", "resume continues stopped, crashed or failed runs")
-    if record.status == "running":
-        raise ConfigError(f"run {record.name} is still running (its process is alive)", "stop it first (Ctrl-C)")
-    last = record.summary.get("last_checkpoint")
-    if not last:
-        raise ConfigError(f"run {record.name} has no checkpoint to resume from",
-                          "use `striate reproduce` to run it again from the start")
-    folder = Path(store.artifact_root) / record.id
-    recorded = {a["path"]: a["sha256"] for a in record.artifacts}
-    for part in ("weights", "state"):
-        path = folder / last[part]
-        if not path.is_file():
-            raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is missing",
-                              "use `striate reproduce` to run it again from the start")
-        if last[part] in recorded and file_sha256(path) != recorded[last[part]]:
-            raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is damaged (its SHA-256 "
-                              "differs from the one recorded)",
-                              "use `striate reproduce` to run it again from the start")
-    config = pin_threads(TrainConfig.from_mapping(record.config, source=f"run {record.name}"), record)
-    _dataset_fingerprint_matches(config, record)
-    dataset = load_dataset(config.data)
-    # Everything that can fail is checked before the run is touched: reattaching drops the points
-    # logged after the checkpoint and marks the run running again.
-    try:
-        state = ckpt.load_training_state(folder / last["state"])
-        load_file(str(folder / last["weights"]))
-    except Exception as exc:
-        raise ConfigError(f"run {record.name}'s last checkpoint cannot be read ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})",
-                          "use `striate reproduce` to run it again from the start") from None
-    run = reattach(store, record.id, after_step=int(state["position"]["global_step"]), capture_console=True)
-    try:
-        result = train(config, run=run, dataset=dataset, progress=progress,
-                       resume=ResumePoint(folder / last["weights"], state))
-    except BaseException as exc:
-        run.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    run.finish(result.status)
-    return result, record.id
-
-
-def _take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
-    """Before a run on a server is resumed: send what this machine's spool still holds of it, then
-    drop the spool's copy, so a later `striate sync` cannot put the old copy back over the resumed run."""
-    from striate.tracking.spool import Syncer, spool_location
-    from striate.tracking.store.sql import SqlStore
-
-    location = spool_location()
-    if not holds_store(location):
-        return record
-    spool = open_store(location)
-    try:
-        spool.get_run(record.id)
-    except RunNotFoundError:
-        return record
-    assert isinstance(spool, SqlStore)
-    Syncer(spool, remote, record.id).sync()
-    spool.delete_run(record.id)
-    return remote.get_run(record.id)
+class UntrustedRunError(StriateError):
+    """Reproducing would run code that did not come from this machine, and nobody said to trust it."""
 
 
 # --- reproduce --------------------------------------------------------------------------------------
@@ -214,16 +122,15 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
             how = f"git {git['commit'][:10]}" + (" + uncommitted diff" if git.get("diff") else "")
             untracked = next((a for a in record.artifacts if a["kind"] == "code-untracked"), None)
             if untracked is not None:
-                from striate.reproduce.snapshot import restore_snapshot
+                from striate.tracking.snapshot import restore_snapshot
 
                 restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], worktree, overwrite=True)
                 how += " + untracked files"
-            cwd = worktree / os.path.relpath(recorded_cwd, root) if recorded_cwd else worktree
-            yield cwd, how
+            yield _inside(worktree, os.path.relpath(recorded_cwd, root) if recorded_cwd else ".", record), how
             return
         snapshot = next((a for a in record.artifacts if a["kind"] == "code-snapshot"), None)
         if snapshot is not None:
-            from striate.reproduce.snapshot import restore_snapshot
+            from striate.tracking.snapshot import restore_snapshot
 
             target = tmp / "code"
             restore_snapshot(Path(store.artifact_root) / record.id / snapshot["path"], target)
@@ -235,6 +142,15 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=git["root"],
                            capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _inside(folder: Path, relative: str, record: RunRecord) -> Path:
+    """``folder/relative``, refused when a recorded path would lead out of the reproduction's own folder."""
+    target = (folder / relative).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ConfigError(f"run {record.name} records a working directory outside its repository ({relative})",
+                          "reproduce only runs whose records you trust; this record was altered or is not striate's")
+    return target
 
 
 def _git(args: list[str], cwd: str | Path) -> str:
@@ -249,13 +165,70 @@ def _git_has(root: str, commit: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+# The reproduction's `striate train` never sees the restored code folder on its import path: a
+# recorded file named striate/ or json.py must not replace the installed package or the standard
+# library. (`python -c` puts '' first on sys.path; the bootstrap drops it before importing anything.)
+_TRAIN_BOOTSTRAP = "import sys; del sys.path[0]; from striate.cli.app import main; sys.argv[0] = 'striate'; main()"
+
+
+def foreign_origin(store: Store, record: RunRecord) -> str | None:
+    """Where a run's code came from when that is not this machine (None for a run recorded here).
+
+    Imported runs (``environment.imported_from``, set by every importer whatever the archive says),
+    runs recorded on another host, and reproductions of such runs are foreign.
+    """
+    import socket
+
+    seen: set[str] = set()
+    while True:
+        imported = record.environment.get("imported_from")
+        if imported:
+            source = imported.get("archive") if isinstance(imported, dict) else imported
+            return f"imported from {source}"
+        if record.host and record.host != socket.gethostname():
+            return f"recorded on another host ({record.host})"
+        if not record.reproduction_of or record.reproduction_of in seen:
+            return None
+        seen.add(record.id)
+        try:
+            record = store.get_run(record.reproduction_of)
+        except StriateError:
+            return None
+
+
+def what_will_run(record: RunRecord) -> list[str]:
+    """Lines telling a user what reproducing ``record`` runs: its config and where its code comes from."""
+    config = record.config
+    lines = [f"striate train with run {record.name}'s recorded config: model {config.get('model')}, "
+             f"data {config.get('data')}, {config.get('epochs')} epochs"]
+    git = record.environment.get("git") or {}
+    if git.get("commit"):
+        lines.append(f"code: git commit {str(git['commit'])[:10]} of {git.get('root')}"
+                     + (f" with a recorded uncommitted diff of {len(git.get('diff') or '')} characters"
+                        if git.get("diff") else ""))
+    snapshot = record.summary.get("code_snapshot") or {}
+    if snapshot:
+        lines.append(f"code: source snapshot {str(snapshot.get('sha256'))[:12]} ({snapshot.get('files')} files), "
+                     "restored as the working directory; its Python files are never imported")
+    return lines
+
+
 def reproduce(store_location: str, run_ref: str, strict: bool = False,
-              progress: bool = False) -> dict[str, Any]:
-    """Run a recorded run again as a new run linked by reproduction_of; return what happened."""
+              progress: bool = False, trust: bool = False) -> dict[str, Any]:
+    """Run a recorded run again as a new run linked by reproduction_of; return what happened.
+
+    A run whose code did not come from this machine is refused unless ``trust`` is given.
+    """
     from striate.tracking.capture import packages
 
     store = open_store(store_location)
     original = store.get_run(run_ref)
+    origin = foreign_origin(store, original)
+    if origin and not trust:
+        raise UntrustedRunError(f"run {original.name} was {origin}; reproducing it runs "
+                                + "; ".join(what_will_run(original)),
+                                f"pass --trust if you trust its source (`striate show {original.id[:8]}` shows "
+                                "its record)")
     drift = package_drift(original.environment.get("packages") or {}, packages())
     if drift and strict:
         raise DriftError(f"the environment differs from run {original.name}'s: {describe(drift)}",
@@ -263,28 +236,28 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
                          "or drop --strict")
     config = TrainConfig.from_mapping(original.config, source=f"run {original.name}")
     store_path = str(Path(store_location).resolve())
-    with rebuilt_code(original, store) as (cwd, how):
+    with rebuilt_code(original, store) as (cwd, how), tempfile.TemporaryDirectory(prefix="striate-repro-") as tmp:
         workdir = cwd or Path.cwd()
         with _chdir(workdir):
-            _dataset_fingerprint_matches(config, original)
-        config_file = workdir / ".striate-reproduction.yaml"
+            check_dataset_fingerprint(config, original)
+        config_file = Path(tmp) / "reproduction.yaml"  # never inside the code folder or the user's folder
         settings = pin_threads(config, original).to_dict()
         settings["name"] = f"{original.name}-repro"
         config_file.write_text(yaml.safe_dump(settings))
         env = dict(os.environ)
-        if cwd is not None and (cwd / "src" / "striate").is_dir():
+        if cwd is not None and how.startswith("git") and (cwd / "src" / "striate").is_dir():
+            # A run of striate's own repository on this machine reruns with that commit's striate.
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), env.get("PYTHONPATH", "")])
-        command = [sys.executable, "-m", "striate", "train", "-c", str(config_file), "--store", store_path,
+        command = [sys.executable, "-c", _TRAIN_BOOTSTRAP, "train", "-c", str(config_file), "--store", store_path,
                    "--reproduction-of", original.id, "--json"]
         if not progress:
             command.append("--no-progress")
         done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-        config_file.unlink(missing_ok=True)
     if done.returncode != 0:
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         raise StoreError(f"the reproduction failed: {message}", "see `striate runs` for its record")
     new_id = json.loads(done.stdout)["id"]
-    return {"original": original.id, "reproduction": new_id, "code": how, "drift": drift}
+    return {"original": original.id, "reproduction": new_id, "code": how, "drift": drift, "origin": origin}
 
 
 @contextlib.contextmanager

@@ -235,7 +235,7 @@ def snapshot_code(run: Any, env: dict[str, Any]) -> None:
     """Store the code git cannot restore: untracked source files in a repo, or the whole folder outside one."""
     import tempfile
 
-    from striate.reproduce.snapshot import snapshot_files, snapshot_source
+    from striate.tracking.snapshot import snapshot_files, snapshot_source
 
     git = env.get("git") or {}
     with tempfile.TemporaryDirectory() as tmp:

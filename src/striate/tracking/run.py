@@ -4,28 +4,38 @@
 points into the store every ``FLUSH_INTERVAL_S`` (so a killed process loses at most
 that much), refreshes the run's heartbeat and samples system metrics, so training
 never waits on the database.
+
+What ``log()`` queues is cheap to make and cheap to batch: the mapping's keys as a tuple and its
+values packed into float64 bytes at call time (struct converts each value with ``__float__``,
+the same rule as ``float()`` minus text, so a tensor updated in place later logs its value at the
+call, and a string or 10**400 is refused at the call). The writer joins the packed values of all
+points with the same keys into one array, and writes one chunk per key per flush.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import socket
+import struct
 import sys
 import threading
 import time
 import typing
 import uuid
+import weakref
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
+
+import numpy as np
 
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
-from striate.tracking.store.base import HEARTBEAT_INTERVAL_S, RUN_STATUSES, file_sha256
-
-if typing.TYPE_CHECKING:
-    from striate.tracking.store.sql import SqlStore
+from striate.tracking.store.base import RUN_STATUSES, file_sha256
+from striate.tracking.store.liveness import HEARTBEAT_INTERVAL_S, process_start_time
 
 FLUSH_INTERVAL_S = 0.05
 SYNC_INTERVAL_S = 1.0  # remote stores: how often the spool is copied across
@@ -47,7 +57,12 @@ class Run:
         self.summary: dict[str, Any] = {}
         self.status = "running"
         self.artifact_dir = Path(store.artifact_root) / record.id
-        self._queue: deque[tuple[int, float, dict[str, Any]]] = deque()
+        self._queue: deque[_Point] = deque()
+        self._enqueue = self._queue.append
+        self._keys: tuple[str, ...] = ()  # the keys of the last log() call, already checked to be strings
+        self._pack = _packer(0)
+        self._values_of: typing.Callable[[Any], Any] = tuple  # a dict of self._keys -> its values, in that order
+        self._count = -1  # len(self._keys) when the fast path in log() applies
         self._step = -1
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -67,7 +82,12 @@ class Run:
             self._console_earlier = earlier + marker
             self._console = ConsoleCapture()
             self._console.start()
-        self._writer = threading.Thread(target=self._write_loop, name=f"striate-writer-{self.id[:8]}", daemon=True)
+            # The run owns its capture: a run dropped without finish() (a notebook cell, a failed test)
+            # stops copying the console when it is garbage-collected, so nothing outlives its run.
+            weakref.finalize(self, self._console.stop)
+        # The writer thread holds the run weakly, so an abandoned run can be collected (and its thread ends).
+        self._writer = threading.Thread(target=_write_loop, args=(weakref.ref(self), self._stopped, self._wake),
+                                        name=f"striate-writer-{self.id[:8]}", daemon=True)
         self._writer.start()
 
     # -- logging ----------------------------------------------------------------------------------
@@ -76,22 +96,38 @@ class Run:
         if self.status != "running":
             raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
                               "log before run.finish(), or start a new run with striate.init()")
-        values: dict[str, float] = {}
-        for key, value in data.items():
+        if type(data) is dict and len(data) == self._count:
+            # The usual call: a dict with the keys of the last call. One C call fetches its values in
+            # the known key order (a KeyError means other keys), one packs them.
             try:
-                # Converted now, not when the writer flushes: a tensor or array updated in place
-                # afterwards must not change what was logged.
-                values[key] = value if type(value) is float else float(value)
-                if type(key) is not str or isinstance(value, (str, bytes)):
-                    raise TypeError
-            except (TypeError, ValueError, OverflowError):
-                raise ConfigError(f"cannot log {key!r}={value!r}: metric values must be numbers, keys strings",
-                                  "log floats or ints (call .item() on tensors)") from None
+                packed = self._pack(*self._values_of(data))
+                keys = self._keys
+            except KeyError:
+                keys, packed = self._read(data)
+            except (struct.error, TypeError, ValueError, OverflowError):
+                raise _bad_value(data) from None
+        else:
+            keys, packed = self._read(data)
         if step is None:
             step = self._step + 1
         if step > self._step:
             self._step = step
-        self._queue.append((step, time.time(), values))
+        self._enqueue((step, _now(), keys, packed))
+
+    def _read(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], bytes]:
+        """Keys and packed values of any mapping; remembers new keys (checked to be strings once)."""
+        keys = tuple(data)
+        if keys != self._keys:
+            _check_keys(keys)
+            self._keys, self._pack = keys, _packer(len(keys))
+            # itemgetter returns a tuple only for two keys or more; one key takes this slower path
+            self._values_of, self._count = (operator.itemgetter(*keys), len(keys)) if len(keys) > 1 else (tuple, -1)
+        try:
+            # Converted now, not when the writer flushes: a tensor or array updated in place
+            # afterwards must not change what was logged.
+            return keys, self._pack(*data.values())
+        except (struct.error, TypeError, ValueError, OverflowError):
+            raise _bad_value(data) from None
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> str:
         """Copy a file into the run's artifact folder (unless already there) and record its SHA-256."""
@@ -164,35 +200,32 @@ class Run:
             self.finish("failed", error=f"{exc_type.__name__}: {exc}")
 
     # -- background writer ------------------------------------------------------------------------
-    def _write_loop(self) -> None:
-        last_beat = last_sample = last_sync = last_console = 0.0
-        sampler = None
-        if self._system_metrics:
-            from striate.tracking.capture import SystemSampler
+    def _tick(self, clock: _WriterClock) -> None:
+        """One round of the writer: system metrics, a flush with the heartbeat, console.log, sync."""
+        now = time.time()
+        if self._system_metrics and now - clock.last_sample >= SYSTEM_METRICS_INTERVAL_S:
+            if clock.sampler is None:
+                from striate.tracking.capture import SystemSampler
 
-            sampler = SystemSampler()
-        while not self._stopped.is_set():
-            self._wake.wait(FLUSH_INTERVAL_S)
-            now = time.time()
-            if sampler is not None and now - last_sample >= SYSTEM_METRICS_INTERVAL_S:
-                last_sample = now
-                self._queue.append((max(self._step, 0), now, sampler.sample()))
-            beat = now if now - last_beat >= HEARTBEAT_INTERVAL_S else None
+                clock.sampler = SystemSampler()
+            clock.last_sample = now
+            self._queue.append(_point(max(self._step, 0), now, clock.sampler.sample()))
+        beat = now if now - clock.last_beat >= HEARTBEAT_INTERVAL_S else None
+        try:
+            self._drain(heartbeat_at=beat)
+            if beat is not None:
+                clock.last_beat = beat
+        except Exception:  # keep the points queued; the next flush or finish() retries and reports
+            pass
+        if self._console is not None and now - clock.last_console >= CONSOLE_INTERVAL_S:
+            clock.last_console = now
             try:
-                self._drain(heartbeat_at=beat)
-                if beat is not None:
-                    last_beat = beat
-            except Exception:  # keep the points queued; the next flush or finish() retries and reports
+                self._save_console()
+            except Exception:  # a full disk must not stop the training; finish() tries again and reports
                 pass
-            if self._console is not None and now - last_console >= CONSOLE_INTERVAL_S:
-                last_console = now
-                try:
-                    self._save_console()
-                except Exception:  # a full disk must not stop the training; finish() tries again and reports
-                    pass
-            if self._syncer is not None and now - last_sync >= SYNC_INTERVAL_S:
-                last_sync = now
-                self._sync()
+        if self._syncer is not None and now - clock.last_sync >= SYNC_INTERVAL_S:
+            clock.last_sync = now
+            self._sync()
 
     def _save_console(self) -> None:
         """Write console.log (earlier parts + this one) and record it, when there is something new.
@@ -221,34 +254,124 @@ class Run:
 
     def _drain(self, heartbeat_at: float | None = None) -> None:
         with self._drain_lock:
-            taken = []
-            queue = self._queue
-            while queue:
-                taken.append(queue.popleft())
+            popleft = self._queue.popleft  # popping, not swapping the deque: log() may append meanwhile
+            taken = [popleft() for _ in range(len(self._queue))]
             if not taken and heartbeat_at is None:
                 return
             try:
                 self.store.log_batch(self.id, _to_series(taken), heartbeat_at=heartbeat_at)
             except Exception:
-                queue.extendleft(reversed(taken))
+                self._queue.extendleft(reversed(taken))
                 raise
 
 
-def _to_series(points: Iterable[tuple[int, float, dict[str, Any]]]) -> list[MetricSeries]:
-    import numpy as np
+_Point = tuple[int, float, tuple[str, ...], bytes]  # step, time, keys, the values as packed float64
+_now = time.time
+_first, _second, _third, _fourth = (operator.itemgetter(i) for i in range(4))
+_PACKERS: dict[int, typing.Callable[..., bytes]] = {}
 
-    grouped: dict[str, tuple[list[int], list[float], list[float]]] = {}
-    for step, when, data in points:
-        for key, value in data.items():
-            bucket = grouped.get(key)
-            if bucket is None:
-                bucket = grouped[key] = ([], [], [])
-            bucket[0].append(step)
-            bucket[1].append(when)
-            bucket[2].append(value)
-    # log() has already turned every value into a float.
-    return [MetricSeries(key, np.asarray(steps, np.int64), np.asarray(times, np.float64),
-                         np.asarray(values, np.float64)) for key, (steps, times, values) in grouped.items()]
+
+def _packer(count: int) -> typing.Callable[..., bytes]:
+    """Packs ``count`` numbers into little-endian float64 bytes, refusing what is not a number."""
+    pack = _PACKERS.get(count)
+    if pack is None:
+        pack = _PACKERS[count] = struct.Struct(f"<{count}d").pack
+    return pack
+
+
+def _check_keys(keys: tuple[Any, ...]) -> None:
+    for key in keys:
+        if type(key) is not str:
+            raise ConfigError(f"cannot log {key!r}: metric values must be numbers, keys strings",
+                              "log floats or ints (call .item() on tensors)")
+
+
+def _bad_value(data: Mapping[str, Any]) -> ConfigError:
+    """The error for the first value of ``data`` that is not a number."""
+    for key, value in data.items():
+        try:
+            _packer(1)(value)
+        except (struct.error, TypeError, ValueError, OverflowError):
+            return ConfigError(f"cannot log {key!r}={value!r}: metric values must be numbers, keys strings",
+                               "log floats or ints (call .item() on tensors)")
+    return ConfigError(f"cannot log {dict(data)!r}: its values changed while being read", "log plain numbers")
+
+
+def _point(step: int, when: float, data: Mapping[str, Any]) -> _Point:
+    """A queued point, made the way log() makes it (for the writer's own system metrics)."""
+    keys = tuple(data)
+    _check_keys(keys)
+    try:
+        return step, when, keys, _packer(len(keys))(*data.values())
+    except (struct.error, TypeError, ValueError, OverflowError):
+        raise _bad_value(data) from None
+
+
+@dataclass
+class _WriterClock:
+    """When the writer last did each of its periodic jobs."""
+
+    last_beat: float = 0.0
+    last_sample: float = 0.0
+    last_sync: float = 0.0
+    last_console: float = 0.0
+    sampler: Any = None
+
+
+def _write_loop(ref: weakref.ref[Run], stopped: threading.Event, wake: threading.Event) -> None:
+    clock = _WriterClock()
+    while not stopped.is_set():
+        wake.wait(FLUSH_INTERVAL_S)
+        run = ref()
+        if run is None:  # abandoned without finish(): nothing left to write for
+            return
+        run._tick(clock)
+        del run  # hold the run only while working for it
+
+
+def _to_series(points: list[_Point]) -> list[MetricSeries]:
+    """Queued points -> one series per key, in logging order. Points with the same keys are joined
+    into one (points x keys) array at once, so the cost per point is a few list operations."""
+    if not points:
+        return []
+    steps = np.fromiter(map(_first, points), dtype=np.int64, count=len(points))
+    times = np.fromiter(map(_second, points), dtype=np.float64, count=len(points))
+    keys_t = list(map(_third, points))
+    packed_t = list(map(_fourth, points))
+    first = keys_t[0]
+    if keys_t.count(first) == len(keys_t):  # the usual case: every point has the same keys
+        groups: dict[tuple[str, ...], list[int] | None] = {first: None}
+    else:
+        groups = {}
+        for index, keys in enumerate(keys_t):
+            listed = groups.setdefault(keys, [])
+            assert listed is not None
+            listed.append(index)
+    columns: dict[str, list[tuple[np.ndarray | None, np.ndarray]]] = {}
+    for keys, indices in groups.items():
+        if not keys:
+            continue
+        if indices is None:
+            blob, where = b"".join(packed_t), None
+        else:
+            blob, where = b"".join([packed_t[i] for i in indices]), np.asarray(indices)
+        block = np.frombuffer(blob, dtype="<f8").reshape(-1, len(keys))
+        for column, key in enumerate(keys):
+            columns.setdefault(key, []).append((where, block[:, column]))
+    series = []
+    for key, parts in columns.items():
+        if len(parts) == 1:
+            where, values = parts[0]
+        else:  # a key logged with different companions: put its points back in logging order
+            where = np.concatenate([p[0] for p in parts if p[0] is not None])
+            values = np.concatenate([p[1] for p in parts])
+            order = np.argsort(where, kind="stable")
+            where, values = where[order], values[order]
+        if where is None:
+            series.append(MetricSeries(key, steps, times, values))
+        else:
+            series.append(MetricSeries(key, steps[where], times[where], values))
+    return series
 
 
 def _jsonable(value: Any) -> Any:
@@ -288,7 +411,7 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
     record = RunRecord(id=run_id, name=name or _default_name(run_id), project=project, status="running",
                        created_at=now, ended_at=None, heartbeat_at=now, model=model,
                        config=_jsonable(dict(config or {})), tags=list(tags or []), notes=notes,
-                       host=socket.gethostname(), pid=os.getpid(), pid_started_at=_process_start_time(),
+                       host=socket.gethostname(), pid=os.getpid(), pid_started_at=process_start_time(),
                        reproduction_of=reproduction_of)
     try:
         opened.create_run(record)
@@ -296,7 +419,7 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
         raise StoreError(f"cannot record a new run in the store: {exc}",
                          "check that the store is writable, or choose another with --store") from None
     if not isinstance(store, Store) and is_remote(store):
-        syncer = Syncer(typing.cast("SqlStore", opened), str(store), run_id)
+        syncer = Syncer(opened, str(store), run_id)
     run = Run(opened, record, capture_console=capture_console, system_metrics=system_metrics, syncer=syncer)
     _active_run = run
     if capture_environment:
@@ -317,7 +440,7 @@ def reattach(store: Store, run_id: str, after_step: int, capture_console: bool =
     so the continued series has no duplicates, and the run is `running` again under this process."""
     record = store.get_run(run_id)
     if not store.claim_run(record.id, host=socket.gethostname(), pid=os.getpid(),
-                           pid_started_at=_process_start_time()):
+                           pid_started_at=process_start_time()):
         raise ConfigError(f"run {record.name} is already running", "wait for it, or stop it first")
     store.truncate_metrics(record.id, after_step)
     record.status = "running"
@@ -327,15 +450,6 @@ def reattach(store: Store, run_id: str, after_step: int, capture_console: bool =
     global _active_run
     _active_run = run
     return run
-
-
-def _process_start_time() -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.Process().create_time())
-    except Exception:  # psutil missing or the platform hides it: liveness falls back to the heartbeat
-        return None
 
 
 def active_run() -> Run | None:

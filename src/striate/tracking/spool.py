@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from striate.errors import RunNotFoundError
-from striate.tracking.store import Store, open_store
-from striate.tracking.store.sql import SqlStore, flatten_params
+from striate.tracking.store import RunRecord, Store, holds_store, open_store
+from striate.tracking.store.base import chunk_sink, chunk_source
+from striate.tracking.store.sql import flatten_params
 
 _RECORD_FIELDS = ("name", "project", "status", "ended_at", "heartbeat_at", "model", "summary", "tags", "notes",
                   "environment", "dataset", "error", "reproduction_of", "host", "pid", "pid_started_at", "archived")
@@ -31,12 +32,12 @@ def spool_location() -> Path:
 class Syncer:
     """Copies one spooled run to the remote store, opening the remote lazily and resuming where it stopped."""
 
-    def __init__(self, spool: SqlStore, remote: str | Store, run_id: str) -> None:
-        self.spool = spool
+    def __init__(self, spool: Store, remote: str | Store, run_id: str) -> None:
+        self.spool = chunk_source(spool)
         self._remote_location = remote
         self._remote: Store | None = remote if isinstance(remote, Store) else None
         self.run_id = run_id
-        self._sent_chunk_id = 0  # chunks up to this spool id are on the server
+        self._sent_chunk_seq = 0  # chunks up to this position in the spool are on the server
 
     @property
     def remote(self) -> Store:
@@ -61,11 +62,10 @@ class Syncer:
             remote.create_run(record)
             remote_artifacts = []
         remote.set_params(record.id, flatten_params(record.config))
-        chunks = self.spool.chunks_since(record.id, self._sent_chunk_id)
-        sent = remote.put_chunks(record.id, [(f"{record.id}:{cid}", key, steps, times, values)
-                                             for cid, key, steps, times, values in chunks])
+        chunks = self.spool.chunks_since(record.id, self._sent_chunk_seq)
+        sent = chunk_sink(remote).put_chunks(record.id, chunks)
         if chunks:
-            self._sent_chunk_id = chunks[-1][0]
+            self._sent_chunk_seq = chunks[-1].seq
         copied = self._sync_artifacts(record.id, record.artifacts, remote_artifacts, remote)
         return {"chunks_sent": sent, "artifacts_copied": copied, "superseded": 0}
 
@@ -89,11 +89,26 @@ class Syncer:
 
 def sync_all(remote: str, spool: Path | None = None) -> list[dict[str, Any]]:
     """Sync every run in the spool to ``remote``; one row per run."""
-    spooled = open_store(spool or spool_location())
-    assert isinstance(spooled, SqlStore)
+    spooled = chunk_source(open_store(spool or spool_location()))
     target = open_store(remote)
     rows = []
     for record in spooled.list_runs():
         counts = Syncer(spooled, target, record.id).sync()
         rows.append({"id": record.id, "name": record.name, "status": record.status, **counts})
     return rows
+
+
+def take_over_from_spool(remote: Store, record: RunRecord) -> RunRecord:
+    """Before a run on a server is resumed: send what this machine's spool still holds of it, then
+    drop the spool's copy, so a later `striate sync` cannot put the old copy back over the resumed run."""
+    location = spool_location()
+    if not holds_store(location):
+        return record
+    spool = open_store(location)
+    try:
+        spool.get_run(record.id)
+    except RunNotFoundError:
+        return record
+    Syncer(spool, remote, record.id).sync()
+    spool.delete_run(record.id)
+    return remote.get_run(record.id)

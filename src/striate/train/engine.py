@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,18 +22,14 @@ import torch.nn.functional as F
 from striate import models
 from striate.config import TrainConfig
 from striate.data.loader import DeviceBatches, ImageDataset, load_dataset, pad_to
-from striate.errors import ConfigError
+from striate.errors import ConfigError, TrainingError
 from striate.models.inspect import layer_table
+from striate.models.spec import is_spec_path
 from striate.tracking.run import Run
 from striate.train import checkpoint as ckpt
-from striate.train.determinism import (
-    deterministic_mode,
-    restore_rng_state,
-    rng_state,
-    seed_everything,
-    wants_determinism,
-)
-from striate.train.metrics import EvalResult, evaluate
+from striate.train.determinism import deterministic_mode, restore_rng_state, seed_everything, wants_determinism
+from striate.train.events import Callback, EpochEvent, StepEvent, TrainState
+from striate.train.metrics import evaluate
 from striate.train.optim import build_optimizer, build_schedule
 from striate.train.pretrained import load_pretrained
 
@@ -55,6 +52,7 @@ class TrainResult:
     per_class_acc1: list[float | None] = field(default_factory=list)  # None: no test images of that class
     confusion: list[list[int]] = field(default_factory=list)
     run_id: str | None = None
+    stop_reason: str | None = None  # why a stopped run stopped (Ctrl-C, a stop request, a pruner)
 
 
 def resolve_device(config: TrainConfig) -> torch.device:
@@ -87,13 +85,15 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], ContextMa
 
 
 def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset | None = None,
-          progress: bool = True, echo: bool | None = None,
-          on_epoch: Callable[[int, EvalResult], None] | None = None, resume: ResumePoint | None = None) -> TrainResult:
+          callbacks: Sequence[Callback] = (), resume: ResumePoint | None = None,
+          pretrained: dict[str, torch.Tensor] | None = None) -> TrainResult:
     """Train ``config.model`` on ``config.data``; record everything in ``run`` when given.
 
-    The caller owns ``run``: this function logs metrics, artifacts and the summary but
-    does not finish it. Ctrl-C ends training cleanly with status ``stopped``. ``progress``
-    shows a live bar; ``echo`` (default: same as ``progress``) prints one line per epoch.
+    The caller owns ``run``: this function logs metrics, artifacts and the summary but does not
+    finish it (``train.session`` does both). ``callbacks`` subscribe to the loop's events
+    (``train.events``); the engine itself prints nothing. Ctrl-C, or a callback's stop request,
+    ends training cleanly with status ``stopped``. ``pretrained`` is the already-read state dict
+    of ``config.pretrained`` (read from the file when not given).
     """
     # --- set-up -----------------------------------------------------------------------------------
     threads_before = torch.get_num_threads()
@@ -102,14 +102,14 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     try:
         device = resolve_device(config)
         with deterministic_mode(wants_determinism(config.deterministic, device), device):
-            return _train(config, device, run, dataset, progress, echo, on_epoch, resume)
+            return _train(config, device, run, dataset, list(callbacks), resume, pretrained)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: ImageDataset | None,
-           progress: bool, echo: bool | None, on_epoch: Callable[[int, EvalResult], None] | None,
-           resume: ResumePoint | None) -> TrainResult:
+           callbacks: list[Callback], resume: ResumePoint | None,
+           pretrained: dict[str, torch.Tensor] | None) -> TrainResult:
     seed_everything(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
@@ -136,7 +136,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
     # --- model, optimizer, schedule ---------------------------------------------------------------
     model = models.create(config.model, num_classes=num_classes, in_channels=channels, **config.model_options)
     if config.pretrained:
-        load_pretrained(model, Path(config.pretrained), num_classes)
+        load_pretrained(model, Path(config.pretrained), num_classes, state=pretrained)
     model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     # Models with auxiliary classifiers (GoogLeNet) expose them through forward_with_aux in training.
     forward_with_aux = getattr(model, "forward_with_aux", None)
@@ -151,12 +151,13 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
 
     if run is not None:
         run.set(model=config.model, dataset=data.identity())
-        if config.model.endswith(models.SPEC_SUFFIXES):
+        if is_spec_path(config.model):
             # A layer-spec model travels with its run, so the run can be rebuilt without the original file.
             from striate.models.spec import load_spec
 
             run.summary["model_spec"] = load_spec(Path(config.model))
-            run.log_artifact(Path(config.model), "model_spec" + Path(config.model).suffix, kind="model-spec")
+            run.log_artifact(Path(config.model), "model_spec" + Path(config.model).suffix.lower(),
+                             kind="model-spec")
         run.summary.update({"parameters": models.count_parameters(model), "device": str(device),
                             "precision": precision, "multiply_adds_per_image": macs_per_image,
                             # CPU results depend on the thread count (how sums are split): reproduce pins it.
@@ -170,89 +171,109 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
         pos = _restore(resume, model, optimizer, schedule, device)
     result = TrainResult(status="finished", epochs_completed=pos.epoch - 1, run_id=run.id if run else None,
                          best_test_acc1=pos.best_test_acc1)
-    bar = _Progress(enabled=progress, echo=progress if echo is None else echo,
-                    total=config.epochs * steps_per_epoch)
+    if run is not None and config.checkpoint:
+        # First subscriber: an epoch is on disk before anyone else hears it ended.
+        callbacks.insert(0, ckpt.Checkpointer(run, config, resume.weights_path if resume else None))
+    state = TrainState(config, run, model, optimizer, schedule, pos, steps_per_epoch,
+                       config.epochs * steps_per_epoch)
     started = time.perf_counter()
-    saver = _Checkpointer(run, model, optimizer, schedule, config) if run and config.checkpoint else None
-    if saver is not None and resume is not None and resume.weights.name.startswith("step-"):
-        saver.last_step_name = resume.weights.name.removesuffix(".safetensors")  # superseded by the next save
     try:
-        with bar:
-            while pos.epoch <= config.epochs:
-                epoch = pos.epoch
-                model.train()
-                epoch_start = time.perf_counter()
-                seen_at_start = pos.seen
-                for x, y in train_batches.epoch(epoch, start_batch=pos.batches_done):
-                    with autocast():
-                        if forward_with_aux is not None:
-                            logits, aux_logits = forward_with_aux(x)
-                        else:
-                            logits, aux_logits = model(x), []
-                        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                        for aux in aux_logits:
-                            loss = loss + aux_weight * F.cross_entropy(aux, y, label_smoothing=config.label_smoothing)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    pos.global_step += 1
-                    pos.batches_done += 1
-                    batch = y.shape[0]
-                    pos.seen += batch
-                    pos.seen_since_log += batch
-                    pos.loss_sum += loss.detach() * batch
-                    pos.correct += (logits.detach().argmax(1) == y).sum()
-                    if pos.global_step % config.log_every == 0 or pos.batches_done == steps_per_epoch:
-                        total_loss, total_correct = float(pos.loss_sum), int(pos.correct)  # one sync per log
-                        window_loss = (total_loss - pos.loss_at_log) / pos.seen_since_log
-                        window_acc = (total_correct - pos.correct_at_log) / pos.seen_since_log
-                        pos.loss_at_log, pos.correct_at_log, pos.seen_since_log = total_loss, total_correct, 0
-                        rate = (pos.seen - seen_at_start) / (time.perf_counter() - epoch_start)
-                        if run is not None:
-                            run.log({"train/loss": window_loss, "train/acc1": window_acc,
-                                     "lr": optimizer.param_groups[0]["lr"]}, step=pos.global_step)
-                        bar.update(pos.global_step, epoch, window_loss, window_acc, rate)
-                    schedule.step()  # after logging, so "lr" is the rate this step used
-                    every = config.checkpoint_every
-                    if saver and every and pos.global_step % every == 0 and pos.batches_done < steps_per_epoch:
-                        saver.save(pos, f"step-{pos.global_step:08d}", kind="step")
-                epoch_seconds = time.perf_counter() - epoch_start
-                rate = (pos.seen - seen_at_start) / epoch_seconds if epoch_seconds else 0.0
-                bar.update(pos.global_step, epoch, None, None, rate)
-                result.train_seconds += epoch_seconds
-                result.samples_trained += pos.seen - seen_at_start
+        for cb in callbacks:
+            cb.on_start(state)
+        while pos.epoch <= config.epochs and state.stop_reason is None:
+            epoch = pos.epoch
+            model.train()
+            epoch_start = time.perf_counter()
+            seen_at_start = pos.seen
+            for x, y in train_batches.epoch(epoch, start_batch=pos.batches_done):
+                with autocast():
+                    if forward_with_aux is not None:
+                        logits, aux_logits = forward_with_aux(x)
+                    else:
+                        logits, aux_logits = model(x), []
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    for aux in aux_logits:
+                        loss = loss + aux_weight * F.cross_entropy(aux, y, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                pos.global_step += 1
+                pos.batches_done += 1
+                batch = y.shape[0]
+                pos.seen += batch
+                pos.seen_since_log += batch
+                pos.loss_sum += loss.detach() * batch
+                pos.correct += (logits.detach().argmax(1) == y).sum()
+                step = StepEvent(pos.global_step, epoch, pos.batches_done)
+                if pos.global_step % config.log_every == 0 or pos.batches_done == steps_per_epoch:
+                    total_loss, total_correct = float(pos.loss_sum), int(pos.correct)  # one sync per log
+                    if not math.isfinite(total_loss):
+                        raise TrainingError(f"training diverged: the loss became {total_loss} by step "
+                                            f"{pos.global_step} (epoch {epoch})",
+                                            "lower --lr, or check the data for "
+                                            "empty or constant images")
+                    window_loss = (total_loss - pos.loss_at_log) / pos.seen_since_log
+                    window_acc = (total_correct - pos.correct_at_log) / pos.seen_since_log
+                    pos.loss_at_log, pos.correct_at_log, pos.seen_since_log = total_loss, total_correct, 0
+                    rate = (pos.seen - seen_at_start) / (time.perf_counter() - epoch_start)
+                    if run is not None:
+                        run.log({"train/loss": window_loss, "train/acc1": window_acc,
+                                 "lr": optimizer.param_groups[0]["lr"]}, step=pos.global_step)
+                    step = StepEvent(pos.global_step, epoch, pos.batches_done, window_loss, window_acc, rate)
+                schedule.step()  # after logging, so "lr" is the rate this step used
+                for cb in callbacks:
+                    cb.on_step(state, step)
+                if state.stop_reason is not None:
+                    break
+            epoch_seconds = time.perf_counter() - epoch_start
+            rate = (pos.seen - seen_at_start) / epoch_seconds if epoch_seconds else 0.0
+            result.train_seconds += epoch_seconds
+            result.samples_trained += pos.seen - seen_at_start
+            if pos.batches_done < steps_per_epoch:
+                break  # stopped inside the epoch: no evaluation of a half-trained epoch
 
-                # --- evaluation -----------------------------------------------------------------------
-                ev = evaluate(model, test_batches.epoch(0), num_classes, autocast)
-                result.epochs_completed = epoch
-                result.test_acc1, result.test_acc5, result.test_loss = ev.top1, ev.top5, ev.loss
-                result.best_test_acc1 = pos.best_test_acc1 = max(pos.best_test_acc1 or 0.0, ev.top1)
-                result.confusion = ev.confusion.tolist()
-                result.per_class_acc1 = ev.per_class_accuracy()
-                epoch_loss, epoch_acc = float(pos.loss_sum) / pos.seen, int(pos.correct) / pos.seen
-                if run is not None:
-                    run.log({"train/epoch_loss": epoch_loss, "train/epoch_acc1": epoch_acc,
-                             "test/loss": ev.loss, "test/acc1": ev.top1, "test/acc5": ev.top5, "epoch": epoch,
-                             "train/samples_per_s": rate}, step=pos.global_step)
-                    run.summary.update({"epochs_completed": epoch, "test_acc1": ev.top1, "test_acc5": ev.top5,
-                                        "test_loss": ev.loss, "best_test_acc1": result.best_test_acc1})
-                pos.next_epoch(device)
-                # --- checkpoint -------------------------------------------------------------------------
-                if saver is not None:
-                    saver.save(pos, f"epoch-{epoch:03d}", kind="epoch")
-                bar.epoch_done(epoch, config.epochs, epoch_loss, epoch_acc, ev, rate)
-                if on_epoch is not None:
-                    on_epoch(epoch, ev)
+            # --- evaluation ---------------------------------------------------------------------------
+            ev = evaluate(model, test_batches.epoch(0), num_classes, autocast)
+            result.epochs_completed = epoch
+            result.test_acc1, result.test_acc5, result.test_loss = ev.top1, ev.top5, ev.loss
+            result.best_test_acc1 = pos.best_test_acc1 = max(pos.best_test_acc1 or 0.0, ev.top1)
+            result.confusion = ev.confusion.tolist()
+            result.per_class_acc1 = ev.per_class_accuracy()
+            epoch_loss, epoch_acc = float(pos.loss_sum) / pos.seen, int(pos.correct) / pos.seen
+            if run is not None:
+                run.log({"train/epoch_loss": epoch_loss, "train/epoch_acc1": epoch_acc,
+                         "test/loss": ev.loss, "test/acc1": ev.top1, "test/acc5": ev.top5, "epoch": epoch,
+                         "train/samples_per_s": rate}, step=pos.global_step)
+                run.summary.update({"epochs_completed": epoch, "test_acc1": ev.top1, "test_acc5": ev.top5,
+                                    "test_loss": ev.loss, "best_test_acc1": result.best_test_acc1})
+            pos.next_epoch(device)  # subscribers (the checkpointer) see the position of the next epoch's start
+            event = EpochEvent(epoch, config.epochs, epoch_loss, epoch_acc, rate, ev)
+            for cb in callbacks:
+                cb.on_epoch(state, event)
     except KeyboardInterrupt:
+        state.request_stop("interrupted (Ctrl-C)")
+    except BaseException:
+        for cb in callbacks:
+            cb.on_end(state, "failed")
+        raise
+    if state.stop_reason is not None:
         result.status = "stopped"
+        result.stop_reason = state.stop_reason
     result.wall_seconds = time.perf_counter() - started
     result.train_samples_per_s = result.samples_trained / result.train_seconds if result.train_seconds else 0.0
 
     # --- summary ----------------------------------------------------------------------------------
-    if run is not None:
-        _finalize(run, model, data, result, config)
-    else:
-        result.weights_hash = ckpt.weights_hash(model.state_dict())
+    try:
+        if run is not None:
+            _finalize(run, model, data, result, config)
+        else:
+            result.weights_hash = ckpt.weights_hash(model.state_dict())
+    except BaseException:
+        for cb in callbacks:
+            cb.on_end(state, "failed")
+        raise
+    for cb in callbacks:
+        cb.on_end(state, result.status)
     return result
 
 
@@ -293,15 +314,16 @@ class _Position:
 
 @dataclass
 class ResumePoint:
-    """A checkpoint to continue from: its weights file and its training state."""
+    """A checkpoint to continue from, already read and checked: its weights and its training state."""
 
-    weights: Path
+    weights_path: Path
+    weights: dict[str, torch.Tensor]
     state: dict[str, Any]
 
 
 def _restore(resume: ResumePoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
              device: torch.device) -> _Position:
-    ckpt.load_weights(model, resume.weights)
+    model.load_state_dict(resume.weights)
     state = resume.state
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
@@ -311,49 +333,6 @@ def _restore(resume: ResumePoint, model: torch.nn.Module, optimizer: torch.optim
                     p["best_test_acc1"])
     restore_rng_state(state["rng"])  # last: building the model above consumed random numbers
     return pos
-
-
-class _Checkpointer:
-    """Saves weights (safetensors) + training state; keeps the newest step checkpoint and the epoch ones."""
-
-    def __init__(self, run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
-                 config: TrainConfig) -> None:
-        self.run, self.model, self.optimizer, self.schedule, self.config = run, model, optimizer, schedule, config
-        self.folder = run.artifact_dir / "checkpoints"
-        self.last_step_name: str | None = None
-
-    def save(self, pos: _Position, name: str, kind: str) -> None:
-        run = self.run
-        weights, state = self.folder / f"{name}.safetensors", self.folder / f"{name}.state.pt"
-        digest = ckpt.save_weights(self.model, weights)
-        ckpt.save_training_state(state, {"position": pos.state(), "optimizer": self.optimizer.state_dict(),
-                                         "schedule": self.schedule.state_dict(), "rng": rng_state(),
-                                         "config": json.dumps(self.config.to_dict())})
-        run.log_artifact(weights, f"checkpoints/{weights.name}", kind="checkpoint")
-        run.log_artifact(state, f"checkpoints/{state.name}", kind="training-state")
-        checkpoints = run.summary.setdefault("checkpoints", {})
-        checkpoints[f"checkpoints/{weights.name}"] = digest
-        run.summary["last_checkpoint"] = {"weights": f"checkpoints/{weights.name}",
-                                          "state": f"checkpoints/{state.name}", "global_step": pos.global_step}
-        # A checkpoint is a promise: everything logged up to it is on disk before training goes on,
-        # and the record points at it before any older checkpoint is deleted.
-        run.flush()
-        run.save_summary()
-        stale = [self.last_step_name] if self.last_step_name is not None else []  # superseded step checkpoint
-        self.last_step_name = name if kind == "step" else None
-        keep = self.config.keep_checkpoints
-        if kind == "epoch" and keep and pos.epoch - 1 > keep:
-            stale.append(f"epoch-{pos.epoch - 1 - keep:03d}")
-        for old in stale:
-            self._remove(old)
-        if stale:
-            run.save_summary()
-
-    def _remove(self, name: str) -> None:
-        for suffix in (".safetensors", ".state.pt"):
-            (self.folder / f"{name}{suffix}").unlink(missing_ok=True)
-            self.run.store.remove_artifact(self.run.id, f"checkpoints/{name}{suffix}")
-        self.run.summary.get("checkpoints", {}).pop(f"checkpoints/{name}.safetensors", None)
 
 
 def _finalize(run: Run, model: torch.nn.Module, data: ImageDataset, result: TrainResult,
@@ -373,54 +352,3 @@ def _finalize(run: Run, model: torch.nn.Module, data: ImageDataset, result: Trai
         "wall_seconds": round(result.wall_seconds, 2),
         "per_class_acc1": dict(zip(data.classes, result.per_class_acc1)),
     })
-
-
-class _Progress:
-    """A rich progress bar with live loss, accuracy and samples/s (or nothing when disabled)."""
-
-    def __init__(self, enabled: bool, echo: bool, total: int) -> None:
-        self.enabled = enabled
-        self.echo = echo
-        self.total = total
-        self._progress: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
-                                      MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                                      TimeElapsedColumn(), TimeRemainingColumn())
-            self._progress.__enter__()
-            self._task = self._progress.add_task("train", total=self.total, epoch=1, stats="")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def update(self, step: int, epoch: int, loss: float | None, acc: float | None, rate: float) -> None:
-        if self._progress is None:
-            return
-        if loss is None or acc is None:
-            self._progress.update(self._task, completed=step, epoch=epoch)
-        else:
-            self._progress.update(self._task, completed=step, epoch=epoch,
-                                  stats=f"loss {loss:.4f}  acc {acc:6.2%}  {rate:,.0f} samples/s")
-
-    def epoch_done(self, epoch: int, epochs: int, loss: float, acc: float, ev: EvalResult, rate: float) -> None:
-        if self.echo:
-            from rich.console import Console
-
-            console = self._progress.console if self._progress is not None else Console()
-            console.print(
-                f"epoch {epoch:>3}/{epochs}  train loss {loss:.4f} acc {acc:.2%}  |  "
-                f"test loss {ev.loss:.4f} top-1 {ev.top1:.2%} top-5 {ev.top5:.2%}  |  {rate:,.0f} samples/s",
-                highlight=False)

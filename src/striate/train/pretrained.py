@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from striate.errors import ConfigError
+from striate.models.registry import ModelInfo, info_of
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -34,20 +35,26 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int) -> list[str]:
+def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int,
+                    state: dict[str, torch.Tensor] | None = None, info: ModelInfo | None = None) -> list[str]:
     """Load ``path`` into ``model``; return the keys left at their fresh initialization.
 
-    Tensors whose shape differs only because of the class count (the classifier) are
-    skipped; a first convolution trained on 3 channels is averaged down for greyscale
-    input (or repeated up), as timm does. Any other mismatch is an error.
+    The model's record (``info``, else the one ``striate.models.create`` attached) names
+    the layers that may differ: the classifier(s), whose tensors for another class count
+    are skipped, and the first convolution, which is averaged down for greyscale input
+    (or repeated up) when the file was trained on another channel count, as timm does.
+    Any other mismatch is an error. ``state`` is the file's content when the caller has
+    already read it.
     """
-    state = read_state_dict(path)
+    entry = info or info_of(model)
+    state = state if state is not None else read_state_dict(path)
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         raise ConfigError(f"{path} has weights this model lacks: {', '.join(unexpected[:5])}",
                           "check that the file was saved from the same architecture")
-    first_conv = next((k for k, v in own.items() if v.ndim == 4), None)
+    first_conv = entry.first_conv.weight_key if entry.first_conv else None
+    heads = {f"{layer.name}.{part}" for layer in entry.classifiers for part in ("weight", "bias", "prototypes")}
     loadable: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     for key, tensor in state.items():
@@ -58,7 +65,7 @@ def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int) -> lis
             in_old, in_new = tensor.shape[1], target.shape[1]
             mean = tensor.mean(1, keepdim=True)
             loadable[key] = mean.repeat(1, in_new, 1, 1) * (in_old / in_new) if in_new != 1 else mean * in_old
-        elif tensor.ndim in (1, 2) and tensor.shape[1:] == target.shape[1:] and target.shape[0] == num_classes:
+        elif key in heads and tensor.shape[1:] == target.shape[1:] and target.shape[0] == num_classes:
             skipped.append(key)  # the classifier for another class count: keep the fresh one
         else:
             raise ConfigError(f"{path}: {key} has shape {tuple(tensor.shape)} "
@@ -70,4 +77,3 @@ def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int) -> lis
     missing = [k for k in own if k not in loadable]
     model.load_state_dict(loadable, strict=False)
     return missing
-

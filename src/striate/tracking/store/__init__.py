@@ -1,11 +1,17 @@
-"""Tracking stores: one interface, several backends."""
+"""Tracking stores: one interface, several backends.
+
+``base.py`` the interface (``Store``, and ``ChunkSource``/``ChunkSink`` for sync); ``codec.py`` how
+metric points are packed and summarized; ``schema.py`` the SQL tables and version check;
+``sql.py`` the SQLite/PostgreSQL store; ``liveness.py`` heartbeat and crash detection.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from striate.tracking.store.base import MetricSeries, RunRecord, Store
+from striate.tracking.store.base import ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
+from striate.tracking.store.codec import MetricChunk, MetricSeries
 
 DEFAULT_STORE = "striate-runs"
 DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
@@ -46,5 +52,5 @@ def open_store(location: str | os.PathLike[str] | None = None) -> Store:
     return SqlStore.open_folder(Path(location or default_store_location()))
 
 
-__all__ = ["DATABASE_FILE", "DEFAULT_STORE", "MetricSeries", "RunRecord", "Store", "default_store_location",
-           "holds_store", "is_remote", "open_store"]
+__all__ = ["DATABASE_FILE", "DEFAULT_STORE", "ChunkSink", "ChunkSource", "MetricChunk", "MetricSeries", "RunRecord",
+           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "open_store"]

@@ -1,4 +1,9 @@
-"""The one store interface every backend (SQLite now; PostgreSQL and HTTP later) implements."""
+"""The one store interface every backend (SQLite and PostgreSQL now; HTTP later) implements.
+
+:class:`Store` is what runs, the CLI and the read API use. What syncing a spool needs is separate:
+a :class:`ChunkSource` hands out the metric chunks a sync has not sent yet, a :class:`ChunkSink`
+takes them idempotently; :class:`SyncableStore` is both.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from striate.errors import StoreError
+from striate.tracking.store.codec import MetricChunk, MetricSeries
+
 RUN_STATUSES = ("running", "finished", "failed", "stopped", "crashed")
-HEARTBEAT_INTERVAL_S = 5.0
-STALE_AFTER_S = 30.0  # a running run whose heartbeat is older than this was killed
-
-
-@dataclass
-class MetricSeries:
-    """Points of one metric: steps, wall-clock times (Unix seconds) and values, as arrays."""
-
-    key: str
-    steps: np.ndarray
-    times: np.ndarray
-    values: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.steps.shape[0])
 
 
 @dataclass
@@ -83,14 +76,6 @@ class Store(abc.ABC):
         """Append metric points (the one write primitive for metrics), atomically."""
 
     @abc.abstractmethod
-    def chunks_since(self, run_id: str, after_id: int) -> list[tuple[int, str, bytes, bytes, bytes]]:
-        """Raw (id, key, steps, times, values) metric chunks with an id above ``after_id`` (for syncing)."""
-
-    @abc.abstractmethod
-    def put_chunks(self, run_id: str, chunks: list[tuple[str, str, bytes, bytes, bytes]]) -> int:
-        """Insert (uid, key, steps, times, values) chunks whose uid is new; return how many. Idempotent."""
-
-    @abc.abstractmethod
     def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
         """Atomically mark a non-running run `running` under this process; False if it already runs."""
 
@@ -135,9 +120,41 @@ class Store(abc.ABC):
     def delete_run(self, run_id: str) -> None:
         """Remove a run, its points and artifact records."""
 
+
+class ChunkSource(abc.ABC):
+    """A store a sync can read metric chunks from, in storage order."""
+
     @abc.abstractmethod
-    def mark_stale_runs_crashed(self, now: float) -> int:
-        """Mark runs whose heartbeat stopped as crashed; return how many."""
+    def chunks_since(self, run_id: str, after_seq: int) -> list[MetricChunk]:
+        """The run's chunks stored after position ``after_seq`` (0: all), oldest first."""
+
+
+class ChunkSink(abc.ABC):
+    """A store a sync can write metric chunks into."""
+
+    @abc.abstractmethod
+    def put_chunks(self, run_id: str, chunks: list[MetricChunk]) -> int:
+        """Store the chunks whose uid this run does not hold yet, keeping summaries right; return how many."""
+
+
+class SyncableStore(Store, ChunkSource, ChunkSink):
+    """A store that can be both ends of a sync (the local spool, a database server)."""
+
+
+def chunk_source(store: Store) -> SyncableStore:
+    """``store`` as the source of a sync, or a clear error when its backend cannot be one."""
+    if not isinstance(store, SyncableStore):
+        raise StoreError(f"a {type(store).__name__} cannot be synced from",
+                         "sync from a local spool folder (SQLite) or a database server store")
+    return store
+
+
+def chunk_sink(store: Store) -> ChunkSink:
+    """``store`` as the target of a sync, or a clear error when its backend cannot take chunks."""
+    if not isinstance(store, ChunkSink):
+        raise StoreError(f"a {type(store).__name__} cannot receive synced runs",
+                         "sync to a PostgreSQL URL or a store folder")
+    return store
 
 
 def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from striate.tracking.query import BoolOp, Comparison, Field, Number, as_text, parse, parse_sort, to_timestamp
-from striate.tracking.store.sql import metric_summary, params, runs
+from striate.tracking.store.schema import metric_summary, params, runs
 
 _OPS = {
     "=": lambda c, v: c == v, "!=": lambda c, v: c != v, "<": lambda c, v: c < v, "<=": lambda c, v: c <= v,

@@ -11,12 +11,12 @@ import gzip
 import hashlib
 import io
 import os
-import re
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
+from striate.archives import check_members, extract_members, open_archive, unsafe_name
 from striate.errors import ConfigError
 
 MAX_TOTAL_BYTES = 20_000_000
@@ -24,8 +24,6 @@ MAX_FILE_BYTES = 2_000_000
 MAX_SKIPPED_LISTED = 1000  # a huge tree must not make the run record huge
 MAX_SCANNED_FILES = 20_000  # started from a home folder, the walk must not take minutes
 _ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "striate-runs"}
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_FILTER_ERROR = getattr(tarfile, "FilterError", tarfile.TarError)  # FilterError is Python >= 3.10.12
 
 
 def snapshot_source(root: Path, dest: Path, max_total_bytes: int = MAX_TOTAL_BYTES,
@@ -95,62 +93,6 @@ def content_sha256(archive: Path) -> str:
     except (OSError, EOFError) as exc:
         raise ConfigError(f"cannot read {archive}: {exc}", "check that it is a complete .tar.gz file") from None
     return digest.hexdigest()
-
-
-# -- safety checks shared with portable.py --------------------------------------------------------
-def unsafe_name(name: str) -> str | None:
-    """Why an archive member name could escape the folder it is extracted into (None when safe)."""
-    if not name or name.startswith(("/", "\\")) or _DRIVE.match(name):
-        return "absolute path"
-    if "\x00" in name:
-        return "NUL byte in name"
-    if ".." in re.split(r"[/\\]", name):
-        return "'..' in path"
-    return None
-
-
-def open_archive(archive: Path) -> tarfile.TarFile:
-    """Open a .tar.gz for reading, turning a missing or corrupt file into a ConfigError."""
-    if not Path(archive).is_file():
-        raise ConfigError(f"archive {archive} does not exist", "check the path")
-    try:
-        return tarfile.open(archive, "r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ConfigError(f"cannot read {archive}: {exc}", "check that it is a complete .tar.gz file") from None
-
-
-def check_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    """Every member, after refusing the whole archive if any is a link, device or escapes the target."""
-    try:
-        members = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ConfigError(f"cannot read {archive}: {exc}", "check that it is a complete .tar.gz file") from None
-    seen: set[str] = set()
-    for member in members:
-        problem = unsafe_name(member.name)
-        if problem is None and not (member.isreg() or member.isdir()):
-            kind = "link" if member.issym() or member.islnk() else "device or special file"
-            problem = f"{kind} (only regular files and folders are allowed)"
-        normal = str(PurePosixPath(member.name))
-        if problem is None and normal in seen and not member.isdir():
-            problem = "duplicate member"  # a second copy could replace a file after it was checked
-        if problem:
-            raise ConfigError(f"refusing {archive}: member {member.name!r} is unsafe: {problem}",
-                              "only import archives written by striate from a source you trust")
-        seen.add(normal)
-    return members
-
-
-def extract_members(tar: tarfile.TarFile, members: list[tarfile.TarInfo], target: Path) -> None:
-    """Extract already-checked members; tarfile's ``data`` filter is a second line of defence."""
-    try:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(target, members=members, filter="data")
-        else:  # Python < 3.10.12 lacks filters; check_members already refused every unsafe member
-            tar.extractall(target, members=members)
-    except _FILTER_ERROR as exc:
-        raise ConfigError(f"refusing unsafe archive member: {exc}",
-                          "only import archives written by striate from a source you trust") from None
 
 
 # -- internals ------------------------------------------------------------------------------------

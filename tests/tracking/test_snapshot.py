@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from striate.errors import ConfigError
-from striate.reproduce.snapshot import restore_snapshot, snapshot_files, snapshot_source
+from striate.tracking.snapshot import restore_snapshot, snapshot_files, snapshot_source
 from tests.conftest import tar_member
 
 

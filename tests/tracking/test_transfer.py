@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from striate.errors import ConfigError, StoreError
-from striate.reproduce.portable import export_run, import_run, import_run_details
 from striate.tracking.store import MetricSeries, RunRecord
 from striate.tracking.store.sql import SqlStore
+from striate.tracking.transfer import export_run, import_run, import_run_details
 from tests.conftest import run_cli, tar_member
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -67,6 +67,7 @@ def test_round_trip_keeps_record_points_and_artifacts(tmp_path: Path, stores: tu
     assert import_run(target, tmp_path / "run.tar.gz") == RUN_ID
 
     copy = target.get_run(RUN_ID)
+    assert copy.environment.pop("imported_from")["archive"] == "run.tar.gz"  # the origin is marked
     assert json.dumps(dataclasses.asdict(copy), sort_keys=True) == json.dumps(dataclasses.asdict(original),
                                                                              sort_keys=True)
     assert copy.status == "failed" and copy.reproduction_of == original.reproduction_of

@@ -1,0 +1,142 @@
+"""The SQL store's schema: the tables, the schema version and the check every open runs.
+
+A store records the schema version it was written with in ``store_meta``. Opening a store with
+no version, an older or a newer version is refused with one clear StoreError each; opening a
+database with no tables creates them, under the write lock, so processes opening a new store at
+the same moment neither fail nor create it twice.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ContextManager
+
+import sqlalchemy as sa
+
+from striate.errors import StoreError
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("config", sa.Text, nullable=False, default="{}"),
+    sa.Column("summary", sa.Text, nullable=False, default="{}"),
+    sa.Column("tags", sa.Text, nullable=False, default="[]"),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("environment", sa.Text, nullable=False, default="{}"),
+    sa.Column("dataset", sa.Text, nullable=False, default="{}"),
+    sa.Column("error", sa.Text),
+    sa.Column("reproduction_of", sa.String(32)),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("pid_started_at", sa.Float),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+)
+
+params = sa.Table(
+    "params", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("value", sa.Text),
+    sa.Column("num", sa.Float),  # numeric value, when the param is a number, for filtering
+    sa.Index("ix_params_key_num", "key", "num"),
+)
+
+metric_chunks = sa.Table(
+    "metric_chunks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
+    sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
+    sa.Column("values", sa.LargeBinary, nullable=False),  # float64
+    sa.Column("uid", sa.String(100)),  # set when a chunk arrives by sync: makes re-syncing a no-op
+    sa.Index("ix_metric_chunks_run_key", "run_id", "key", "id"),
+    sa.Index("ix_metric_chunks_run_uid", "run_id", "uid", unique=True),
+)
+
+metric_summary = sa.Table(
+    "metric_summary", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("last", sa.Float),
+    sa.Column("min", sa.Float),
+    sa.Column("max", sa.Float),
+    sa.Column("last_step", sa.Integer),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("ix_metric_summary_key_last", "key", "last"),
+)
+
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_artifacts_sha256", "sha256"),
+)
+
+SCHEMA_VERSION = 2
+store_meta = sa.Table(
+    "store_meta", metadata,
+    sa.Column("key", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
+
+MOVE_ASIDE = "move it aside and start a new store (or use --store with another folder)"
+
+
+def schema_version(conn: sa.Connection) -> int | None:
+    """The version recorded in the database; None when it records none (or has no tables)."""
+    if "store_meta" not in sa.inspect(conn).get_table_names():
+        return None
+    found = conn.execute(sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).scalar()
+    return None if found is None else int(found)
+
+
+def check_version(found: int | None, has_runs: bool, shown: str) -> None:
+    """Refuse a store written by another schema version: none recorded (but runs exist), older, newer."""
+    if found is None and has_runs:
+        raise StoreError(f"the store {shown} records no schema version: it was written by an older, "
+                         "incompatible striate", MOVE_ASIDE)
+    if found is not None and found < SCHEMA_VERSION:
+        raise StoreError(f"the store {shown} was written by an older striate (schema {found}, "
+                         f"this striate reads {SCHEMA_VERSION})", MOVE_ASIDE)
+    if found is not None and found > SCHEMA_VERSION:
+        raise StoreError(f"the store {shown} has schema version {found}, newer than this striate "
+                         f"understands ({SCHEMA_VERSION})", "upgrade striate: pip install -U striate")
+
+
+def ensure_schema(engine: sa.Engine, write_transaction: Callable[[], ContextManager[sa.Connection]],
+                  shown: str) -> None:
+    """Check the store's schema version; create the schema when the database is empty.
+
+    The common case (the version matches) is one read. Creation runs inside ``write_transaction``,
+    which holds the database's write lock (SQLite: BEGIN IMMEDIATE, waiting like any write;
+    PostgreSQL: an advisory lock), and looks again under the lock: another process may have
+    created the store meanwhile."""
+    with engine.connect() as conn:
+        found = schema_version(conn)
+        has_runs = "runs" in sa.inspect(conn).get_table_names()
+    check_version(found, has_runs, shown)
+    if found == SCHEMA_VERSION:
+        return
+    with write_transaction() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7461726961)"))  # one creator at a time
+        found = schema_version(conn)
+        check_version(found, "runs" in sa.inspect(conn).get_table_names(), shown)
+        if found is None:
+            metadata.create_all(conn)
+            conn.execute(store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))

@@ -1,0 +1,126 @@
+"""One training session — validate, create (or reattach) the run, train, record how it ended — for every door.
+
+`striate train`, `striate resume`, `striate reproduce` (which runs `striate train`) and sweeps all
+go through :class:`Session`. Everything that can fail on bad input is checked while the session
+is prepared, before a run exists or is touched, so bad input never leaves a half-recorded run.
+How an outcome maps to a status (an exception: ``failed``; Ctrl-C: ``stopped``; ``sys.exit(0)``:
+``finished``) is written once, in ``Run.__exit__``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from striate.config import TrainConfig
+from striate.tracking.store import is_remote, open_store
+from striate.train.engine import ResumePoint, TrainResult, resolve_device, train
+from striate.train.events import Callback
+from striate.train.resume import check_dataset_fingerprint, pin_threads, resume_point
+
+if TYPE_CHECKING:
+    import torch
+
+    from striate.data.loader import ImageDataset
+    from striate.tracking.run import Run
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@dataclass
+class Session:
+    """A checked, ready-to-run training: its config, data and how to open its run."""
+
+    config: TrainConfig
+    dataset: ImageDataset
+    open_run: Callable[[], Run]
+    resume: ResumePoint | None = None
+    pretrained: dict[str, torch.Tensor] | None = None
+    run_id: str = ""  # set once the run is opened
+
+    def run(self, callbacks: Sequence[Callback] = ()) -> TrainResult:
+        """Open the run, train, and finish the run with the status the outcome maps to."""
+        run = self.open_run()
+        self.run_id = run.id
+        with run:
+            result = train(self.config, run=run, dataset=self.dataset, callbacks=callbacks, resume=self.resume,
+                           pretrained=self.pretrained)
+            if result.status != "finished":
+                run.summary["stop_reason"] = result.stop_reason
+                run.finish(result.status)
+        return result
+
+
+def new_session(config: TrainConfig, store_location: str, *, reproduction_of: str | None = None,
+                warn: Callable[[str], None] = _stderr) -> Session:
+    """A session that trains ``config`` as a new run in ``store_location``; bad input fails here."""
+    from striate import models
+    from striate.data.loader import load_dataset
+    from striate.tracking.run import init
+
+    remote = is_remote(store_location)
+    store = None
+    if remote:
+        _check_server(store_location, warn)  # an unreachable server is not fatal: the run is spooled
+    else:
+        store = open_store(store_location)
+    models.info(config.model)
+    resolve_device(config)
+    dataset = load_dataset(config.data)
+    pretrained = None
+    if config.pretrained:
+        from striate.train.pretrained import load_pretrained, read_state_dict
+
+        pretrained = read_state_dict(Path(config.pretrained))
+        fresh = models.create(config.model, num_classes=len(dataset.classes), in_channels=dataset.image_shape[0],
+                              **config.model_options)
+        load_pretrained(fresh, Path(config.pretrained), len(dataset.classes), state=pretrained)
+
+    def open_run() -> Run:
+        return init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
+                    store=store_location if remote else store, model=config.model, capture_console=True,
+                    reproduction_of=reproduction_of)
+
+    return Session(config, dataset, open_run, pretrained=pretrained)
+
+
+def resume_session(store_location: str, run_ref: str) -> Session:
+    """A session that continues run ``run_ref`` from its last checkpoint; nothing about the run changes until
+    :meth:`Session.run`."""
+    from striate.data.loader import load_dataset
+    from striate.tracking.run import reattach
+
+    store = open_store(store_location)
+    record = store.get_run(run_ref)
+    if is_remote(store_location):
+        from striate.tracking.spool import take_over_from_spool
+
+        record = take_over_from_spool(store, record)
+    point = resume_point(store, record)
+    config = pin_threads(TrainConfig.from_mapping(record.config, source=f"run {record.name}"), record)
+    check_dataset_fingerprint(config, record)
+    dataset = load_dataset(config.data)
+    after_step = int(point.state["position"]["global_step"])
+
+    def open_run() -> Run:
+        # Reattaching drops the points logged after the checkpoint and marks the run running again.
+        return reattach(store, record.id, after_step=after_step, capture_console=True)
+
+    return Session(config, dataset, open_run, resume=point)
+
+
+def _check_server(url: str, warn: Callable[[str], None]) -> None:
+    """Warn, without stopping, when a remote store cannot be reached: the run is recorded into the
+    local spool and sent by `striate sync` (or by the run itself if the server comes back)."""
+    from striate.errors import StoreError
+    from striate.tracking.spool import spool_location
+
+    try:
+        open_store(url)
+    except StoreError as exc:
+        warn(f"warning: {exc.problem}; recording into the local spool ({spool_location()}); "
+             f"`striate sync --to {url}` sends it once the server is back")

@@ -1,0 +1,315 @@
+"""The store contract: every backend (SQLite and PostgreSQL now; HTTP later) passes these tests.
+
+Written against the ``Store`` interface and ``open_store(location)`` only — except where a test must
+craft a database by hand (schema-version guards), which it does with plain SQL on the same location.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+import striate
+from striate.errors import RunNotFoundError, StoreError
+from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, Store, open_store
+from striate.tracking.store.base import chunk_sink, chunk_source
+from striate.tracking.store.liveness import process_start_time
+from striate.tracking.store.schema import SCHEMA_VERSION
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives, for each backend: a folder nobody has opened yet, or a fresh, empty database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(location: str) -> Store:
+    return open_store(location)
+
+
+def new_record(name: str = "r", status: str = "running", **fields: object) -> RunRecord:
+    now = time.time()
+    return RunRecord(id=uuid.uuid4().hex, name=name, project="contract", status=status, created_at=now,
+                     ended_at=None, heartbeat_at=now, **fields)  # type: ignore[arg-type]
+
+
+def series(key: str, steps: np.ndarray | list[int], values: np.ndarray | list[float]) -> MetricSeries:
+    steps = np.asarray(steps, np.int64)
+    return MetricSeries(key, steps, steps.astype(float) + 1e9, np.asarray(values, np.float64))
+
+
+def raw_engine(location: str) -> sa.Engine:
+    """Plain SQL access to the database behind a store location (for crafting broken stores)."""
+    if location.startswith("postgresql://"):
+        return sa.create_engine("postgresql+psycopg://" + location.removeprefix("postgresql://"))
+    return sa.create_engine(f"sqlite:///{Path(location) / 'striate.db'}")
+
+
+# -- runs: create / claim / update ----------------------------------------------------------------
+def test_create_read_update_and_find_runs(store: Store) -> None:
+    record = new_record("first", status="stopped", config={"lr": 0.1, "opt": {"name": "sgd"}}, tags=["a", "b"],
+                        model="lenet5", notes="n", host="h", pid=12, pid_started_at=3.5)
+    store.create_run(record)
+    got = store.get_run(record.id)
+    assert (got.name, got.status, got.config, got.tags, got.model, got.notes, got.host, got.pid, got.pid_started_at) \
+        == ("first", "stopped", {"lr": 0.1, "opt": {"name": "sgd"}}, ["a", "b"], "lenet5", "n", "h", 12, 3.5)
+    assert store.get_run(record.id[:8]).id == record.id and store.get_run("first").id == record.id
+    store.update_run(record.id, status="finished", summary={"best": 0.9}, ended_at=record.created_at + 5, archived=True)
+    got = store.get_run(record.id)
+    assert got.status == "finished" and got.summary == {"best": 0.9} and got.archived and got.duration_s == 5
+    assert store.search_runs(where="params.opt.name = sgd", include_archived=True) == [record.id]
+    assert [r.id for r in store.list_runs(project="contract")] == [record.id]
+    with pytest.raises(RunNotFoundError, match="striate runs"):
+        store.get_run("nope")
+    store.delete_run(record.id)
+    assert store.list_runs() == []
+
+
+def test_a_run_cannot_be_claimed_twice(store: Store) -> None:
+    record = new_record(status="stopped")
+    store.create_run(record)
+    assert store.claim_run(record.id, host="h", pid=1, pid_started_at=None) is True
+    assert store.claim_run(record.id, host="h", pid=2, pid_started_at=None) is False
+    got = store.get_run(record.id)
+    assert got.status == "running" and got.pid == 1
+
+
+CLAIMER = """
+import os, sys, time
+from pathlib import Path
+from striate.tracking.store import open_store
+store = open_store(sys.argv[1])
+Path(sys.argv[3] + f".ready{os.getpid()}").touch()
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.001)
+print(store.claim_run(sys.argv[2], host="h", pid=os.getpid(), pid_started_at=None))
+"""
+
+
+def test_concurrent_claims_from_processes_one_wins(store: Store, location: str, tmp_path: Path) -> None:
+    record = new_record(status="stopped")
+    store.create_run(record)
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, location, record.id, str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("go.ready*"))) < len(procs) and time.time() < deadline:
+        time.sleep(0.01)
+    go.touch()  # all claim at once
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert sorted(out.strip() for out, _ in outputs) == ["False", "False", "False", "True"]
+    assert store.get_run(record.id).status == "running"
+
+
+# -- metric points --------------------------------------------------------------------------------
+def test_batched_log_appends_in_order_and_keeps_summaries(store: Store) -> None:
+    record = new_record()
+    store.create_run(record)
+    store.log_batch(record.id, [series("loss", [0, 1, 2], [3.0, 2.0, 2.5]), series("acc", [0, 1, 2], [0.1, 0.2, 0.3])])
+    store.log_batch(record.id, [series("loss", [3, 4], [1.0, 1.5])], heartbeat_at=record.created_at + 7)
+    store.log_batch(record.id, [], heartbeat_at=record.created_at + 9)  # a heartbeat alone
+    loss = store.history(record.id, "loss")
+    assert loss.steps.tolist() == [0, 1, 2, 3, 4] and loss.values.tolist() == [3.0, 2.0, 2.5, 1.0, 1.5]
+    assert loss.times.tolist() == (np.arange(5) + 1e9).tolist()
+    got = store.get_run(record.id)
+    assert got.metrics["loss"] == {"last": 1.5, "min": 1.0, "max": 3.0, "count": 5, "last_step": 4}
+    assert got.metrics["acc"] == {"last": 0.3, "min": 0.1, "max": 0.3, "count": 3, "last_step": 2}
+    assert got.heartbeat_at == record.created_at + 9
+    assert len(store.history(record.id, "missing")) == 0
+
+
+def test_put_chunks_is_idempotent_and_keeps_summaries(store: Store, tmp_path: Path) -> None:
+    source = open_store(tmp_path / "source")
+    record = new_record()
+    for target in (source, store):
+        target.create_run(record)
+    for first in (0, 10, 20):
+        steps = np.arange(first, first + 10)
+        source.log_batch(record.id, [series("loss", steps, 100.0 - steps), series("acc", steps, steps / 100)])
+    chunks = chunk_source(source).chunks_since(record.id, 0)
+    assert all(isinstance(c, MetricChunk) for c in chunks) and len({c.uid for c in chunks}) == 6
+    sink = chunk_sink(store)
+    assert sink.put_chunks(record.id, chunks[:4] + chunks[:1]) == 4  # a uid twice in one call: stored once
+    assert sink.put_chunks(record.id, chunks) == 2
+    assert sink.put_chunks(record.id, chunks) == 0
+    assert chunk_source(source).chunks_since(record.id, chunks[-1].seq) == []
+    assert store.history(record.id, "loss").steps.tolist() == list(range(30))
+    assert store.get_run(record.id).metrics == source.get_run(record.id).metrics
+    assert store.get_run(record.id).metrics["loss"] == {"last": 71.0, "min": 71.0, "max": 100.0, "count": 30,
+                                                        "last_step": 29}
+
+
+def test_truncate_metrics_drops_points_after_a_step_and_fixes_summaries(store: Store) -> None:
+    record = new_record()
+    store.create_run(record)
+    for first in (0, 10, 20):  # three chunks; the cut at step 14 straddles the second
+        steps = np.arange(first, first + 10)
+        store.log_batch(record.id, [MetricSeries("loss", steps, steps.astype(float), 100.0 - steps)])
+    assert store.truncate_metrics(record.id, after_step=14) == 15
+    assert store.history(record.id, "loss").steps.tolist() == list(range(15))
+    summary = store.get_run(record.id).metrics["loss"]
+    assert summary == {"last": 86.0, "min": 86.0, "max": 100.0, "count": 15, "last_step": 14}
+    assert store.truncate_metrics(record.id, after_step=14) == 0
+    assert store.truncate_metrics(record.id, after_step=-1) == 15
+    assert "loss" not in store.get_run(record.id).metrics and len(store.history(record.id, "loss")) == 0
+
+
+def test_nan_and_inf_round_trip_in_history_and_are_no_value_in_summaries(store: Store) -> None:
+    record = new_record()
+    store.create_run(record)
+    nan, inf = float("nan"), float("inf")
+    store.log_batch(record.id, [series("loss", [0, 1, 2], [1.0, nan, inf]), series("blown", [0, 1], [-inf, inf]),
+                                series("ok", [0], [5.0])])
+    store.log_batch(record.id, [series("loss", [3, 4], [-inf, nan])])
+    np.testing.assert_array_equal(store.history(record.id, "loss").values, [1.0, nan, inf, -inf, nan])
+    metrics = store.get_run(record.id).metrics
+    assert metrics["loss"] == {"last": None, "min": 1.0, "max": 1.0, "count": 5, "last_step": 4}
+    assert metrics["blown"] == {"last": None, "min": None, "max": None, "count": 2, "last_step": 1}
+    store.log_batch(record.id, [series("blown", [2], [2.0])])
+    assert store.get_run(record.id).metrics["blown"] == {"last": 2.0, "min": 2.0, "max": 2.0, "count": 3,
+                                                         "last_step": 2}
+
+
+def test_history_downsampling_keeps_extremes_first_and_last(store: Store) -> None:
+    run = striate.init(store=store, system_metrics=False, capture_console=False, capture_environment=False)
+    for step in range(5000):
+        run.log({"loss": 1.0 if step not in (1234, 4321) else (99.0 if step == 4321 else -99.0)}, step=step)
+    run.finish()
+    down = striate.Api(store).run(run.id).history("loss", max_points=100)
+    assert len(down) <= 100 and down.values.max() == 99.0 and down.values.min() == -99.0
+    assert down.steps[0] == 0 and down.steps[-1] == 4999 and (np.diff(down.steps) > 0).all()
+
+
+# -- many processes at once -------------------------------------------------------------------------
+WRITER = """
+import os, sys, time
+import numpy as np
+from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, open_store
+from striate.tracking.store.codec import pack
+location, index, batches, shared = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+store = open_store(location)
+run_id = f"{index:04d}" + "a" * 28
+now = time.time()
+store.create_run(RunRecord(id=run_id, name=f"writer-{index}", project="contract", status="running",
+                           created_at=now, ended_at=None, heartbeat_at=now, host=None, pid=os.getpid()))
+for b in range(batches):
+    steps = np.arange(b * 10, b * 10 + 10)
+    store.log_batch(run_id, [MetricSeries(key, steps, np.full(10, now), steps * factor + index)
+                             for factor, key in ((1.0, "loss"), (2.0, "acc"), (3.0, "lr"))], heartbeat_at=time.time())
+if shared != "-":
+    chunks = []
+    for c in range(20):
+        p = pack(MetricSeries("shared", np.arange(c * 5, c * 5 + 5), np.full(5, now), np.full(5, float(c))))
+        chunks.append(MetricChunk(f"origin:{c}", p.key, p.steps, p.times, p.values, c + 1))
+    order = np.random.default_rng(index).permutation(20)
+    for start in range(0, 20, 4):
+        store.put_chunks(shared, [chunks[i] for i in order[start:start + 4]])
+store.update_run(run_id, status="finished", ended_at=time.time())
+print("ok")
+"""
+
+
+def run_writers(location: str, shared: str, processes: int = 8, batches: int = 40) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, location, str(i), str(batches), shared],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(processes)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0 and out.strip() == "ok", err
+        assert "locked" not in err
+
+
+def check_writers(store: Store, processes: int = 8, batches: int = 40) -> None:
+    runs = [r for r in store.list_runs() if r.name.startswith("writer-")]
+    assert sorted(r.name for r in runs) == [f"writer-{i}" for i in range(processes)]
+    for run in runs:
+        index = int(run.name.split("-")[1])
+        assert run.status == "finished"
+        for factor, key in ((1.0, "loss"), (2.0, "acc"), (3.0, "lr")):
+            got = store.history(run.id, key)
+            np.testing.assert_array_equal(got.steps, np.arange(batches * 10))  # nothing lost, nothing twice
+            np.testing.assert_array_equal(got.values, np.arange(batches * 10) * factor + index)
+            assert run.metrics[key]["count"] == batches * 10
+
+
+def test_eight_processes_create_and_fill_a_store_nobody_opened_yet(location: str) -> None:
+    run_writers(location, shared="-")  # all of them create the schema at the same moment
+    check_writers(open_store(location))
+
+
+def test_eight_processes_write_their_runs_and_sync_the_same_chunks_into_one(store: Store, location: str) -> None:
+    shared = new_record("shared")
+    store.create_run(shared)
+    run_writers(location, shared=shared.id)
+    check_writers(store)
+    got = store.history(shared.id, "shared")  # in order of arrival: each chunk exactly once
+    assert sorted(got.steps.tolist()) == list(range(100))
+    summary = store.get_run(shared.id).metrics["shared"]
+    assert summary["count"] == 100 and summary["min"] == 0.0 and summary["max"] == 19.0
+
+
+# -- schema versions ------------------------------------------------------------------------------
+@pytest.mark.parametrize("craft,message", [
+    ("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'", "older striate"),
+    (f"UPDATE store_meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'", "newer than this striate"),
+    ("DROP TABLE store_meta", "records no schema version"),
+])
+def test_schema_version_guards(store: Store, location: str, craft: str, message: str) -> None:
+    store.create_run(new_record())
+    engine = raw_engine(location)
+    with engine.begin() as conn:
+        conn.execute(sa.text(craft))
+    engine.dispose()
+    with pytest.raises(StoreError, match=message) as caught:
+        open_store(location)
+    assert caught.value.fix  # every refusal says what to do
+
+
+def test_a_store_at_this_schema_version_opens_and_keeps_its_runs(store: Store, location: str) -> None:
+    record = new_record()
+    store.create_run(record)
+    engine = raw_engine(location)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT value FROM store_meta WHERE key = 'schema_version'")).scalar() \
+            == str(SCHEMA_VERSION)
+    engine.dispose()
+    assert open_store(location).get_run(record.id).id == record.id
+
+
+# -- crash detection ------------------------------------------------------------------------------
+def test_pid_reuse_is_detected_by_the_process_start_time(store: Store, location: str) -> None:
+    started = process_start_time()
+    assert started is not None, "psutil reads process start times here"
+    here = socket.gethostname()
+    reused = new_record("reused", host=here, pid=os.getpid(), pid_started_at=started - 1000)  # same PID, not us
+    alive = new_record("alive", host=here, pid=os.getpid(), pid_started_at=started)
+    elsewhere = new_record("elsewhere", host="another-host", pid=os.getpid(), pid_started_at=started - 1000)
+    for record in (reused, alive, elsewhere):
+        store.create_run(record)
+    reopened = open_store(location)  # opening a store applies the crash policy
+    assert reopened.get_run(reused.id).status == "crashed"
+    assert reopened.get_run(alive.id).status == "running"
+    assert reopened.get_run(elsewhere.id).status == "running", "another host's PID says nothing; its heartbeat does"
+
+
+# -- CI runs the contract on PostgreSQL --------------------------------------------------------------
+@pytest.mark.parametrize("required,outcome,code", [("1", "1 error", 1), ("", "1 skipped", 0)])
+def test_a_missing_postgresql_fails_the_tests_when_required(required: str, outcome: str, code: int) -> None:
+    env = {**os.environ, "STRIATE_TEST_POSTGRES_ADMIN": "postgresql+psycopg://postgres@127.0.0.1:9/postgres",
+           "STRIATE_REQUIRE_POSTGRES": required}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{__file__}::test_a_run_cannot_be_claimed_twice[postgresql]"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[2])
+    assert done.returncode == code and outcome in done.stdout, done.stdout[-2000:] + done.stderr
