@@ -7,6 +7,8 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from subprocess import CompletedProcess
+from subprocess import run as run_process
 
 import numpy as np
 import pytest
@@ -55,12 +57,15 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+CLI_ENV = {"COLUMNS": "200"}  # wide enough that no line of output is wrapped
+
+
 def train_killed_after_epoch_1(*args: str) -> None:
     """Run `striate train ARGS` (3 epochs or more, --no-progress) and SIGKILL it once epoch 1 is done."""
     import signal
 
     proc = subprocess.Popen([sys.executable, "-m", "striate", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **CLI_ENV})
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("epoch   1/"):
@@ -69,12 +74,52 @@ def train_killed_after_epoch_1(*args: str) -> None:
     proc.wait()
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300,
+            subprocess: bool = False) -> CompletedProcess[str]:
+    """Run `striate ARGS` and return its exit code, stdout and stderr.
+
+    In this process (Typer's CliRunner: no interpreter or torch start-up) unless ``subprocess=True``,
+    which runs `python -m striate` in a child: for what needs a process of its own (signals, a PID,
+    the environment torch reads once at start-up).
+    """
+    if subprocess:
+        return run_cli_process(*args, cwd=cwd, env=env, timeout=timeout)
+    return invoke_cli(*args, cwd=cwd, env=env)
+
+
+def run_cli_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                    timeout: float = 300) -> CompletedProcess[str]:
     """Run the real `striate` command in a subprocess."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "striate", *args], capture_output=True, text=True,
-                          cwd=cwd, env=full_env, timeout=timeout)
+    full_env = {**os.environ, **CLI_ENV, **(env or {})}
+    return run_process([sys.executable, "-m", "striate", *args], capture_output=True, text=True,
+                       cwd=cwd, env=full_env, timeout=timeout)
+
+
+def invoke_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    """Run `striate ARGS` in this process as `python -m striate` would: same app, same one-line errors,
+    with the working directory, environment and argv set for the call and put back afterwards."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    import striate.__main__
+    from striate.cli.app import app
+
+    before = (Path.cwd(), sys.argv)
+    # argv as `python -m striate` sets it: runs record it, and `train` prints it as the way to call again.
+    sys.argv = [striate.__main__.__file__, *args]
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner(env={**CLI_ENV, **(env or {})}).invoke(app, list(args), prog_name="python -m striate")
+    finally:
+        os.chdir(before[0])
+        sys.argv = before[1]
+    stderr = result.stderr
+    if result.exception is not None and result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        # What the interpreter would print for an uncaught exception, so "no traceback" stays testable.
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return CompletedProcess(["striate", *args], result.exit_code, result.stdout, stderr)
 
 
 # STRIATE_TEST_POSTGRES_ADMIN lets a test point the fixture at a server that is not there.

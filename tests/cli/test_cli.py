@@ -1,4 +1,5 @@
-"""The real `striate` command in subprocesses: training, listing, showing, bad input, Ctrl-C."""
+"""The `striate` command: training, listing, showing, bad input (in this process, through the app);
+Ctrl-C and `python -m striate` itself in subprocesses."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from striate.tracking.store import open_store
+from striate.tracking.store import DATABASE_FILE, RunRecord, open_store
 from tests.conftest import run_cli, write_dataset
 
 
-def no_run_left_running(store: Path) -> bool:
-    if not (store / "striate.db").exists():
-        return True
-    return all(r.status != "running" for r in open_store(store).list_runs())
+def recorded_runs(store: Path) -> list[RunRecord]:
+    """Every run in the store at ``store``, whatever its status, archived ones too (none without a store)."""
+    if not (store / DATABASE_FILE).exists():
+        return []
+    return open_store(store).list_runs()
 
 
 def test_train_then_runs_and_show(synthetic_data, tmp_path):
@@ -87,7 +89,7 @@ def test_bad_input_gives_one_clear_line(synthetic_data, tmp_path, case):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error:") and expected in lines[0] and "fix:" in lines[0]
-    assert no_run_left_running(store)
+    assert recorded_runs(store) == [], "bad input is refused before a run exists: not even a failed one"
 
 
 def test_unwritable_store_is_one_clear_line(synthetic_data, tmp_path):
@@ -104,6 +106,7 @@ def test_bad_config_file_is_one_clear_line(tmp_path):
     done = run_cli("train", "-c", str(config))
     assert done.returncode == 2 and "not valid YAML" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    assert recorded_runs(tmp_path / "default-store") == []  # $STRIATE_STORE, set by the isolated_cache fixture
 
 
 def test_existing_runs_survive_a_failing_command(synthetic_data, tmp_path):
@@ -111,12 +114,11 @@ def test_existing_runs_survive_a_failing_command(synthetic_data, tmp_path):
     assert run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", str(store),
                    "--no-progress").returncode == 0
     assert run_cli("train", "nope", "--data", str(synthetic_data), "--store", str(store)).returncode == 2
-    runs = open_store(store).list_runs()
-    assert [r.status for r in runs] == ["finished"]
+    assert [r.status for r in recorded_runs(store)] == ["finished"]
 
 
 def test_ctrl_c_marks_the_run_stopped_and_keeps_the_checkpoint(tmp_path):
-    data = write_dataset(tmp_path / "bigger", n_train=2000, n_test=100)
+    data = write_dataset(tmp_path / "bigger", n_train=640, n_test=80)  # 200 epochs: stopped long before the end
     store = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--epochs", "200",
                              "--batch-size", "16", "--store", str(store), "--no-progress"],
@@ -189,3 +191,40 @@ def test_show_includes_the_runs_note(synthetic_data, tmp_path):
     run_id = json.loads(done.stdout)["id"]
     assert run_cli("note", run_id, "baseline [for] the ablation", "--store", store).returncode == 0
     assert "notes: baseline [for] the ablation" in run_cli("show", run_id, "--store", store).stdout
+
+
+def test_python_m_striate_is_the_same_app_with_the_same_errors(tmp_path):
+    # Everything above runs the app in this process; this is the entry point users run.
+    missing = run_cli("show", "nope", "--store", str(tmp_path / "store"), subprocess=True)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.splitlines() == ["error: no run 'nope' in this store — fix: `striate runs` lists the runs"]
+    assert missing.stderr == run_cli("show", "nope", "--store", str(tmp_path / "store")).stderr
+
+
+def test_help_imports_neither_torch_nor_sqlalchemy():
+    """`striate --help` stays quick: the heavy packages are imported by the commands that use them."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "striate", "--help"], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0 and "train" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "typer" in imported, "the -X importtime listing was read"
+    assert not imported & {"torch", "sqlalchemy", "numpy"}, imported & {"torch", "sqlalchemy", "numpy"}
+
+
+def test_a_database_error_is_one_line_with_exit_code_3(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    import striate
+
+    store = tmp_path / "store"
+    run = striate.init(name="x", store=store, system_metrics=False, capture_environment=False)
+    run.finish()
+    with closing(sqlite3.connect(store / DATABASE_FILE)) as db:  # damaged in a way no check looks for
+        db.execute("ALTER TABLE runs DROP COLUMN notes")
+        db.commit()
+    done = run_cli("show", "x", "--store", str(store))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines() == ["error: the store database failed: no such column: runs.notes — fix: "
+                                        "check --store, its disk space and permissions"]

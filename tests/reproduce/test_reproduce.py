@@ -1,4 +1,4 @@
-"""Reproduction and exact resume, through the real CLI in subprocesses."""
+"""Reproduction and exact resume through the CLI (`reproduce` itself runs the code again in a subprocess)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ TRAIN = ["--epochs", "2", "--batch-size", "32", "--crop-padding", "2", "--flip",
 
 def train(store: Path, data: Path, *extra: str, cwd: Path | None = None, env_threads: str | None = None) -> str:
     env = {"OMP_NUM_THREADS": env_threads} if env_threads else None
-    done = run_cli("train", "--data", str(data), "--store", str(store), *TRAIN, *extra, "--json", cwd=cwd, env=env)
+    # torch reads OMP_NUM_THREADS once, when a process starts: a thread count set there needs a process.
+    done = run_cli("train", "--data", str(data), "--store", str(store), *TRAIN, *extra, "--json", cwd=cwd, env=env,
+                   subprocess=env is not None)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["id"]
 

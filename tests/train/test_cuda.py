@@ -89,9 +89,11 @@ def test_deterministic_cuda_runs_are_bit_identical(synthetic_data):
 
 def test_reproduce_on_cuda_through_the_cli(synthetic_data, tmp_path):
     store = tmp_path / "store"
+    # A process of its own, like the reproduction: cuBLAS reads CUBLAS_WORKSPACE_CONFIG once per process,
+    # and the tests above have already used cuBLAS in this one.
     done = run_cli("train", "--data", str(synthetic_data), "--store", str(store), "--epochs", "2",
                    "--batch-size", "32", "--device", "cuda", "--deterministic", "on", "--seed", "5",
-                   "--no-progress", "--json")
+                   "--no-progress", "--json", subprocess=True)
     assert done.returncode == 0, done.stderr
     original = json.loads(done.stdout)["id"]
     done = run_cli("reproduce", original[:8], "--verify", "--store", str(store), "--json")

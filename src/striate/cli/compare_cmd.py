@@ -6,11 +6,12 @@ from typing import Optional
 
 import typer
 
-from striate.cli.app import app, console, print_json
-from striate.cli.runs_cmd import JSON_OPTION, STORE_OPTION
+from striate.cli.common import JSON_OPTION, STORE_OPTION, console, print_json
+
+commands = typer.Typer()  # registered on the app by striate.cli.app
 
 
-@app.command("compare")
+@commands.command("compare")
 def compare(
     runs: list[str] = typer.Argument(..., help="two or more run ids, prefixes or names"),
     metric: str = typer.Option("test/acc1", "--metric", "-m", help="metric to chart"),
@@ -41,7 +42,7 @@ def compare(
         console.print(Text.from_ansi(metric_chart(records, histories, metric)))
 
 
-@app.command("diff")
+@commands.command("diff")
 def diff(
     run_a: str = typer.Argument(..., help="first run"),
     run_b: str = typer.Argument(..., help="second run"),

@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from striate.cli.app import console
+from striate.cli.common import console
 from striate.tracking.store import MetricSeries, RunRecord
 from striate.tracking.store.sql import flatten_params
 

@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from striate.cli.app import console, data_app, print_json
+from striate.cli.common import JSON_OPTION, console, print_json
+
+data_app = typer.Typer(help="Fetch and inspect datasets.", no_args_is_help=True)
 
 
 @data_app.command("get")
@@ -19,7 +21,7 @@ def get(
     local_only: bool = typer.Option(False, "--local-only", help="never use the network"),
     mirror: Optional[list[str]] = typer.Option(
         None, "--mirror", help="base URL to download from instead of the official mirrors"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Make a dataset available: cache, --from folder, OS package copy, or the official mirrors."""
     from striate.data.catalog import DATASETS

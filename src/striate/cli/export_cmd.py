@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from striate.cli.app import app, console, print_json
-from striate.cli.models_cmd import parse_input_shape
+from striate.cli.common import JSON_OPTION, console, parse_input_shape, print_json
+
+commands = typer.Typer()  # registered on the app by striate.cli.app
 
 
-@app.command("export")
+@commands.command("export")
 def export_command(
     target: str = typer.Argument(..., help="run id (or prefix), registered model name, or layer-spec file"),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript"),
@@ -23,7 +24,7 @@ def export_command(
     classes: Optional[int] = typer.Option(None, "--classes", help="output classes for a fresh model (default 10)"),
     store: Optional[str] = typer.Option(None, "--store", help="store folder holding the run (default "
                                                                 "./striate-runs or $STRIATE_STORE)"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Export a run's trained weights (or a model with fresh weights) and check the file against PyTorch."""
     from striate.export import export

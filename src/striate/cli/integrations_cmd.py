@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-from striate.cli.app import app, console, print_json
-from striate.cli.runs_cmd import JSON_OPTION, STORE_OPTION
+from striate.cli.common import JSON_OPTION, STORE_OPTION, console, print_json
+
+commands = typer.Typer()  # registered on the app by striate.cli.app
 
 import_app = typer.Typer(help="Bring runs from other trackers into striate.", no_args_is_help=True)
-app.add_typer(import_app, name="import")
 
 
 @import_app.command("mlflow")
@@ -34,7 +34,7 @@ def import_mlflow(
     console.print(f"imported {new} MLflow run(s); {len(rows) - new} were already here")
 
 
-@app.command("export-tensorboard")
+@commands.command("export-tensorboard")
 def export_tensorboard(
     run: str = typer.Argument(..., help="run id, prefix or name"),
     out_dir: Path = typer.Argument(..., help="folder for the event files (point TensorBoard's --logdir here)"),

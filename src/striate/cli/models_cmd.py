@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from striate.cli.app import app, console, print_json
+from striate.cli.common import JSON_OPTION, console, parse_input_shape, print_json
 from striate.errors import ConfigError
 
 models_app = typer.Typer(help="List, inspect and draw model architectures.", no_args_is_help=False)
-app.add_typer(models_app, name="models")
-
-
-def parse_input_shape(text: str) -> tuple[int, int, int]:
-    """``"3x224x224"`` -> (3, 224, 224); a ConfigError naming the expected form otherwise."""
-    parts = re.split(r"[x×,]", text.strip().lower())
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"cannot read input shape {text!r}", "write CxHxW, e.g. --input 1x32x32 or 3x224x224")
-    c, h, w = (int(p) for p in parts)
-    return c, h, w
 
 
 def human(n: float) -> str:
@@ -82,7 +71,7 @@ def show(
     input_shape: Optional[str] = typer.Option(None, "--input", help="CxHxW (default: 1 channel at the "
                                                                       "model's input size)"),
     classes: int = typer.Option(10, "--classes", help="output classes"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = JSON_OPTION,
     diagram_path: Optional[Path] = typer.Option(None, "--diagram", help="also draw the architecture to "
                                                                           "FILE.svg or FILE.png"),
 ) -> None:

@@ -8,13 +8,12 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from striate.cli.app import app, console, print_json
+from striate.cli.common import JSON_OPTION, STORE_OPTION, console, print_json
 
-STORE_OPTION = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)")
-JSON_OPTION = typer.Option(False, "--json", help="machine-readable output")
+commands = typer.Typer()  # registered on the app by striate.cli.app
 
 
-@app.command("export-run")
+@commands.command("export-run")
 def export_run_command(
     run: str = typer.Argument(..., help="run id, id prefix or name"),
     out: Path = typer.Argument(..., help="archive to write, e.g. run.tar.gz"),
@@ -37,7 +36,7 @@ def export_run_command(
         console.print(f"[yellow]skipped[/] {escape(item['path'])}: {escape(item['reason'])}", highlight=False)
 
 
-@app.command("import-run")
+@commands.command("import-run")
 def import_run_command(
     file: Path = typer.Argument(..., help="archive written by `striate export-run`"),
     store: Optional[str] = STORE_OPTION,

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from rich.markup import escape
 from rich.table import Table
 
-from striate.cli.app import console
+from striate.cli.common import console, print_json
 from striate.config import TrainConfig
 from striate.tracking.store import RunRecord
 
@@ -74,8 +74,6 @@ def print_runs(records: list[RunRecord]) -> None:
 def print_run_result(record: RunRecord, store_location: str, as_json: bool) -> None:
     """How `train` and `resume` end: the run's summary as JSON, or the human summary with a hint."""
     if as_json:
-        from striate.cli.app import print_json
-
         print_json({"id": record.id, "name": record.name, "status": record.status, "summary": record.summary})
     else:
         print_train_summary(record, store_location)

@@ -8,11 +8,12 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from striate.cli.app import app, console, err_console, print_json
-from striate.cli.runs_cmd import JSON_OPTION, STORE_OPTION
+from striate.cli.common import JSON_OPTION, STORE_OPTION, console, err_console, print_json
+
+commands = typer.Typer()  # registered on the app by striate.cli.app
 
 
-@app.command("resume")
+@commands.command("resume")
 def resume_command(
     run: str = typer.Argument(..., help="a stopped, crashed or failed run"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
@@ -34,7 +35,7 @@ def resume_command(
         sys.exit(130)
 
 
-@app.command("reproduce")
+@commands.command("reproduce")
 def reproduce_command(
     run: str = typer.Argument(..., help="the run to reproduce"),
     verify: bool = typer.Option(False, "--verify", help="compare weights and metric series with the original"),

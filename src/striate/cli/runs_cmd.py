@@ -8,13 +8,12 @@ from typing import Optional
 
 import typer
 
-from striate.cli.app import app, console, print_json
+from striate.cli.common import JSON_OPTION, STORE_OPTION, console, print_json
 
-STORE_OPTION = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)")
-JSON_OPTION = typer.Option(False, "--json", help="machine-readable output")
+commands = typer.Typer()  # registered on the app by striate.cli.app
 
 
-@app.command("runs")
+@commands.command("runs")
 def list_runs(
     where: Optional[str] = typer.Option(None, "--where", "-w",
                                         help="filter, e.g. 'params.lr > 0.01 and metrics.test/acc1.max > 0.9'"),
@@ -53,7 +52,7 @@ def list_runs(
         print_runs(records)
 
 
-@app.command("show")
+@commands.command("show")
 def show(
     run: str = typer.Argument(..., help="run id, id prefix or name"),
     requirements: bool = typer.Option(False, "--requirements", help="print the run's exact package list"),
@@ -77,7 +76,7 @@ def show(
         print_run(record)
 
 
-@app.command("tag")
+@commands.command("tag")
 def tag(
     run: str = typer.Argument(..., help="run id, prefix or name"),
     tags: list[str] = typer.Argument(..., help="tags to add"),
@@ -104,7 +103,7 @@ def tag(
         console.print(f"{record.name}: tags {', '.join(new) or '-'}", markup=False, highlight=False)
 
 
-@app.command("note")
+@commands.command("note")
 def note(
     run: str = typer.Argument(..., help="run id, prefix or name"),
     text: str = typer.Argument(..., help="the note (replaces the previous one)"),
@@ -123,7 +122,7 @@ def note(
         console.print(f"{record.name}: note saved", markup=False)
 
 
-@app.command("archive")
+@commands.command("archive")
 def archive(
     runs: list[str] = typer.Argument(..., help="run ids, prefixes or names"),
     undo: bool = typer.Option(False, "--undo", help="bring archived runs back"),
@@ -141,7 +140,7 @@ def archive(
         f"{'un' if undo else ''}archived {len(ids)} run(s)")
 
 
-@app.command("delete")
+@commands.command("delete")
 def delete(
     runs: list[str] = typer.Argument(..., help="run ids, prefixes or names"),
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
@@ -165,7 +164,7 @@ def delete(
     print_json({"deleted": [r.id for r in records]}) if as_json else console.print(f"deleted {len(records)} run(s)")
 
 
-@app.command("which")
+@commands.command("which")
 def which(
     file: str = typer.Argument(..., help="a weight file, checkpoint or any artifact"),
     store: Optional[str] = STORE_OPTION,
@@ -202,7 +201,7 @@ def which(
                           markup=False)
 
 
-@app.command("sync")
+@commands.command("sync")
 def sync(
     to: str = typer.Option(..., "--to", help="the remote store, e.g. postgresql://user@host/db"),
     spool: Optional[str] = typer.Option(None, "--spool", help="the local spool (default ~/.cache/striate/spool)"),

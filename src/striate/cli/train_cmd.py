@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from striate.cli.app import app
+from striate.cli.common import STORE_OPTION, err_console
 from striate.config import TrainConfig, parse_assignments
 
 _SKIP = {"model", "model_options"}  # model is the positional argument; options go through --set
@@ -41,8 +41,7 @@ def train_command(
     model: Optional[str] = typer.Argument(None, help="model name (default lenet5)"),
     config_file: Optional[Path] = typer.Option(None, "-c", "--config", help="YAML config file"),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="override any setting: --set key=value"),
-    store: Optional[str] = typer.Option(None, "--store",
-                                        help="store folder (default ./striate-runs or $STRIATE_STORE)"),
+    store: Optional[str] = STORE_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON"),
     reproduction_of: Optional[str] = typer.Option(None, "--reproduction-of",
@@ -73,13 +72,13 @@ def train_command(
 train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [p for p in inspect.signature(train_command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     + _flag_parameters())
-app.command("train")(train_command)
+commands = typer.Typer()  # registered on the app by striate.cli.app
+commands.command("train")(train_command)
 
 
 def run_training(config: TrainConfig, store_location: str, progress: bool = True,
                  echo: bool = True, reproduction_of: str | None = None) -> tuple[Any, str]:
     """Train ``config`` as a new run through the one training session; the bar and epoch lines as asked."""
-    from striate.cli.app import err_console
     from striate.cli.progress import ProgressBar
     from striate.train.session import new_session
 
