@@ -30,8 +30,10 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py striate
 
 clean:
 	rm -rf $(VENV) striate-runs .pytest_cache

@@ -160,17 +160,27 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_json_output_of_a_diverged_run_is_standard_json(synthetic_data, tmp_path):
+def test_a_diverged_run_fails_and_non_finite_values_print_as_standard_json(synthetic_data, tmp_path):
+    import striate
+
     store = str(tmp_path / "store")
     done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--lr", "1e12", "--store", store,
                    "--no-progress", "--json")
-    assert done.returncode == 0, done.stderr
-    result = strict_json(done.stdout)
-    assert result["summary"]["test_loss"] is None, "a non-finite loss is reported as null"
-    for command in (["show", result["id"]], ["runs"]):
-        shown = run_cli(*command, "--store", store, "--json")
-        assert shown.returncode == 0, shown.stderr
-        strict_json(shown.stdout)
+    assert done.returncode == 4 and "error: training diverged" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    (diverged,) = open_store(store).list_runs()
+    assert diverged.status == "failed" and "training diverged" in (diverged.error or "")
+    run = striate.init(store=store, system_metrics=False, capture_environment=False, capture_console=False)
+    run.log({"loss": float("nan"), "grad_norm": float("inf")}, step=0)
+    run.summary["test_loss"] = float("nan")
+    run.finish()
+    shown = run_cli("show", run.id, "--store", store, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert strict_json(shown.stdout)["summary"]["test_loss"] is None, "a non-finite value is reported as null"
+    for command in (["show", diverged.id], ["runs"]):
+        listed = run_cli(*command, "--store", store, "--json")
+        assert listed.returncode == 0, listed.stderr
+        strict_json(listed.stdout)
 
 
 def test_store_server_errors_and_empty_tags_are_one_clear_line(synthetic_data, tmp_path):

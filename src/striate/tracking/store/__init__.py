@@ -12,9 +12,9 @@ from pathlib import Path
 
 from striate.tracking.store.base import ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
 from striate.tracking.store.codec import MetricChunk, MetricSeries
+from striate.tracking.store.schema import DATABASE_FILE
 
 DEFAULT_STORE = "striate-runs"
-DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
 
 
 def holds_store(folder: str | os.PathLike[str]) -> bool:

@@ -26,7 +26,15 @@ from striate.tracking.store import codec
 from striate.tracking.store.base import RunRecord, SyncableStore, downsample_m4
 from striate.tracking.store.codec import MetricChunk, MetricSeries, PackedChunk, Summary
 from striate.tracking.store.liveness import RunningProcess, crashed_runs
-from striate.tracking.store.schema import artifacts, ensure_schema, metric_chunks, metric_summary, params, runs
+from striate.tracking.store.schema import (
+    DATABASE_FILE,
+    artifacts,
+    ensure_schema,
+    metric_chunks,
+    metric_summary,
+    params,
+    runs,
+)
 
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
 _IN_BATCH = 500  # ids per IN (...) list
@@ -96,8 +104,6 @@ class SqlStore(SyncableStore):
         except OSError as exc:
             raise StoreError(f"cannot create the store folder {folder}: {exc.strerror}",
                              "choose a writable folder with --store or STRIATE_STORE") from None
-        from striate.tracking.store import DATABASE_FILE
-
         return cls(f"sqlite:///{folder.resolve() / DATABASE_FILE}", folder / "artifacts")
 
     # -- writes -----------------------------------------------------------------------------------
