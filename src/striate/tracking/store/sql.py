@@ -80,9 +80,11 @@ class SqlStore(SyncableStore):
         shown = self.engine.url.render_as_string(hide_password=True)
         try:
             ensure_schema(self.engine, self._begin, shown)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:
             reason = " ".join(str(exc.orig).split())  # one line: drivers add hints on lines of their own
-            if self.engine.dialect.name == "sqlite":
+            if not isinstance(exc, sa.exc.OperationalError):  # e.g. "file is not a database"
+                fix = "this is not a striate store: move it aside, or choose another with --store"
+            elif self.engine.dialect.name == "sqlite":
                 fix = "check that the folder is writable, or choose another with --store"
             else:
                 fix = "check that the database server is running and the URL (host, port, user, database) is right"
@@ -439,8 +441,8 @@ class SqlStore(SyncableStore):
         (OperationalError) when another process holds the lock."""
         with self.engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
-            if not wait and sqlite:
-                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            if not wait and sqlite:  # on the driver's connection: a statement here would begin a transaction
+                conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")
             try:
                 conn.info["begin_immediate"] = True
                 with conn.begin():
@@ -449,7 +451,7 @@ class SqlStore(SyncableStore):
                     yield conn
             finally:
                 if not wait and sqlite:
-                    conn.exec_driver_sql("PRAGMA busy_timeout=30000")
+                    conn.connection.driver_connection.execute("PRAGMA busy_timeout=30000")
 
     def _records(self, conn: sa.Connection, rows: Sequence[Any]) -> list[RunRecord]:
         if not rows:
