@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,8 +21,7 @@ import sqlalchemy as sa
 
 import striate
 from striate.errors import RunNotFoundError, StoreError
-from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, Store, open_store
-from striate.tracking.store import liveness
+from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, Store, liveness, open_store
 from striate.tracking.store.base import ClaimLostError, Owner, chunk_sink, chunk_source
 from striate.tracking.store.liveness import process_start_time
 from striate.tracking.store.schema import SCHEMA_VERSION
@@ -362,6 +362,32 @@ def test_a_run_marked_crashed_but_claimed_by_nobody_is_taken_back_by_its_owner(s
                     owner=Owner("host-a", 11, None))
     got = store.get_run(record.id)
     assert got.status == "running" and got.ended_at is None and got.metrics["loss"]["count"] == 1
+
+
+def test_a_reader_does_not_wait_for_a_writer_and_leaves_crash_marking_to_the_next_writer(
+        store: Store, location: str) -> None:
+    dead = new_record("dead", host=socket.gethostname(), pid=os.getpid(), pid_started_at=1.0)  # not this process
+    store.create_run(dead)
+    engine = raw_engine(location)
+    holder = engine.connect()
+    transaction = holder.begin()
+    if engine.dialect.name == "sqlite":
+        holder.exec_driver_sql("UPDATE store_meta SET value = value")  # takes SQLite's write lock
+    holder.execute(sa.text("UPDATE runs SET notes = notes WHERE id = :id"), {"id": dead.id})  # and the row's
+    release = threading.Timer(20, transaction.rollback)  # at worst a waiting reader is freed after 20 s
+    release.start()
+    try:
+        started = time.monotonic()
+        reader = open_store(location, read_only=True)
+        assert [r.name for r in reader.list_runs()] == ["dead"]
+        assert time.monotonic() - started < 10, "the reader waited for the writer"
+    finally:
+        release.cancel()
+        if transaction.is_active:
+            transaction.rollback()
+        holder.close()
+        engine.dispose()
+    assert open_store(location).get_run(dead.id).status == "crashed"
 
 
 # -- run references -------------------------------------------------------------------------------

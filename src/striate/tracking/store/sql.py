@@ -441,8 +441,8 @@ class SqlStore(SyncableStore):
         (OperationalError) when another process holds the lock."""
         with self.engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
-            if not wait and sqlite:  # on the driver's connection: a statement here would begin a transaction
-                conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")
+            if not wait and sqlite:
+                _set_busy_timeout(conn, 0)
             try:
                 conn.info["begin_immediate"] = True
                 with conn.begin():
@@ -451,7 +451,7 @@ class SqlStore(SyncableStore):
                     yield conn
             finally:
                 if not wait and sqlite:
-                    conn.connection.driver_connection.execute("PRAGMA busy_timeout=30000")
+                    _set_busy_timeout(conn, 30000)
 
     def _records(self, conn: sa.Connection, rows: Sequence[Any]) -> list[RunRecord]:
         if not rows:
@@ -482,6 +482,13 @@ def _param_rows(run_id: str, flat: dict[str, Any]) -> list[dict[str, Any]]:
         num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         rows.append({"run_id": run_id, "key": key, "value": json.dumps(value, default=str), "num": num})
     return rows
+
+
+def _set_busy_timeout(conn: sa.Connection, milliseconds: int) -> None:
+    # On the driver's connection: a statement through SQLAlchemy would begin a transaction.
+    driver = conn.connection.driver_connection
+    if driver is not None:
+        driver.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
