@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from striate.tracking.store.base import ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
+from striate.tracking.store.base import DATABASE_FILE, ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
 from striate.tracking.store.codec import MetricChunk, MetricSeries
 
 DEFAULT_STORE = "striate-runs"
-DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
 
 
 def holds_store(folder: str | os.PathLike[str]) -> bool:

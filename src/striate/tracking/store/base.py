@@ -19,6 +19,7 @@ from striate.errors import StoreError
 from striate.tracking.store.codec import MetricChunk, MetricSeries
 
 RUN_STATUSES = ("running", "finished", "failed", "stopped", "crashed")
+DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import event
 
 from striate.errors import RunNotFoundError, StoreError
 from striate.tracking.store import codec
-from striate.tracking.store.base import ClaimLostError, Owner, RunRecord, SyncableStore, downsample_m4
+from striate.tracking.store.base import DATABASE_FILE, ClaimLostError, Owner, RunRecord, SyncableStore, downsample_m4
 from striate.tracking.store.codec import MetricChunk, MetricSeries, PackedChunk, Summary
 from striate.tracking.store.liveness import RunningProcess, crashed_runs
 from striate.tracking.store.schema import artifacts, ensure_schema, metric_chunks, metric_summary, params, runs
@@ -98,8 +98,6 @@ class SqlStore(SyncableStore):
 
         ``read_only``: an existing store is opened for reading only, even in a folder this user
         cannot write (a read-only mount or copy): SQLite then opens the file read-only."""
-        from striate.tracking.store import DATABASE_FILE
-
         database = folder / DATABASE_FILE
         if read_only and database.is_file():
             path = database.resolve()
