@@ -104,3 +104,30 @@ def test_a_training_whose_run_was_taken_over_stops_and_writes_no_more_points(tra
     record = open_store(store).get_run(run_id)
     assert record.metrics["train/loss"]["count"] == before, "the old process appended points after losing the run"
     assert record.status == "running" and record.host == "another-host" and record.pid == 4242, "the new owner keeps it"
+
+
+def test_a_run_object_taken_over_refuses_log_and_finish_and_drops_its_queued_points(tmp_path):
+    import striate
+    from striate.errors import StoreError
+
+    folder = tmp_path / "s"
+    run = striate.init(store=folder, system_metrics=False, capture_environment=False, capture_console=False)
+    run.log({"loss": 1.0}, step=0)
+    run.flush()
+    store = open_store(folder)
+    store.update_run(run.id, status="crashed")  # as another host would see a silent run, then resume it
+    assert store.claim_run(run.id, host="another-host", pid=4242, pid_started_at=1.0)
+    run.log({"loss": 2.0}, step=1)  # queued before the writer learns it lost the run
+    deadline = time.monotonic() + 10
+    while not run.claim_lost and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run.claim_lost
+    with pytest.raises(StoreError, match="taken over"):
+        run.log({"loss": 3.0}, step=2)
+    with pytest.raises(StoreError, match="taken over") as caught:
+        run.finish()
+    assert caught.value.fix
+    run.finish()  # once reported, a `with` block's finish() adds nothing
+    assert store.history(run.id, "loss").values.tolist() == [1.0]
+    record = store.get_run(run.id)
+    assert record.host == "another-host" and record.status == "running"
