@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,8 +21,8 @@ import sqlalchemy as sa
 
 import striate
 from striate.errors import RunNotFoundError, StoreError
-from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, Store, open_store
-from striate.tracking.store.base import chunk_sink, chunk_source
+from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, Store, liveness, open_store
+from striate.tracking.store.base import ClaimLostError, Owner, chunk_sink, chunk_source
 from striate.tracking.store.liveness import process_start_time
 from striate.tracking.store.schema import SCHEMA_VERSION
 
@@ -41,8 +42,9 @@ def store(location: str) -> Store:
 
 def new_record(name: str = "r", status: str = "running", **fields: object) -> RunRecord:
     now = time.time()
+    fields.setdefault("heartbeat_at", now)
     return RunRecord(id=uuid.uuid4().hex, name=name, project="contract", status=status, created_at=now,
-                     ended_at=None, heartbeat_at=now, **fields)  # type: ignore[arg-type]
+                     ended_at=None, **fields)  # type: ignore[arg-type]
 
 
 def series(key: str, steps: np.ndarray | list[int], values: np.ndarray | list[float]) -> MetricSeries:
@@ -302,6 +304,111 @@ def test_pid_reuse_is_detected_by_the_process_start_time(store: Store, location:
     assert reopened.get_run(reused.id).status == "crashed"
     assert reopened.get_run(alive.id).status == "running"
     assert reopened.get_run(elsewhere.id).status == "running", "another host's PID says nothing; its heartbeat does"
+
+
+def test_a_live_process_on_this_host_is_never_crashed_however_old_its_heartbeat(
+        store: Store, location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A suspended (SIGSTOP) job refreshes no heartbeat, yet its process is alive: it keeps its run.
+    monkeypatch.setattr(liveness, "STALE_AFTER_S", 1.0)
+    monkeypatch.delenv("STRIATE_STALE_AFTER_S", raising=False)
+    old = time.time() - 3600
+    here = socket.gethostname()
+    alive = new_record("alive", host=here, pid=os.getpid(), pid_started_at=process_start_time(), heartbeat_at=old)
+    elsewhere = new_record("elsewhere", host="another-host", pid=os.getpid(), heartbeat_at=old)
+    unchecked = new_record("no-pid", host=here, pid=None, heartbeat_at=old)  # nothing to ask: the heartbeat decides
+    fresh_elsewhere = new_record("fresh", host="another-host", pid=1)
+    for record in (alive, elsewhere, unchecked, fresh_elsewhere):
+        store.create_run(record)
+    reopened = open_store(location)
+    assert reopened.get_run(alive.id).status == "running"
+    assert reopened.get_run(elsewhere.id).status == "crashed"
+    assert reopened.get_run(unchecked.id).status == "crashed"
+    assert reopened.get_run(fresh_elsewhere.id).status == "running"
+    assert not store.claim_run(alive.id, "another-host", 7, 1.0), "a live run cannot be resumed"
+
+
+def test_a_run_taken_over_cannot_be_written_by_its_old_owner(store: Store) -> None:
+    started = process_start_time()
+    record = new_record("taken", host="host-a", pid=11, pid_started_at=started)
+    store.create_run(record)
+    old = Owner("host-a", 11, started)
+    store.log_batch(record.id, [series("loss", [0, 1], [1.0, 0.9])], heartbeat_at=time.time(), owner=old)
+    # Seen from another host the run went silent: marked crashed, then resumed there.
+    store.update_run(record.id, status="crashed")
+    assert store.claim_run(record.id, "host-b", 22, 5.0)
+    with pytest.raises(ClaimLostError, match="taken over") as caught:
+        store.log_batch(record.id, [series("loss", [2, 3], [0.8, 0.7])], heartbeat_at=time.time(), owner=old)
+    assert caught.value.fix and "host-b" in str(caught.value)
+    with pytest.raises(ClaimLostError):
+        store.log_batch(record.id, [], heartbeat_at=time.time(), owner=old)  # a heartbeat alone neither
+    with pytest.raises(ClaimLostError):
+        store.update_run(record.id, owner=old, status="finished", ended_at=time.time())
+    got = store.get_run(record.id)
+    assert got.status == "running" and got.host == "host-b" and got.pid == 22
+    assert store.history(record.id, "loss").steps.tolist() == [0, 1], "not one point of the old owner"
+    assert got.metrics["loss"]["count"] == 2
+    new = Owner("host-b", 22, 5.0)
+    store.log_batch(record.id, [series("loss", [2], [0.5])], owner=new)
+    store.update_run(record.id, owner=new, status="finished", ended_at=time.time())
+    assert store.get_run(record.id).status == "finished"
+    assert store.history(record.id, "loss").steps.tolist() == [0, 1, 2]
+
+
+def test_a_run_marked_crashed_but_claimed_by_nobody_is_taken_back_by_its_owner(store: Store) -> None:
+    record = new_record("paused", host="host-a", pid=11, pid_started_at=None)
+    store.create_run(record)
+    store.update_run(record.id, status="crashed", ended_at=time.time())  # another host saw it silent
+    store.log_batch(record.id, [series("loss", [0], [1.0])], heartbeat_at=time.time(),
+                    owner=Owner("host-a", 11, None))
+    got = store.get_run(record.id)
+    assert got.status == "running" and got.ended_at is None and got.metrics["loss"]["count"] == 1
+
+
+def test_a_reader_does_not_wait_for_a_writer_and_leaves_crash_marking_to_the_next_writer(
+        store: Store, location: str) -> None:
+    dead = new_record("dead", host=socket.gethostname(), pid=os.getpid(), pid_started_at=1.0)  # not this process
+    store.create_run(dead)
+    engine = raw_engine(location)
+    holder = engine.connect()
+    transaction = holder.begin()
+    if engine.dialect.name == "sqlite":
+        holder.exec_driver_sql("UPDATE store_meta SET value = value")  # takes SQLite's write lock
+    holder.execute(sa.text("UPDATE runs SET notes = notes WHERE id = :id"), {"id": dead.id})  # and the row's
+    release = threading.Timer(20, transaction.rollback)  # at worst a waiting reader is freed after 20 s
+    release.start()
+    try:
+        started = time.monotonic()
+        reader = open_store(location, read_only=True)
+        assert [r.name for r in reader.list_runs()] == ["dead"]
+        assert time.monotonic() - started < 10, "the reader waited for the writer"
+    finally:
+        release.cancel()
+        if transaction.is_active:
+            transaction.rollback()
+        holder.close()
+        engine.dispose()
+    assert open_store(location).get_run(dead.id).status == "crashed"
+
+
+# -- run references -------------------------------------------------------------------------------
+@pytest.mark.parametrize("reference", ["", " ", "\t\n", "   "])
+def test_an_empty_or_blank_reference_matches_no_run(store: Store, reference: str) -> None:
+    for name in ("", " ", "named"):  # even runs whose name is blank are not found by a blank reference
+        store.create_run(new_record(name))
+    with pytest.raises(RunNotFoundError, match="cannot be empty") as caught:
+        store.get_run(reference)
+    assert caught.value.fix
+
+
+def test_delete_with_an_empty_reference_deletes_nothing(store: Store, location: str) -> None:
+    from tests.conftest import run_cli
+
+    record = new_record("keep", status="finished")
+    store.create_run(record)
+    for reference in ("", " "):
+        done = run_cli("delete", reference, "--yes", "--store", location, timeout=120)
+        assert done.returncode != 0 and "cannot be empty" in done.stdout + done.stderr
+    assert store.get_run(record.id).id == record.id
 
 
 # -- CI runs the contract on PostgreSQL --------------------------------------------------------------

@@ -24,7 +24,7 @@ def compare(
     from striate.cli.compare_view import comparison, print_comparison
     from striate.tracking.store import open_store
 
-    opened = open_store(store)
+    opened = open_store(store, read_only=True)
     records = [opened.get_run(r) for r in runs]
     histories = {r.id: opened.history(r.id, metric, max_points=400) for r in records}
     data = comparison(records)
@@ -53,7 +53,7 @@ def diff(
     from striate.cli.compare_view import print_run_diff, run_diff
     from striate.tracking.store import open_store
 
-    opened = open_store(store)
+    opened = open_store(store, read_only=True)
     a, b = opened.get_run(run_a), opened.get_run(run_b)
     data = run_diff(a, b)
     print_json(data) if as_json else print_run_diff(a, b, data)

@@ -45,7 +45,7 @@ def export_tensorboard(
     from striate.integrations.tensorboard import export_run
     from striate.tracking.store import open_store
 
-    written = export_run(open_store(store), run, out_dir)
+    written = export_run(open_store(store, read_only=True), run, out_dir)
     if as_json:
         print_json({"folder": str(out_dir), "points": written})
     else:

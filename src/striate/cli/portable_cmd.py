@@ -25,7 +25,7 @@ def export_run_command(
     from striate.tracking.store import open_store
     from striate.tracking.transfer import export_run
 
-    result = export_run(open_store(store), run, out, overwrite=force)
+    result = export_run(open_store(store, read_only=True), run, out, overwrite=force)
     if as_json:
         print_json(result)
         return

@@ -30,7 +30,7 @@ def list_runs(
     from striate.cli.report import print_runs, run_row, select_columns
     from striate.tracking.store import open_store
 
-    opened = open_store(store)
+    opened = open_store(store, read_only=True)
     records = opened.get_runs(opened.search_runs(where=where, sort=sort, project=project, limit=limit,
                                                  include_archived=archived))
     if columns:
@@ -63,7 +63,7 @@ def show(
     from striate.cli.report import print_run
     from striate.tracking.store import open_store
 
-    record = open_store(store).get_run(run)
+    record = open_store(store, read_only=True).get_run(run)
     if requirements:
         packages = record.environment.get("packages", {})
         sys.stdout.write("".join(f"{name}=={version}\n" for name, version in packages.items()))
@@ -184,7 +184,7 @@ def which(
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    opened = open_store(store)
+    opened = open_store(store, read_only=True)
     matches = opened.find_artifacts(digest.hexdigest())
     if not matches:
         raise RunNotFoundError(f"no run in this store produced {path} (sha256 {digest.hexdigest()[:16]})",

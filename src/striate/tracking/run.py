@@ -34,7 +34,7 @@ import numpy as np
 
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
-from striate.tracking.store.base import RUN_STATUSES, file_sha256
+from striate.tracking.store.base import RUN_STATUSES, ClaimLostError, Owner, file_sha256
 from striate.tracking.store.liveness import HEARTBEAT_INTERVAL_S, process_start_time
 
 FLUSH_INTERVAL_S = 0.05
@@ -56,6 +56,10 @@ class Run:
         self.config = record.config
         self.summary: dict[str, Any] = {}
         self.status = "running"
+        # The process that holds the run's claim (this one): every point batch and the final status
+        # are written only while the store still names it, so a run resumed elsewhere is not written twice.
+        self._owner = Owner(record.host, record.pid, record.pid_started_at)
+        self._lost: ClaimLostError | None = None  # set when another process took the run over
         self.artifact_dir = Path(store.artifact_root) / record.id
         self._queue: deque[_Point] = deque()
         self._enqueue = self._queue.append
@@ -93,6 +97,8 @@ class Run:
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values at ``step`` (the next step when omitted). Never blocks on the store."""
+        if self._lost is not None:
+            raise self._lost
         if self.status != "running":
             raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
                               "log before run.finish(), or start a new run with striate.init()")
@@ -131,6 +137,7 @@ class Run:
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> str:
         """Copy a file into the run's artifact folder (unless already there) and record its SHA-256."""
+        self._check_claim()
         source = Path(path)
         if not source.is_file():
             raise ConfigError(f"artifact {source} is not a file", "pass the path of an existing file")
@@ -145,15 +152,28 @@ class Run:
 
     def save_summary(self) -> None:
         """Write the summary as it stands now (it is otherwise written at finish)."""
+        self._check_claim()
         self.store.update_run(self.id, summary=_jsonable(self.summary))
 
     def set(self, **fields: Any) -> None:
         """Store top-level fields now (environment, dataset, model, notes)."""
+        self._check_claim()
         self.store.update_run(self.id, **fields)
+
+    def _check_claim(self) -> None:
+        """Raise the ClaimLostError when another process has taken this run over."""
+        if self._lost is not None:
+            raise self._lost
+
+    @property
+    def claim_lost(self) -> bool:
+        """Whether another process took this run over (resumed it): nothing more is written to it."""
+        return self._lost is not None
 
     # -- ending -----------------------------------------------------------------------------------
     def flush(self) -> None:
         """Write every queued point now."""
+        self._check_claim()
         self._drain()
 
     def finish(self, status: str = "finished", error: str | None = None) -> None:
@@ -166,24 +186,38 @@ class Run:
         self._wake.set()
         self._writer.join()
         try:
-            self._drain()
+            if self._lost is None:
+                self._drain()
+        except ClaimLostError:
+            pass  # reported below
         except Exception as exc:
             raise StoreError(f"could not write run {self.name}'s last points to the store: {exc}",
                              "check the store's disk space and permissions") from None
         finally:
             if self._console is not None:
                 self._console.stop()
-        self._save_console()
-        self.status = status
-        now = time.time()
-        self.store.update_run(self.id, status=status, ended_at=now, heartbeat_at=now,
-                              summary=_jsonable(self.summary), error=error)
+        if self._lost is None:
+            self._save_console()
+            self.status = status
+            now = time.time()
+            try:
+                self.store.update_run(self.id, owner=self._owner, status=status, ended_at=now, heartbeat_at=now,
+                                      summary=_jsonable(self.summary), error=error)
+            except ClaimLostError as exc:
+                self._lost = exc
+        if self._lost is not None:
+            self.status = "lost"  # not running any more here; a second finish() (a `with` block's) is a no-op
+            self._forget()
+            raise self._lost
         if self._syncer is not None:
             self._sync()
             if self.sync_error is not None:
                 print(f"warning: run {self.name} is kept in the local spool ({self.store.artifact_root}/..): "
                       f"the remote store failed ({self.sync_error}); send it later with `striate sync --to URL`",
                       file=sys.stderr)
+        self._forget()
+
+    def _forget(self) -> None:
         global _active_run
         if _active_run is self:
             _active_run = None
@@ -217,6 +251,8 @@ class Run:
                 clock.last_beat = beat
         except Exception:  # keep the points queued; the next flush or finish() retries and reports
             pass
+        if self._lost is not None:
+            return
         if self._console is not None and now - clock.last_console >= CONSOLE_INTERVAL_S:
             clock.last_console = now
             try:
@@ -259,7 +295,13 @@ class Run:
             if not taken and heartbeat_at is None:
                 return
             try:
-                self.store.log_batch(self.id, _to_series(taken), heartbeat_at=heartbeat_at)
+                self.store.log_batch(self.id, _to_series(taken), heartbeat_at=heartbeat_at, owner=self._owner)
+            except ClaimLostError as exc:
+                # Taken over (resumed elsewhere): these points are not ours to write; stop the writer,
+                # and the next log() or finish() tells the training loop.
+                self._lost = exc
+                self._stopped.set()
+                raise
             except Exception:
                 self._queue.extendleft(reversed(taken))
                 raise
@@ -439,9 +481,10 @@ def reattach(store: Store, run_id: str, after_step: int, capture_console: bool =
     """Continue recording an existing run (``striate resume``): points after ``after_step`` are dropped
     so the continued series has no duplicates, and the run is `running` again under this process."""
     record = store.get_run(run_id)
-    if not store.claim_run(record.id, host=socket.gethostname(), pid=os.getpid(),
-                           pid_started_at=process_start_time()):
+    host, pid, started = socket.gethostname(), os.getpid(), process_start_time()
+    if not store.claim_run(record.id, host=host, pid=pid, pid_started_at=started):
         raise ConfigError(f"run {record.name} is already running", "wait for it, or stop it first")
+    record.host, record.pid, record.pid_started_at = host, pid, started  # this process holds the claim now
     store.truncate_metrics(record.id, after_step)
     record.status = "running"
     run = Run(store, record, capture_console=capture_console)

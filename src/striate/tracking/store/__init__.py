@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from striate.tracking.store.base import ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
+from striate.tracking.store.base import DATABASE_FILE, ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
 from striate.tracking.store.codec import MetricChunk, MetricSeries
-from striate.tracking.store.schema import DATABASE_FILE
 
 DEFAULT_STORE = "striate-runs"
 
@@ -40,16 +39,19 @@ def artifact_root_for_remote() -> Path:
     return Path(os.environ.get("STRIATE_ARTIFACTS") or Path.home() / ".local" / "share" / "striate" / "artifacts")
 
 
-def open_store(location: str | os.PathLike[str] | None = None) -> Store:
-    """Open the store at ``location``: a folder (embedded SQLite) or a PostgreSQL URL."""
+def open_store(location: str | os.PathLike[str] | None = None, read_only: bool = False) -> Store:
+    """Open the store at ``location``: a folder (embedded SQLite) or a PostgreSQL URL.
+
+    ``read_only`` (commands that only read): opening never waits on a writer, and an existing
+    folder store opens even where this user cannot write (then nothing is written at all)."""
     from striate.tracking.store.sql import SqlStore
 
     if is_remote(location):
         url = str(location)
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return SqlStore(url, artifact_root_for_remote())
-    return SqlStore.open_folder(Path(location or default_store_location()))
+        return SqlStore(url, artifact_root_for_remote(), read_only=read_only)
+    return SqlStore.open_folder(Path(location or default_store_location()), read_only=read_only)
 
 
 __all__ = ["DATABASE_FILE", "DEFAULT_STORE", "ChunkSink", "ChunkSource", "MetricChunk", "MetricSeries", "RunRecord",

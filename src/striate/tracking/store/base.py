@@ -19,6 +19,20 @@ from striate.errors import StoreError
 from striate.tracking.store.codec import MetricChunk, MetricSeries
 
 RUN_STATUSES = ("running", "finished", "failed", "stopped", "crashed")
+DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that holds a run's claim: only it may append points or end the run."""
+
+    host: str | None
+    pid: int | None
+    pid_started_at: float | None
+
+
+class ClaimLostError(StoreError):
+    """The run was claimed by another process (resumed elsewhere): this process may not write it any more."""
 
 
 @dataclass
@@ -64,16 +78,19 @@ class Store(abc.ABC):
         """Insert a new run."""
 
     @abc.abstractmethod
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Change top-level fields of a run (status, summary, ended_at, heartbeat_at, ...)."""
+    def update_run(self, run_id: str, *, owner: Owner | None = None, **fields: Any) -> None:
+        """Change top-level fields of a run (status, summary, ended_at, heartbeat_at, ...); with
+        ``owner``, only while that process holds the run's claim (ClaimLostError otherwise)."""
 
     @abc.abstractmethod
     def set_params(self, run_id: str, flat: dict[str, Any]) -> None:
         """Replace a run's flattened params (used when a config grows after the run started)."""
 
     @abc.abstractmethod
-    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None) -> None:
-        """Append metric points (the one write primitive for metrics), atomically."""
+    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None,
+                  owner: Owner | None = None) -> None:
+        """Append metric points (the one write primitive for metrics), atomically; with ``owner``,
+        only while that process holds the run's claim (ClaimLostError otherwise, nothing written)."""
 
     @abc.abstractmethod
     def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
@@ -97,7 +114,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord:
-        """One run by id or unique id prefix (RunNotFoundError otherwise)."""
+        """One run by id, unique id prefix or name (RunNotFoundError otherwise; an empty or blank
+        reference matches nothing)."""
 
     @abc.abstractmethod
     def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:

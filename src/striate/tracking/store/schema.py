@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from striate.errors import StoreError
 
-DATABASE_FILE = "striate.db"  # an embedded store is this SQLite file plus artifacts/ in one folder
 metadata = sa.MetaData()
 
 runs = sa.Table(

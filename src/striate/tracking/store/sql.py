@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -23,18 +24,10 @@ from sqlalchemy import event
 
 from striate.errors import RunNotFoundError, StoreError
 from striate.tracking.store import codec
-from striate.tracking.store.base import RunRecord, SyncableStore, downsample_m4
+from striate.tracking.store.base import DATABASE_FILE, ClaimLostError, Owner, RunRecord, SyncableStore, downsample_m4
 from striate.tracking.store.codec import MetricChunk, MetricSeries, PackedChunk, Summary
 from striate.tracking.store.liveness import RunningProcess, crashed_runs
-from striate.tracking.store.schema import (
-    DATABASE_FILE,
-    artifacts,
-    ensure_schema,
-    metric_chunks,
-    metric_summary,
-    params,
-    runs,
-)
+from striate.tracking.store.schema import artifacts, ensure_schema, metric_chunks, metric_summary, params, runs
 
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
 _IN_BATCH = 500  # ids per IN (...) list
@@ -52,6 +45,13 @@ def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None
     cursor.close()
 
 
+def _set_sqlite_reader_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    # A reader changes nothing: the store is already in WAL mode (it persists in the file), and a
+    # read-only or immutable connection could not switch it anyway.
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+
 def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested config -> {"optimizer.lr": 0.1, ...}."""
     flat: dict[str, Any] = {}
@@ -67,28 +67,50 @@ def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class SqlStore(SyncableStore):
     """A store in a SQL database (SQLite by default) with artifacts in a local folder."""
 
-    def __init__(self, url: str, artifact_root: Path) -> None:
+    def __init__(self, url: str, artifact_root: Path, read_only: bool = False, writable: bool = True) -> None:
+        """``read_only``: opened by a command that only reads — opening takes no write lock and
+        marks crashed runs only when that costs no wait; ``writable`` False: nothing is written at all."""
         self.url = url
         self.artifact_root = str(artifact_root)
+        self.read_only = read_only
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _set_sqlite_pragmas)
+            event.listen(self.engine, "connect", _set_sqlite_reader_pragmas if read_only else _set_sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         shown = self.engine.url.render_as_string(hide_password=True)
         try:
             ensure_schema(self.engine, self._begin, shown)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:
             reason = " ".join(str(exc.orig).split())  # one line: drivers add hints on lines of their own
-            if self.engine.dialect.name == "sqlite":
+            if not isinstance(exc, sa.exc.OperationalError):  # e.g. "file is not a database"
+                fix = "this is not a striate store: move it aside, or choose another with --store"
+            elif self.engine.dialect.name == "sqlite":
                 fix = "check that the folder is writable, or choose another with --store"
             else:
                 fix = "check that the database server is running and the URL (host, port, user, database) is right"
             raise StoreError(f"cannot open the store database {shown}: {reason}", fix) from None
-        self.mark_stale_runs_crashed(time.time())
+        if writable:
+            self.mark_stale_runs_crashed(time.time(), wait=not read_only)
 
     @classmethod
-    def open_folder(cls, folder: Path) -> SqlStore:
-        """Open (creating if needed) the embedded store in ``folder``: striate.db plus artifacts/."""
+    def open_folder(cls, folder: Path, read_only: bool = False) -> SqlStore:
+        """Open (creating if needed) the embedded store in ``folder``: striate.db plus artifacts/.
+
+        ``read_only``: an existing store is opened for reading only, even in a folder this user
+        cannot write (a read-only mount or copy): SQLite then opens the file read-only."""
+        database = folder / DATABASE_FILE
+        if read_only and database.is_file():
+            path = database.resolve()
+            if os.access(folder, os.W_OK) and os.access(database, os.W_OK):
+                return cls(f"sqlite:///{path}", folder / "artifacts", read_only=True)
+            # Read-only SQLite: with a write-ahead log present it is read through its -shm index
+            # (mode=ro); without one the file holds everything and is opened immutable, since a
+            # WAL reader would otherwise need to create the -shm file in a folder it cannot write.
+            wal = path.with_name(path.name + "-wal")
+            mode = "mode=ro" if wal.is_file() and wal.stat().st_size else "immutable=1"
+            quoted = urllib.parse.quote(str(path))
+            return cls(f"sqlite:///file:{quoted}?{mode}&uri=true", folder / "artifacts", read_only=True,
+                       writable=False)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -132,17 +154,24 @@ class SqlStore(SyncableStore):
             if rows:
                 conn.execute(params.insert(), rows)
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Change top-level fields of a run."""
+    def update_run(self, run_id: str, *, owner: Owner | None = None, **fields: Any) -> None:
+        """Change top-level fields of a run; with ``owner``, only while it holds the run's claim."""
         values = {k: (json.dumps(v, default=str) if k in _JSON_FIELDS else v) for k, v in fields.items()}
         with self._begin() as conn:
+            if owner is not None:
+                self._hold_claim(conn, run_id, owner, None)
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
     # -- metric points ---------------------------------------------------------------------------
-    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None) -> None:
-        """Append metric points (one chunk per series) and merge their summaries, in one transaction."""
+    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None,
+                  owner: Owner | None = None) -> None:
+        """Append metric points (one chunk per series) and merge their summaries, in one transaction;
+        with ``owner``, only while that process holds the run's claim (checked in the same transaction)."""
         series = [s for s in series if len(s)]
         with self._begin() as conn:
+            if owner is not None:
+                self._hold_claim(conn, run_id, owner, heartbeat_at)
+                heartbeat_at = None  # written with the claim
             if series:
                 self._lock_run(conn, run_id)
                 packed = [codec.pack(s) for s in series]
@@ -222,6 +251,31 @@ class SqlStore(SyncableStore):
         return downsample_m4(series, max_points) if max_points else series
 
     @staticmethod
+    def _hold_claim(conn: sa.Connection, run_id: str, owner: Owner, heartbeat_at: float | None) -> None:
+        """Inside a write transaction: go on only while ``owner`` holds the run's claim, else ClaimLostError.
+
+        One UPDATE guarded by host, PID and process start time: a resume elsewhere (claim_run) changes
+        them, so the old process's next write fails instead of interleaving with the new owner's. A run
+        marked crashed while its process was paused (seen from another host) and claimed by nobody is
+        taken back."""
+        same = [runs.c.id == run_id, runs.c.status.in_(("running", "crashed"))]
+        for column, value in ((runs.c.host, owner.host), (runs.c.pid, owner.pid),
+                              (runs.c.pid_started_at, owner.pid_started_at)):
+            same.append(column.is_(None) if value is None else column == value)
+        values: dict[str, Any] = {"status": "running", "ended_at": None}
+        if heartbeat_at is not None:
+            values["heartbeat_at"] = heartbeat_at
+        if conn.execute(runs.update().where(*same).values(**values)).rowcount:
+            return
+        now = conn.execute(sa.select(runs.c.status, runs.c.host, runs.c.pid).where(runs.c.id == run_id)).first()
+        held = ("it was deleted" if now is None else
+                f"it is {now.status} under host {now.host}, pid {now.pid}" if now.status == "running" else
+                f"it is {now.status}")
+        raise ClaimLostError(f"run {run_id[:12]} was taken over by another process ({held}): "
+                             f"this process (pid {owner.pid}) may not write it any more",
+                             "stop this process; the run goes on where it was resumed (or start a new run)")
+
+    @staticmethod
     def _lock_run(conn: sa.Connection, run_id: str) -> None:
         """Serialize writers of one run's points and summaries. SQLite's BEGIN IMMEDIATE already does;
         on PostgreSQL two syncs of the same chunks would otherwise both find a uid new, and two
@@ -268,8 +322,11 @@ class SqlStore(SyncableStore):
                 pid_started_at=pid_started_at))
             return bool(result.rowcount)
 
-    def mark_stale_runs_crashed(self, now: float) -> int:
-        """Runs still `running` that the crash policy (liveness.py) takes for dead become `crashed`."""
+    def mark_stale_runs_crashed(self, now: float, wait: bool = True) -> int:
+        """Runs still `running` that the crash policy (liveness.py) takes for dead become `crashed`.
+
+        ``wait`` False (a read-only command): only when the write lock is free at once; a reader
+        never waits on a writer for it, the next writer marks them."""
         with self.engine.connect() as conn:
             running = [RunningProcess(r.id, r.host, r.pid, r.pid_started_at, r.heartbeat_at) for r in conn.execute(
                 sa.select(runs.c.id, runs.c.host, runs.c.pid, runs.c.pid_started_at, runs.c.heartbeat_at)
@@ -277,10 +334,15 @@ class SqlStore(SyncableStore):
         dead = crashed_runs(running, now)
         if not dead:
             return 0
-        with self._begin() as conn:
-            result = conn.execute(runs.update().where(runs.c.id.in_(dead), runs.c.status == "running").values(
-                status="crashed", ended_at=runs.c.heartbeat_at))
-            return int(result.rowcount or 0)
+        try:
+            with self._begin(wait=wait) as conn:
+                result = conn.execute(runs.update().where(runs.c.id.in_(dead), runs.c.status == "running").values(
+                    status="crashed", ended_at=runs.c.heartbeat_at))
+                return int(result.rowcount or 0)
+        except sa.exc.OperationalError:
+            if wait:
+                raise
+            return 0  # a writer holds the lock: the reader goes on, runs still shown as recorded
 
     def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
         """Record (or re-record) an artifact of a run."""
@@ -342,7 +404,11 @@ class SqlStore(SyncableStore):
 
     # -- reads ------------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
-        """One run by id or unique prefix."""
+        """One run by id, unique prefix or name; an empty or blank reference matches nothing."""
+        if not run_id or not run_id.strip():
+            # The empty prefix would match every run: `delete ""` must not pick one.
+            raise RunNotFoundError(f"no run {run_id!r}: a run reference cannot be empty",
+                                   "give a run id, an id prefix or a name (`striate runs` lists them)")
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(2)).all()
             if not rows:
@@ -366,14 +432,24 @@ class SqlStore(SyncableStore):
 
     # -- helpers ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
+    def _begin(self, wait: bool = True) -> Iterator[sa.Connection]:
         """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE): a reader
         upgrading to writer mid-transaction is what makes SQLite answer "database is locked"
-        without waiting, so no transaction here ever upgrades."""
+        without waiting, so no transaction here ever upgrades. ``wait`` False: fail at once
+        (OperationalError) when another process holds the lock."""
         with self.engine.connect() as conn:
-            conn.info["begin_immediate"] = True
-            with conn.begin():
-                yield conn
+            sqlite = conn.dialect.name == "sqlite"
+            if not wait and sqlite:
+                _set_busy_timeout(conn, 0)
+            try:
+                conn.info["begin_immediate"] = True
+                with conn.begin():
+                    if not wait and not sqlite:
+                        conn.execute(sa.text("SET LOCAL lock_timeout = '100ms'"))
+                    yield conn
+            finally:
+                if not wait and sqlite:
+                    _set_busy_timeout(conn, 30000)
 
     def _records(self, conn: sa.Connection, rows: Sequence[Any]) -> list[RunRecord]:
         if not rows:
@@ -404,6 +480,13 @@ def _param_rows(run_id: str, flat: dict[str, Any]) -> list[dict[str, Any]]:
         num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         rows.append({"run_id": run_id, "key": key, "value": json.dumps(value, default=str), "num": num})
     return rows
+
+
+def _set_busy_timeout(conn: sa.Connection, milliseconds: int) -> None:
+    # On the driver's connection: a statement through SQLAlchemy would begin a transaction.
+    driver = conn.connection.driver_connection
+    if driver is not None:
+        driver.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
