@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from striate.cli.app import app, console, print_json
+from striate.cli.app import app, console, err_console, print_json
 
 STORE_OPTION = typer.Option(None, "--store", help="store folder (default ./striate-runs or $STRIATE_STORE)")
 JSON_OPTION = typer.Option(False, "--json", help="machine-readable output")
@@ -224,3 +224,9 @@ def sync(
             if r["superseded"]:
                 console.print(f"skipped {r['name']} ({r['id'][:8]}): resumed on the server since; "
                               "its spooled copy is older and was not sent", markup=False, highlight=False)
+    failed = [r for r in rows if r.get("error")]
+    for r in failed:  # one line each, to stderr; the other runs were sent
+        err_console.print(f"could not sync {r['name']} ({r['id'][:8]}): {r['error']}", markup=False,
+                          highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
