@@ -167,7 +167,7 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
             return text[1:-1]
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise QueryError(f"cannot read the string {text[:40]!r} in the filter: {exc.msg}",
                              'write plain text in quotes; a backslash escapes \\ \\" \\n \\t or \\uXXXX') from None
         check_text("filter's string", value)  # "\ud800" and "\u0000" are valid JSON escapes

@@ -306,7 +306,7 @@ class SqlStore(SyncableStore):
 
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
                     limit: int | None = None, include_archived: bool = False) -> list[str]:
-        """Ids of the runs matching ``where``, ordered by ``sort`` (default newest first); QueryError when unreadable."""
+        """Ids of the runs matching ``where``, by ``sort`` (default newest first); QueryError when unreadable."""
         from striate.tracking.store.sql_query import check_limit, order_by_clause, ordered_text, where_clause
 
         dialect = self.engine.dialect.name

@@ -17,7 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from striate.tracking.query import (
-    BoolOp, Comparison, Field, Number, QueryError, as_text, parse, parse_sort, to_timestamp,
+    BoolOp,
+    Comparison,
+    Field,
+    QueryError,
+    as_text,
+    parse,
+    parse_sort,
+    to_timestamp,
 )
 from striate.tracking.store.schema import metric_summary, params, runs
 
