@@ -218,7 +218,7 @@ def sync(
         print_json(rows)
     else:
         sent = sum(r["chunks_sent"] for r in rows)
-        console.print(f"synced {len(rows)} run(s): {sent} new metric chunks, "
+        console.print(f"synced {sum(not r.get('error') for r in rows)} run(s): {sent} new metric chunks, "
                       f"{sum(r['artifacts_copied'] for r in rows)} artifacts copied")
         for r in rows:
             if r["superseded"]:
