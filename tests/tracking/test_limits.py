@@ -127,3 +127,17 @@ def test_limits_match_the_columns():
     assert params.c.key.type.length == metric_summary.c.key.type.length == LIMITS["key"]
     assert artifacts.c.path.type.length == LIMITS["artifact_path"]
     assert issubclass(ConfigError, StriateError)
+
+
+@pytest.mark.parametrize("kw", [{"name": "a\x00b"}, {"project": "p\x00"}, {"notes": "n\x00"},
+                                {"config": {"k\x00": 1}}, {"name": "\ud800"}])
+def test_init_refuses_text_no_server_can_hold(tmp_path, kw):
+    with pytest.raises(ConfigError, match="NUL|surrogate"):
+        _init(tmp_path, **kw)
+
+
+def test_log_refuses_a_metric_key_with_a_nul(tmp_path):
+    run = _init(tmp_path)
+    with pytest.raises(ConfigError, match="NUL"):
+        run.log({"a\x00": 1.0})
+    run.finish()
