@@ -221,3 +221,10 @@ def test_runs_cli_refuses_a_limit_of_zero(tmp_path):
     for bad in ("0", "-1"):
         done = run_cli("runs", "--limit", bad, "--store", str(tmp_path / "s"))
         assert done.returncode != 0 and "limit" in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_a_project_no_database_can_hold_is_one_query_error(empty_store):
+    from striate.tracking.query import QueryError
+
+    with pytest.raises(QueryError, match="NUL"):
+        empty_store.search_runs(project="p\x00")

@@ -307,6 +307,7 @@ class SqlStore(SyncableStore):
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
                     limit: int | None = None, include_archived: bool = False) -> list[str]:
         """Ids of the runs matching ``where``, by ``sort`` (default newest first); QueryError when unreadable."""
+        from striate.tracking.query import check_text
         from striate.tracking.store.sql_query import check_limit, order_by_clause, ordered_text, where_clause
 
         dialect = self.engine.dialect.name
@@ -315,6 +316,7 @@ class SqlStore(SyncableStore):
         if where:
             query = query.where(where_clause(where, dialect))
         if project:
+            check_text("project", project)
             query = query.where(runs.c.project == project)
         if not include_archived:
             query = query.where(runs.c.archived.is_(False))
