@@ -134,3 +134,97 @@ def test_a_param_that_is_sometimes_text_sorts_numbers_first_on_every_backend(emp
                      capture_console=False).finish()
     assert names(empty_store, sort="params.lr") == ["small", "big", "auto"]
     assert names(empty_store, sort="-params.lr") == ["big", "small", "auto"]
+
+
+# -- one meaning on every backend and for every type (issue 10, item 11) ---------------------------
+def _quick(store, name, **kw):
+    striate.init(name=name, store=store, system_metrics=False, capture_console=False,
+                 capture_environment=False, **kw).finish()
+    time.sleep(0.01)
+
+
+def test_a_number_finds_a_tag_however_it_is_asked(empty_store):
+    _quick(empty_store, "y", tags=["2026", "v1.0"])
+    _quick(empty_store, "n", tags=["2026.0"])
+    for where in ("tags contains 2026", "tags = 2026", 'tags contains "2026"', "tags contains 1.0 or tags = v1.0"):
+        assert "y" in names(empty_store, where), where
+    assert names(empty_store, "tags contains 2026") == ["y"], "2026 is not 2026.0"
+
+
+def test_tilde_ignores_case_and_equals_does_not_on_every_backend(empty_store):
+    _quick(empty_store, "LeNet-Big", tags=["Baseline"])
+    assert names(empty_store, "name ~ lenet") == ["LeNet-Big"]
+    assert names(empty_store, "name ~ LENET-b") == ["LeNet-Big"]
+    assert names(empty_store, "tags ~ baseLINE") == ["LeNet-Big"]
+    assert names(empty_store, "name = lenet-big") == []
+    assert names(empty_store, "tags = baseline") == [], "a whole tag matches with its case"
+    assert names(empty_store, "tags contains baseline") == []
+
+
+def test_a_nan_param_never_matches_a_comparison_and_sorts_last(empty_store):
+    for name, lr in (("nan", float("nan")), ("small", 0.001), ("big", 0.1)):
+        _quick(empty_store, name, config={"lr": lr})
+    assert names(empty_store, "params.lr > 0.01") == ["big"]
+    assert names(empty_store, "params.lr < 0.01") == ["small"]
+    assert names(empty_store, sort="params.lr")[:2] == ["small", "big"]
+    assert names(empty_store, sort="-params.lr")[:2] == ["big", "small"]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True])
+def test_limit_must_be_a_positive_whole_number(empty_store, limit):
+    _quick(empty_store, "a")
+    with pytest.raises(ConfigError, match="limit"):
+        empty_store.search_runs(limit=limit)
+
+
+def test_a_limit_larger_than_any_store_is_no_limit(empty_store):
+    _quick(empty_store, "a")
+    assert names(empty_store, limit=10**30) == ["a"]
+    assert names(empty_store, limit=1) == ["a"]
+
+
+@pytest.mark.parametrize("where", [
+    "name = \ud800",  # a lone surrogate as written
+    'name = "\\ud800"',  # ... and as a JSON escape
+    'name = "\\u0000"',
+    "name = \x00",
+    'name = "\\q"',
+    "not " * 5000 + "name = a",
+    "not " * 200 + "name = a",
+    " or ".join(["name = a"] * 5000),
+    " or ".join(["name = a"] * 300),
+    "(" * 3000 + "name = a" + ")" * 3000,
+    "metrics.loss ~ 1",
+    "created ~ 2026",
+    "tags > x",
+])
+def test_hostile_filters_give_one_query_error(empty_store, where):
+    from striate.tracking.query import QueryError
+
+    _quick(empty_store, "a")
+    with pytest.raises(QueryError):
+        empty_store.search_runs(where=where)
+
+
+@pytest.mark.parametrize("sort", ["params.\ud800", "name\x00"])
+def test_hostile_sort_keys_give_one_query_error(empty_store, sort):
+    from striate.tracking.query import QueryError
+
+    with pytest.raises(QueryError):
+        empty_store.search_runs(sort=sort)
+
+
+def test_runs_cli_refuses_a_limit_of_zero(tmp_path):
+    from tests.conftest import run_cli
+
+    _quick(open_store(tmp_path / "s"), "a")
+    for bad in ("0", "-1"):
+        done = run_cli("runs", "--limit", bad, "--store", str(tmp_path / "s"))
+        assert done.returncode != 0 and "limit" in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_a_project_no_database_can_hold_is_one_query_error(empty_store):
+    from striate.tracking.query import QueryError
+
+    with pytest.raises(QueryError, match="NUL"):
+        empty_store.search_runs(project="p\x00")

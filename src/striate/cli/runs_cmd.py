@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from striate.cli.common import JSON_OPTION, STORE_OPTION, console, print_json
+from striate.cli.common import JSON_OPTION, STORE_OPTION, console, err_console, print_json
 
 commands = typer.Typer()  # registered on the app by striate.cli.app
 
@@ -217,9 +217,15 @@ def sync(
         print_json(rows)
     else:
         sent = sum(r["chunks_sent"] for r in rows)
-        console.print(f"synced {len(rows)} run(s): {sent} new metric chunks, "
+        console.print(f"synced {sum(not r.get('error') for r in rows)} run(s): {sent} new metric chunks, "
                       f"{sum(r['artifacts_copied'] for r in rows)} artifacts copied")
         for r in rows:
             if r["superseded"]:
                 console.print(f"skipped {r['name']} ({r['id'][:8]}): resumed on the server since; "
                               "its spooled copy is older and was not sent", markup=False, highlight=False)
+    failed = [r for r in rows if r.get("error")]
+    for r in failed:  # one line each, to stderr; the other runs were sent
+        err_console.print(f"could not sync {r['name']} ({r['id'][:8]}): {r['error']}", markup=False,
+                          highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)

@@ -11,7 +11,10 @@ Fields: ``params.KEY`` (flattened config, e.g. ``params.model_options.small_inpu
 Words combine with ``and``, ``or``, ``not`` and parentheses. A name with other characters
 goes in backquotes: ```metrics.`loss (val)`.min```.
 
-Parsing is Lark's; the parse tree is turned into a SQLAlchemy expression over the store's tables.
+Parsing is Lark's; the parse tree is turned into a SQLAlchemy expression over the store's tables
+(tracking/store/sql_query.py), with the same meaning on SQLite and PostgreSQL (docs/guide.md).
+A filter is at most MAX_LENGTH characters, MAX_TERMS comparisons and MAX_DEPTH levels of
+``not``/parentheses: anything larger is one QueryError before it reaches a database.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Lark, Token, Transformer
+from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import LarkError, VisitError
 
 from striate.errors import ConfigError
@@ -55,6 +58,25 @@ SINGLE_QUOTED: /'[^']*'/
 """
 
 _PARSER = Lark(GRAMMAR, parser="lalr")
+MAX_LENGTH = 4000  # characters; real filters are a few dozen
+MAX_TERMS = 64  # comparisons in one filter
+MAX_DEPTH = 32  # nested not / parentheses
+_FIX = "write e.g. params.lr > 0.01 and metrics.test/acc1.max >= 0.9 (docs/guide.md lists fields and operators)"
+
+
+class QueryError(ConfigError):
+    """A filter (``--where``), sort key or limit that cannot be read."""
+
+
+def check_text(what: str, text: str) -> None:
+    """QueryError when ``text`` cannot reach a database as written: no NUL, no lone surrogates."""
+    if "\x00" in text:
+        raise QueryError(f"the {what} contains a NUL character", "remove it: no stored text can contain one")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError(f"the {what} is not valid Unicode text (a lone surrogate)",
+                         "write the text as characters, not as half of a surrogate pair") from None
 AGGREGATES = ("last", "min", "max", "count")
 COLUMNS = ("status", "name", "project", "model", "id")
 TIMES = ("created", "ended")
@@ -85,7 +107,7 @@ def parse_field(text: str) -> Field:
         return Field("param", text_key)
     if namespace in ("metrics", "metric") and text_key:
         if agg not in AGGREGATES:
-            raise ConfigError(f"unknown metric aggregate {agg!r}", f"use one of: {', '.join(AGGREGATES)}")
+            raise QueryError(f"unknown metric aggregate {agg!r}", f"use one of: {', '.join(AGGREGATES)}")
         return Field("metric", text_key, agg)
     if not text_key:
         if namespace in COLUMNS:
@@ -96,7 +118,7 @@ def parse_field(text: str) -> Field:
             return Field("time", namespace)
         if namespace == "duration":
             return Field("duration", "duration")
-    raise ConfigError(f"unknown field {text!r} in the filter",
+    raise QueryError(f"unknown field {text!r} in the filter",
                       "use params.KEY, metrics.KEY[.min|.max|.last], tags, status, name, project, model, "
                       "created, ended or duration")
 
@@ -141,7 +163,15 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
 
     def string(self, items: list[Token]) -> str:
         text = str(items[0])
-        return json.loads(text) if text.startswith('"') else text[1:-1]
+        if not text.startswith('"'):
+            return text[1:-1]
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise QueryError(f"cannot read the string {text[:40]!r} in the filter: {exc.msg}",
+                             'write plain text in quotes; a backslash escapes \\ \\" \\n \\t or \\uXXXX') from None
+        check_text("filter's string", value)  # "\ud800" and "\u0000" are valid JSON escapes
+        return str(value)
 
     def word(self, items: list[Token]) -> str:
         return str(items[0])
@@ -167,23 +197,52 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
 
 
 def parse(expression: str) -> Comparison | BoolOp:
-    """Parse a filter expression into Comparison/BoolOp nodes; ConfigError naming the position when invalid."""
+    """Parse a filter expression into Comparison/BoolOp nodes; QueryError naming the position when invalid."""
+    if not isinstance(expression, str):
+        raise QueryError(f"the filter is a {type(expression).__name__}, not text", _FIX)
+    if len(expression) > MAX_LENGTH:
+        raise QueryError(f"the filter is {len(expression)} characters long, over {MAX_LENGTH}",
+                         "filter on fewer terms, or select in steps (e.g. by project or tag first)")
+    check_text("filter", expression)
     try:
-        return _ToAst().transform(_PARSER.parse(expression))
+        tree = _PARSER.parse(expression)
+    except LarkError as exc:
+        column = getattr(exc, "column", None)
+        where = f" at column {column}" if column is not None else ""
+        shown = expression if len(expression) <= 80 else expression[:77] + "..."
+        raise QueryError(f"cannot parse the filter {shown!r}{where}", _FIX) from None
+    _check_size(tree)  # before the transformer, which recurses once per level
+    try:
+        return _ToAst().transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, ConfigError):
             raise exc.orig_exc from None
         raise
-    except LarkError as exc:
-        column = getattr(exc, "column", None)
-        where = f" at column {column}" if column is not None else ""
-        raise ConfigError(f"cannot parse the filter {expression!r}{where}",
-                          "write e.g. params.lr > 0.01 and metrics.test/acc1.max >= 0.9 "
-                          "(docs/guide.md lists fields and operators)") from None
+
+
+def _check_size(tree: Tree | Token) -> None:
+    """QueryError when the tree is deeper than MAX_DEPTH or has more than MAX_TERMS comparisons (walked
+    without recursion: the tree may be thousands of levels deep)."""
+    terms, stack = 0, [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in ("comparison", "contains"):
+            terms += 1
+            if terms > MAX_TERMS:
+                raise QueryError(f"the filter has more than {MAX_TERMS} comparisons",
+                                 "filter on fewer terms, or select in steps (e.g. by project or tag first)")
+            continue
+        if depth > MAX_DEPTH:
+            raise QueryError(f"the filter nests not/parentheses more than {MAX_DEPTH} levels deep",
+                             "write it with fewer levels (not not x is x)")
+        stack.extend((child, depth + 1) for child in node.children)
 
 
 def parse_sort(text: str) -> tuple[Field, bool]:
     """``-metrics.test/acc1.max`` or ``metrics.test/acc1.max desc`` -> (field, descending)."""
+    check_text("sort key", text)
     text = text.strip()
     descending = text.startswith("-")
     text = text.lstrip("-+").strip()
@@ -198,8 +257,7 @@ def to_timestamp(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     try:
-        parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"cannot read {value!r} as a time",
-                          "write an ISO date like 2026-11-26 or 2026-11-26T10:00") from None
-    return parsed.timestamp()
+        return dt.datetime.fromisoformat(str(value)).timestamp()
+    except (ValueError, OverflowError, OSError):  # OverflowError/OSError: a year the platform cannot convert
+        raise QueryError(f"cannot read {str(value)[:40]!r} as a time",
+                         "write an ISO date like 2026-11-26 or 2026-11-26T10:00") from None

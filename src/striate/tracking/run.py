@@ -35,6 +35,7 @@ import numpy as np
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
 from striate.tracking.store.base import RUN_STATUSES, ClaimLostError, Owner, file_sha256
+from striate.tracking.store.limits import check_keys, check_length, check_record
 from striate.tracking.store.liveness import HEARTBEAT_INTERVAL_S, process_start_time
 
 FLUSH_INTERVAL_S = 0.05
@@ -141,6 +142,7 @@ class Run:
         source = Path(path)
         if not source.is_file():
             raise ConfigError(f"artifact {source} is not a file", "pass the path of an existing file")
+        check_length("artifact path", name or source.name, "artifact_path")
         target = self.artifact_dir / (name or source.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.resolve() != target.resolve():
@@ -326,6 +328,7 @@ def _check_keys(keys: tuple[Any, ...]) -> None:
         if type(key) is not str:
             raise ConfigError(f"cannot log {key!r}: metric values must be numbers, keys strings",
                               "log floats or ints (call .item() on tensors)")
+    check_keys("metric key", keys)
 
 
 def _bad_value(data: Mapping[str, Any]) -> ConfigError:
@@ -455,6 +458,7 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
                        config=_jsonable(dict(config or {})), tags=list(tags or []), notes=notes,
                        host=socket.gethostname(), pid=os.getpid(), pid_started_at=process_start_time(),
                        reproduction_of=reproduction_of)
+    check_record(record)  # what a local store takes must fit a server's columns too (sync)
     try:
         opened.create_run(record)
     except Exception as exc:

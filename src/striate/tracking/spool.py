@@ -15,9 +15,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from striate.errors import RunNotFoundError
+import sqlalchemy as sa
+
+from striate.errors import RunNotFoundError, StriateError
 from striate.tracking.store import RunRecord, Store, holds_store, open_store
 from striate.tracking.store.base import chunk_sink, chunk_source
+from striate.tracking.store.limits import check_keys, check_record
 from striate.tracking.store.sql import flatten_params
 
 _RECORD_FIELDS = ("name", "project", "status", "ended_at", "heartbeat_at", "model", "summary", "tags", "notes",
@@ -48,8 +51,13 @@ class Syncer:
 
     def sync(self) -> dict[str, int]:
         """Send what the remote lacks: the record, new metric chunks, artifacts. Returns counts."""
-        remote = self.remote
         record = self.spool.get_run(self.run_id)
+        # Checked before anything is sent: a run recorded by an older striate (no checks at the
+        # door) may hold text the server's columns refuse, and half of it must not arrive.
+        check_record(record)
+        chunks = self.spool.chunks_since(record.id, self._sent_chunk_seq)
+        check_keys("metric key", {c.key for c in chunks})
+        remote = self.remote
         try:
             there = remote.get_run(record.id)
             if (there.host, there.pid, there.pid_started_at) != (record.host, record.pid, record.pid_started_at):
@@ -62,7 +70,6 @@ class Syncer:
             remote.create_run(record)
             remote_artifacts = []
         remote.set_params(record.id, flatten_params(record.config))
-        chunks = self.spool.chunks_since(record.id, self._sent_chunk_seq)
         sent = chunk_sink(remote).put_chunks(record.id, chunks)
         if chunks:
             self._sent_chunk_seq = chunks[-1].seq
@@ -88,13 +95,24 @@ class Syncer:
 
 
 def sync_all(remote: str, spool: Path | None = None) -> list[dict[str, Any]]:
-    """Sync every run in the spool to ``remote``; one row per run."""
+    """Sync every run in the spool to ``remote``; one row per run, with ``error`` set for a run that failed.
+
+    A run that cannot be sent (text too long for the server, a refused write) does not stop the
+    others: its row says why, and the caller reports it."""
     spooled = chunk_source(open_store(spool or spool_location()))
     target = open_store(remote)
     rows = []
     for record in spooled.list_runs():
-        counts = Syncer(spooled, target, record.id).sync()
-        rows.append({"id": record.id, "name": record.name, "status": record.status, **counts})
+        row: dict[str, Any] = {"id": record.id, "name": record.name, "status": record.status, "chunks_sent": 0,
+                               "artifacts_copied": 0, "superseded": 0, "error": None}
+        try:
+            row.update(Syncer(spooled, target, record.id).sync())
+        except StriateError as exc:
+            row["error"] = exc.problem
+        except (sa.exc.SQLAlchemyError, OSError) as exc:  # a write the server refused, an artifact unreadable
+            reason = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            row["error"] = " ".join(str(reason).split())
+        rows.append(row)
     return rows
 
 

@@ -41,10 +41,12 @@ import numpy as np
 from striate.archives import check_members, extract_members, open_archive, unsafe_name
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store, file_sha256
+from striate.tracking.store.limits import record_problem
+from striate.tracking.store.schema import LIMITS
 
 FORMAT = "striate-run"
 FORMAT_VERSION = 1
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the id names a folder: nothing that could leave the store
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % LIMITS["id"])  # names a folder: nothing that leaves the store
 _POINTS_PER_BATCH = 1_000_000  # keeps each stored chunk (one row) a few tens of MB at most
 _DERIVED_FIELDS = ("metrics", "artifacts")  # recomputed by the target store as points and files arrive
 
@@ -322,7 +324,8 @@ def remove_orphan_staging(root: Path) -> list[Path]:
 MAX_FUTURE_S = 24 * 3600.0  # clocks differ between hosts, by minutes; a day ahead is a broken or crafted record
 MAX_NESTING = 50  # config/summary/environment/dataset depth; real ones are 2-4 levels
 _REQUIRED = ("id", "name", "project", "status", "created_at", "ended_at", "heartbeat_at")
-_TEXT_LIMITS = {"name": 200, "project": 200, "model": 200, "host": 255}  # the store's column widths
+_TEXT_LIMITS = {"name": LIMITS["name"], "project": LIMITS["name"], "model": LIMITS["name"],
+                "host": LIMITS["host"]}  # the store's column widths
 _MAPPINGS = ("config", "summary", "environment", "dataset")
 
 
@@ -388,6 +391,9 @@ def _validated(data: Any, now: float) -> RunRecord:
     tags = values.setdefault("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise _Invalid(f"tags {_short(tags)} is not a list of strings")
+    found = record_problem(RunRecord(**values))  # the same limits as every other way into a store
+    if found:
+        raise _Invalid(found[0])
     if status == "running":  # its process is on another machine or gone: it can never finish here
         values["status"] = "crashed"
         values["ended_at"] = values["heartbeat_at"]
@@ -549,15 +555,18 @@ def _check_files(members: dict[str, tarfile.TarInfo], files: dict[str, Any], art
     for artifact in artifacts:
         if not isinstance(artifact, dict) or artifact.get("path") not in files:
             raise _bad(archive, f"recorded artifact {_short(artifact)} has no file in the archive")
+        if len(artifact["path"]) > LIMITS["artifact_path"]:
+            raise _bad(archive, f"artifact path {_short(artifact['path'])} is over the store's "
+                                f"{LIMITS['artifact_path']} characters")
         kind = artifact.get("kind")
-        if kind is not None and not (isinstance(kind, str) and len(kind) <= 50):  # the store's kind column
+        if kind is not None and not (isinstance(kind, str) and len(kind) <= LIMITS["artifact_kind"]):
             raise _bad(archive, f"artifact {artifact['path']} has kind {_short(kind)}, not a short string")
         if artifact.get("sha256") and artifact["sha256"] != files[artifact["path"]]["sha256"]:
             raise _bad(archive, f"artifact {artifact['path']} has two different hashes in run.json")
     return chosen
 
 
-_MAX_KEY_LENGTH = 300  # the store's metric key column
+_MAX_KEY_LENGTH = LIMITS["key"]  # the store's metric key column
 _NUMERIC_KINDS = "iuf"  # steps are integers, times and values floats; nothing else is loaded
 # what a damaged zip or .npy raises: zipfile lets zlib's errors through, and an unknown compression method
 # is a NotImplementedError

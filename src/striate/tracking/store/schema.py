@@ -16,16 +16,28 @@ from striate.errors import StoreError
 
 metadata = sa.MetaData()
 
+# The widths of the text columns, in characters. Every path that lets text into a store checks
+# these (tracking/store/limits.py), so that what a local SQLite store accepts (SQLite ignores
+# widths) can always be sent to PostgreSQL (which refuses anything wider).
+LIMITS = {
+    "id": 32,  # run ids: uuid4 hex
+    "name": 200,  # run name, project, model
+    "host": 255,  # a host name (DNS allows 253)
+    "key": 300,  # param and metric keys
+    "artifact_path": 1000,  # an artifact's path inside its run's folder
+    "artifact_kind": 50,
+}
+
 runs = sa.Table(
     "runs", metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("project", sa.String(200), nullable=False, index=True),
+    sa.Column("id", sa.String(LIMITS["id"]), primary_key=True),
+    sa.Column("name", sa.String(LIMITS["name"]), nullable=False),
+    sa.Column("project", sa.String(LIMITS["name"]), nullable=False, index=True),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("ended_at", sa.Float),
     sa.Column("heartbeat_at", sa.Float, nullable=False),
-    sa.Column("model", sa.String(200)),
+    sa.Column("model", sa.String(LIMITS["name"])),
     sa.Column("config", sa.Text, nullable=False, default="{}"),
     sa.Column("summary", sa.Text, nullable=False, default="{}"),
     sa.Column("tags", sa.Text, nullable=False, default="[]"),
@@ -33,8 +45,8 @@ runs = sa.Table(
     sa.Column("environment", sa.Text, nullable=False, default="{}"),
     sa.Column("dataset", sa.Text, nullable=False, default="{}"),
     sa.Column("error", sa.Text),
-    sa.Column("reproduction_of", sa.String(32)),
-    sa.Column("host", sa.String(255)),
+    sa.Column("reproduction_of", sa.String(LIMITS["id"])),
+    sa.Column("host", sa.String(LIMITS["host"])),
     sa.Column("pid", sa.Integer),
     sa.Column("pid_started_at", sa.Float),
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
@@ -42,8 +54,8 @@ runs = sa.Table(
 
 params = sa.Table(
     "params", metadata,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(LIMITS["key"]), primary_key=True),
     sa.Column("value", sa.Text),
     sa.Column("num", sa.Float),  # numeric value, when the param is a number, for filtering
     sa.Index("ix_params_key_num", "key", "num"),
@@ -52,8 +64,8 @@ params = sa.Table(
 metric_chunks = sa.Table(
     "metric_chunks", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.String(LIMITS["key"]), nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
     sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
@@ -65,8 +77,8 @@ metric_chunks = sa.Table(
 
 metric_summary = sa.Table(
     "metric_summary", metadata,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(LIMITS["key"]), primary_key=True),
     sa.Column("last", sa.Float),
     sa.Column("min", sa.Float),
     sa.Column("max", sa.Float),
@@ -77,9 +89,9 @@ metric_summary = sa.Table(
 
 artifacts = sa.Table(
     "artifacts", metadata,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("path", sa.String(1000), primary_key=True),
-    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(LIMITS["artifact_path"]), primary_key=True),
+    sa.Column("kind", sa.String(LIMITS["artifact_kind"]), nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),

@@ -374,20 +374,25 @@ class SqlStore(SyncableStore):
 
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
                     limit: int | None = None, include_archived: bool = False) -> list[str]:
-        """Ids of the runs matching ``where``, ordered by ``sort`` (default newest first)."""
-        from striate.tracking.store.sql_query import order_by_clause, where_clause
+        """Ids of the runs matching ``where``, by ``sort`` (default newest first); QueryError when unreadable."""
+        from striate.tracking.query import check_text
+        from striate.tracking.store.sql_query import check_limit, order_by_clause, ordered_text, where_clause
 
+        dialect = self.engine.dialect.name
+        limit = check_limit(limit)
         query = sa.select(runs.c.id)
         if where:
-            query = query.where(where_clause(where))
+            query = query.where(where_clause(where, dialect))
         if project:
+            check_text("project", project)
             query = query.where(runs.c.project == project)
         if not include_archived:
             query = query.where(runs.c.archived.is_(False))
         if sort:
-            query = query.order_by(*order_by_clause(sort))
-        query = query.order_by(runs.c.created_at.desc())
-        if limit:
+            query = query.order_by(*order_by_clause(sort, dialect))
+        # the id breaks ties, so that runs created in the same instant come in one order everywhere
+        query = query.order_by(runs.c.created_at.desc(), ordered_text(runs.c.id, dialect))
+        if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
