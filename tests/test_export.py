@@ -151,3 +151,12 @@ def test_export_a_trained_run_with_its_weights(synthetic_data, tmp_path):
     missing.unlink()
     with pytest.raises(ExportError, match=r"has no final weights"):
         export(run_id, store=str(store))
+
+
+def test_an_unwritable_output_is_one_error_before_exporting(tmp_path):
+    from striate.errors import StriateError
+    from striate.export import export
+
+    for output in ("/proc/striate-test.onnx", str(tmp_path)):  # no file can be created there / a folder
+        with pytest.raises(StriateError, match=r"cannot write .* — fix: choose a writable --output"):
+            export("lenet5", "onnx", output=output)

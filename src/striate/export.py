@@ -70,7 +70,7 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
         raise ExportError(f"--classes {num_classes} is not a class count", "give 1 or more, e.g. --classes 10")
     source = resolve(target, input_shape, num_classes, store)
     path = Path(output) if output else Path(source.stem + FORMATS[fmt])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(path)
     model = source.model.eval()
     # Export with a batch of 2 and check with 3: a batch of 1 could be baked into the graph unnoticed.
     example = torch.randn(2, *source.input_shape, generator=torch.Generator().manual_seed(0))
@@ -92,6 +92,20 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
                           f"kept {path} for inspection", "report this model; try the other format meanwhile")
     return ExportResult(str(path), fmt, source.description, source.input_shape, source.num_classes, diff,
                         dynamic_batch=dynamic)
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before the (slow) export when the output cannot be written: one error, not an exporter traceback."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}", "choose a writable --output") from None
 
 
 def resolve(target: str, input_shape: tuple[int, int, int] | None, num_classes: int | None,

@@ -221,3 +221,11 @@ def test_yaml_alias_bombs_and_recursive_aliases_are_refused_quickly(tmp_path):
     recursive.write_text("layers: &l [conv, *l]\n")
     with pytest.raises(ModelError, match="cannot parse model spec"):
         load_spec(recursive)
+
+
+def test_a_diagram_that_cannot_be_written_is_one_error(tmp_path):
+    from tests.conftest import run_cli
+
+    done = run_cli("models", "show", "lenet5", "--diagram", "/proc/striate-test.svg")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "cannot write the diagram to /proc/striate-test.svg" in done.stderr

@@ -158,6 +158,10 @@ def test_pretrained_rejects_other_architectures_and_pickles(tmp_path):
     torch.save({}, empty)
     with pytest.raises(ConfigError, match="holds no weights for this model"):
         load_pretrained(models.create("lenet5"), empty, 10)
+    scalar = tmp_path / "scalar.pth"
+    torch.save({"features.0.weight": torch.tensor(1.0)}, scalar)  # a 0-d tensor where a conv's weights go
+    with pytest.raises(ConfigError, match=r"features.0.weight has 0 dimensions \(\) but the model needs"):
+        load_pretrained(models.create("lenet5"), scalar, 10)
 
 
 def test_a_bad_pretrained_file_leaves_no_run_behind(synthetic_data, tmp_path):

@@ -123,11 +123,15 @@ class Diagram:
         suffix = path.suffix.lower()
         if suffix not in (".svg", ".png"):
             raise ModelError(f"cannot write a diagram as {path.name!r}", "name the file .svg or .png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".svg":
-            path.write_text(self.to_svg(), encoding="utf-8")
-        else:
-            self.to_png(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if suffix == ".svg":
+                path.write_text(self.to_svg(), encoding="utf-8")
+            else:
+                self.to_png(path)
+        except OSError as exc:
+            raise ModelError(f"cannot write the diagram to {path}: {exc.strerror or exc}",
+                             "choose a writable path for --diagram") from None
         return path
 
 

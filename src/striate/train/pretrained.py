@@ -61,6 +61,10 @@ def load_pretrained(model: torch.nn.Module, path: Path, num_classes: int,
         target = own[key]
         if tensor.shape == target.shape:
             loadable[key] = tensor
+        elif tensor.ndim != target.ndim:  # e.g. a 0-d tensor where a layer's weights belong
+            raise ConfigError(f"{path}: {key} has {tensor.ndim} dimensions {tuple(tensor.shape)} "
+                              f"but the model needs {tuple(target.shape)}",
+                              "use weights of the same architecture (or only a different class count)")
         elif key == first_conv and tensor.shape[0] == target.shape[0] and tensor.shape[2:] == target.shape[2:]:
             in_old, in_new = tensor.shape[1], target.shape[1]
             mean = tensor.mean(1, keepdim=True)
