@@ -105,3 +105,24 @@ def test_which_traces_a_weight_file_to_its_run(store, tmp_path):
     other.write_bytes(b"nope")
     missing = run_cli("which", str(other), "--store", str(store))
     assert missing.returncode == 2 and "no run in this store produced" in missing.stderr
+
+
+def test_stored_text_is_never_markup_and_infinite_metrics_still_chart(tmp_path):
+    import striate
+
+    store = str(tmp_path / "s")
+    ids = []
+    for value in (float("inf"), 1.0):
+        run = striate.init(store=store, name="[/v2]", tags=["[/v2]", "[bold]x"], config={"lr": 0.1, "[/x]": 1},
+                           system_metrics=False, capture_environment=False, capture_console=False)
+        run.log({"loss": value, "acc": float("nan")}, step=0)
+        run.log({"loss": value, "acc": 0.5}, step=1)
+        run.finish()
+        ids.append(run.id)
+    listed = run_cli("runs", "--store", store, "--columns", "id,name,tags,params.[/x]")
+    assert listed.returncode == 0, listed.stderr
+    assert "[/v2],[bold]x" in listed.stdout and "params.[/x]" in listed.stdout
+    for metric in ("loss", "acc"):
+        compared = run_cli("compare", *ids, "--store", store, "--metric", metric)
+        assert compared.returncode == 0 and "Traceback" not in compared.stderr, compared.stderr
+        assert "[/v2]" in compared.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
@@ -64,11 +65,12 @@ def metric_chart(records: list[RunRecord], histories: dict[str, MetricSeries], m
     drawn = 0
     for r in records:
         series = histories[r.id]
-        if len(series):
-            plt.plot(series.steps.tolist(), series.values.tolist(), label=f"{r.name} ({r.id[:8]})")
+        finite = np.isfinite(series.values)  # NaN and infinities cannot be drawn (and crash plotext)
+        if finite.any():
+            plt.plot(series.steps[finite].tolist(), series.values[finite].tolist(), label=f"{r.name} ({r.id[:8]})")
             drawn += 1
     if not drawn:
-        return f"(no run has points for {metric!r})"
+        return f"(no run has finite points for {metric!r})"
     plt.title(metric)
     plt.xlabel("step")
     return str(plt.build())

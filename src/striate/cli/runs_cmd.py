@@ -38,11 +38,13 @@ def list_runs(
         if as_json:
             print_json(rows)
         else:
+            from rich.markup import escape
             from rich.table import Table
 
-            table = Table(*rows[0].keys()) if rows else Table(*columns.split(","))
+            # Column names and cells are stored text (tags, params): never read as markup.
+            table = Table(*map(escape, rows[0].keys() if rows else columns.split(",")))
             for row in rows:
-                table.add_row(*("-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+                table.add_row(*(escape("-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v))
                                 for v in row.values()))
             console.print(table)
         return
