@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(tracking, name)
     if name == "train":
-        from striate.train.engine import train
+        import striate.train as train  # the package is callable: striate.train(config) trains
 
         return train
     if name == "errors":

@@ -406,3 +406,27 @@ def test_an_abandoned_run_takes_its_console_capture_and_writer_with_it(tmp_path)
     assert sys.stdout is before
     writer.join(timeout=5)
     assert not writer.is_alive()
+
+
+@pytest.mark.parametrize(("tail", "status", "code"), [("", "finished", 0), ("raise SystemExit(0)", "finished", 0),
+                                                      ("1 / 0", "failed", 1)])
+def test_a_script_that_never_calls_finish_keeps_its_points(tmp_path, tail, status, code):
+    import subprocess
+    import sys
+
+    script = f"""
+import striate
+run = striate.init(project="p", store={str(tmp_path / 's')!r}, system_metrics=False)
+for i in range(5):
+    run.log({{"loss": 1.0 / (i + 1)}})
+print("logged")
+{tail}
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    (record,) = open_store(tmp_path / "s").list_runs()
+    assert record.status == status
+    assert record.metrics["loss"]["count"] == 5
+    assert "console.log" in {a["path"] for a in record.artifacts}
+    if status == "failed":
+        assert "ZeroDivisionError" in (record.error or "")

@@ -155,16 +155,42 @@ def test_a_diverging_loss_fails_the_run_with_a_clear_error(synthetic_data, tmp_p
     assert record.status == "failed" and "training diverged" in record.error
 
 
-def test_a_checkpoint_that_cannot_be_written_fails_the_run_with_one_error(synthetic_data, tmp_path):
+@pytest.mark.parametrize("occupied", ["checkpoints/epoch-001.safetensors", "checkpoints"])
+def test_a_checkpoint_that_cannot_be_written_fails_the_run_with_one_error(synthetic_data, tmp_path, occupied):
     from striate.errors import TrainingError
 
     class OccupyTheCheckpointPath(Callback):  # as a full disk would, the write of epoch 1's weights fails
         def on_start(self, state):
-            (state.run.artifact_dir / "checkpoints" / "epoch-001.safetensors").mkdir(parents=True)
+            target = state.run.artifact_dir / occupied
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if occupied.endswith(".safetensors"):
+                target.mkdir()  # a folder where the file goes
+            else:
+                target.write_text("x")  # a file where the folder goes
 
     session = new_session(quick(synthetic_data, epochs=1), str(tmp_path / "s"))
     with pytest.raises(TrainingError, match=r"cannot write .*epoch-001.safetensors: .*free disk space"):
         session.run([OccupyTheCheckpointPath()])
     (record,) = open_store(tmp_path / "s").list_runs()
     assert record.status == "failed" and "cannot write" in record.error
-    assert not list((tmp_path / "s" / "artifacts" / record.id / "checkpoints").glob(".*.tmp"))
+    folder = tmp_path / "s" / "artifacts" / record.id / "checkpoints"
+    assert not folder.is_dir() or not list(folder.glob(".*.tmp"))
+
+
+def test_striate_train_is_callable_every_time_whatever_was_imported_first(synthetic_data, tmp_path):
+    import subprocess
+    import sys
+
+    script = f"""
+import striate
+from striate.train.events import Callback  # binds striate.train to the package before any call
+from striate.config import TrainConfig
+config = TrainConfig.from_mapping({{"data": {str(synthetic_data)!r}, "epochs": 1, "batch_size": 64,
+                                   "checkpoint": False}})
+a = striate.train(config)
+b = striate.train(config, callbacks=[Callback()])
+print(a.status, b.status, a.weights_hash == b.weights_hash)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["finished", "finished", "True"]

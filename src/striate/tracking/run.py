@@ -14,6 +14,7 @@ points with the same keys into one array, and writes one chunk per key per flush
 
 from __future__ import annotations
 
+import atexit
 import operator
 import os
 import shutil
@@ -43,6 +44,7 @@ SYNC_INTERVAL_S = 1.0  # remote stores: how often the spool is copied across
 SYSTEM_METRICS_INTERVAL_S = 5.0
 CONSOLE_INTERVAL_S = 5.0  # how often captured console output is written to console.log while running
 _active_run: Run | None = None
+_UNFINISHED: weakref.WeakSet[Run] = weakref.WeakSet()  # finished at interpreter exit (atexit below)
 
 
 class Run:
@@ -94,6 +96,7 @@ class Run:
         self._writer = threading.Thread(target=_write_loop, args=(weakref.ref(self), self._stopped, self._wake),
                                         name=f"striate-writer-{self.id[:8]}", daemon=True)
         self._writer.start()
+        _UNFINISHED.add(self)
 
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
@@ -350,6 +353,23 @@ def _point(step: int, when: float, data: Mapping[str, Any]) -> _Point:
         return step, when, keys, _packer(len(keys))(*data.values())
     except (struct.error, TypeError, ValueError, OverflowError):
         raise _bad_value(data) from None
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    """A script that ends without run.finish() keeps what it logged: its runs are finished here
+    (failed when the script died of an uncaught exception), before the daemon writers are dropped."""
+    died_of = getattr(sys, "last_type", None)
+    for run in list(_UNFINISHED):
+        if run.status != "running":
+            continue
+        try:
+            if died_of is None:
+                run.finish("finished")
+            else:
+                run.finish("failed", error=f"{died_of.__name__}: {getattr(sys, 'last_value', '')}")
+        except Exception as exc:  # noqa: BLE001 - at exit there is no one left to raise to
+            print(f"warning: could not finish run {run.name} at exit: {exc}", file=sys.stderr)
 
 
 @dataclass

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 def save_weights(model: torch.nn.Module, path: Path) -> str:
     """Write the model's weights to ``path`` (safetensors); return the weights hash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with _atomic(path) as tmp:
         save_file(tensors, str(tmp))
@@ -58,7 +57,6 @@ def load_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> Non
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """Write optimizer/scheduler/RNG state (tensors and plain data only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _atomic(path) as tmp:
         torch.save(state, tmp)
 
@@ -77,6 +75,7 @@ def _atomic(path: Path) -> Iterator[Path]:
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
     except (OSError, RuntimeError, SafetensorError) as exc:
@@ -84,7 +83,8 @@ def _atomic(path: Path) -> Iterator[Path]:
         raise TrainingError(f"cannot write {path}: {reason}",
                             "free disk space, or record into a store on another disk (--store)") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system even a missing file's unlink fails
+            tmp.unlink(missing_ok=True)
 
 
 class Checkpointer(Callback):
