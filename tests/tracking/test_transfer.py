@@ -195,3 +195,23 @@ def test_cli_round_trip_with_json(tmp_path: Path, stores: tuple[SqlStore, SqlSto
     evil = rebuild(out, tmp_path / "evil.tar.gz", extra=[MALICIOUS["dotdot"]])
     refused = run_cli("import-run", str(evil), "--store", str(tmp_path / "d"))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "unsafe" in refused.stderr
+
+
+def test_force_replaces_files_never_devices_folders_or_links(tmp_path):
+    import os
+
+    import striate
+    from striate.errors import ConfigError
+    from striate.tracking.store import open_store
+
+    store = open_store(tmp_path / "s")
+    run = striate.init(store=store, system_metrics=False, capture_environment=False, capture_console=False)
+    run.finish()
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep")
+    link = tmp_path / "link.tar.gz"
+    os.symlink(target, link)
+    for out in (Path("/dev/null"), tmp_path, link):
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            export_run(store, run.id, out, overwrite=True)
+    assert Path("/dev/null").is_char_device() and target.read_text() == "keep"
