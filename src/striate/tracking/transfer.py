@@ -59,7 +59,7 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
         raise ConfigError(f"{out} already exists", "choose another file name, or pass --force to replace it")
     if (out.exists() or out.is_symlink()) and not (out.is_file() and not out.is_symlink()):
         # --force replaces a file, never a device, a folder or a link (as root, /dev/full was replaced)
-        raise ConfigError(f"{out} is not a regular file", "choose a file name for the archive")
+        raise ConfigError(f"cannot write {out}: it is not a regular file", "choose a file name for the archive")
     folder = Path(store.artifact_root) / record.id
     files, skipped = _artifact_files(folder)
     for artifact in record.artifacts:
