@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 from subprocess import CompletedProcess
 from subprocess import run as run_process
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -156,3 +158,33 @@ def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> 
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, linkname
     return info
+
+
+def as_nobody(task: Callable[[], str]) -> str:
+    """``task()`` in a forked child that runs as `nobody` (root may write anywhere); its result or error."""
+    if os.geteuid() != 0:
+        try:
+            return task()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which reports through the pipe
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                message = task()
+            except BaseException as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(child, 0)
+    return message

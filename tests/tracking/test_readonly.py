@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 from striate.errors import StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, open_store
-from tests.conftest import run_cli
+from tests.conftest import as_nobody, run_cli
 
 HOLD_LOCK = """
 import sqlite3, sys, time
@@ -71,36 +70,6 @@ def test_read_commands_do_not_wait_for_a_writer_holding_the_lock(tmp_path: Path)
         holder.kill()
         holder.wait()
     assert open_store(folder).get_run(dead.id).status == "crashed", "the next opener that may wait marks it"
-
-
-def as_nobody(task: Callable[[], str]) -> str:
-    """``task()`` in a forked child that runs as `nobody` (root may write anywhere); its result or error."""
-    if os.geteuid() != 0:
-        try:
-            return task()
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child, which reports through the pipe
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            try:
-                message = task()
-            except BaseException as exc:
-                message = f"{type(exc).__name__}: {exc}"
-            os.write(write_end, message.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        message = pipe.read().decode()
-    os.waitpid(child, 0)
-    return message
 
 
 def read_only_copy(source: Path, into: Path) -> Path:

@@ -1,5 +1,3 @@
-import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -15,6 +13,7 @@ import striate
 from striate.errors import ConfigError, RunNotFoundError, StoreError
 from striate.tracking.store import open_store
 from striate.tracking.store.liveness import STALE_AFTER_S
+from tests.conftest import as_nobody
 
 
 def test_log_history_summary_and_read_api(tmp_path):
@@ -169,34 +168,11 @@ def test_unknown_run_and_unwritable_store(tmp_path):
 
 def open_store_as_unprivileged(folder: Path) -> str:
     """open_store(folder) in an unprivileged process; its error as "Type: message" ("" when it opened)."""
-    if os.geteuid() != 0:
-        try:
-            open_store(folder)
-        except StoreError as exc:
-            return f"StoreError: {exc}"
+    def task() -> str:
+        open_store(folder)
         return ""
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child, which reports through the pipe
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            try:
-                open_store(folder)
-                message = ""
-            except BaseException as exc:
-                message = f"{type(exc).__name__}: {exc}"
-            os.write(write_end, message.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        message = pipe.read().decode()
-    os.waitpid(child, 0)
-    return message
+
+    return as_nobody(task)
 
 
 def test_store_path_that_is_a_file_is_rejected(tmp_path):
