@@ -80,6 +80,16 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
 
 
+def committed_repo(repo: Path) -> Path:
+    """A git repository at ``repo`` with one commit (a README)."""
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "README").write_text("x")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
 NET = """input_size: 32
 layers:
   - conv: {out: %d, kernel: 5}
@@ -141,12 +151,7 @@ def test_reproduce_unknown_run(tmp_path, bad):
 
 
 def test_untracked_source_files_are_snapshotted_and_restored(synthetic_data, tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "README").write_text("x")
-    git(repo, "add", "README")
-    git(repo, "commit", "-q", "-m", "init")
+    repo = committed_repo(tmp_path / "repo")
     (repo / "fresh_net.yaml").write_text(NET % 5)  # never committed
     store = tmp_path / "store"
     original = train(store, synthetic_data, "--set", "model=fresh_net.yaml", cwd=repo)

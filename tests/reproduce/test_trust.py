@@ -11,7 +11,7 @@ from pathlib import Path
 
 from striate.tracking.store import open_store
 from tests.conftest import run_cli
-from tests.reproduce.test_reproduce import NET, git, train
+from tests.reproduce.test_reproduce import NET, committed_repo, train
 
 EVIL = "import pathlib; pathlib.Path({marker!r}).write_text('ran {name}')\n"
 
@@ -63,12 +63,7 @@ def test_a_run_from_another_host_needs_trust(synthetic_data, tmp_path):
 
 
 def test_a_recorded_working_directory_outside_the_repository_is_refused(synthetic_data, tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "README").write_text("x")
-    git(repo, "add", "README")
-    git(repo, "commit", "-q", "-m", "init")
+    repo = committed_repo(tmp_path / "repo")
     store = tmp_path / "store"
     original = train(store, synthetic_data, cwd=repo)
     victim = tmp_path / "victim"
