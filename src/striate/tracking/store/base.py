@@ -11,7 +11,7 @@ import abc
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -127,8 +127,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
-                    limit: int | None = None, include_archived: bool = False) -> list[str]:
-        """Ids of the runs matching a filter expression (see tracking/query.py), in ``sort`` order."""
+                    limit: int | None = None, include_archived: bool = False,
+                    projects: Sequence[str] | None = None) -> list[str]:
+        """Ids of the runs matching a filter expression (see tracking/query.py), in ``sort`` order;
+        ``projects``: only runs in these projects."""
 
     @abc.abstractmethod
     def get_runs(self, run_ids: list[str]) -> list[RunRecord]:

@@ -373,8 +373,11 @@ class SqlStore(SyncableStore):
             shutil.rmtree(folder)
 
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
-                    limit: int | None = None, include_archived: bool = False) -> list[str]:
-        """Ids of the runs matching ``where``, by ``sort`` (default newest first); QueryError when unreadable."""
+                    limit: int | None = None, include_archived: bool = False,
+                    projects: Sequence[str] | None = None) -> list[str]:
+        """Ids of the runs matching ``where``, by ``sort`` (default newest first); QueryError when unreadable.
+
+        ``projects``: only runs of these projects (the server's view of a member's projects)."""
         from striate.tracking.query import check_text
         from striate.tracking.store.sql_query import check_limit, order_by_clause, ordered_text, where_clause
 
@@ -386,6 +389,10 @@ class SqlStore(SyncableStore):
         if project:
             check_text("project", project)
             query = query.where(runs.c.project == project)
+        if projects is not None:
+            for name in projects:
+                check_text("project", name)
+            query = query.where(runs.c.project.in_(list(projects)))
         if not include_archived:
             query = query.where(runs.c.archived.is_(False))
         if sort:

@@ -1,0 +1,82 @@
+"""`striate server` as a user runs it: upgrade, create-admin, then a real uvicorn process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI_ENV, run_cli
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_server_refuses_a_database_that_needs_upgrade_then_serves_it(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    refused = run_cli("server", "create-admin", "root", "--db", store)
+    assert refused.returncode != 0 and "striate server upgrade --db" in refused.stderr
+
+    upgraded = run_cli("server", "upgrade", "--db", store)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "now at migration" in upgraded.stdout
+    again = run_cli("server", "upgrade", "--db", store)
+    assert "up to date" in again.stdout
+
+    created = run_cli("server", "create-admin", "root", "--db", store)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("stt_")
+    duplicate = run_cli("server", "create-admin", "root", "--db", store)
+    assert duplicate.returncode != 0 and "exists already" in duplicate.stderr
+
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", store, "--port", str(port)],
+                               env={**os.environ, **CLI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = _get(f"{base}/health")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not answer within 60 s"
+                time.sleep(0.2)
+        assert status == 200 and body["status"] == "ok"
+        assert _get(f"{base}/runs")[0] == 401
+        status, body = _get(f"{base}/me", token)
+        assert status == 200 and body["user"] == "root" and body["admin"] is True
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
