@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from striate.cli.common import console
+from striate.cli.report import folding_table
 from striate.tracking.store import MetricSeries, RunRecord
 from striate.tracking.store.sql import flatten_params
 
@@ -36,14 +37,6 @@ def comparison(records: list[RunRecord]) -> dict[str, Any]:
     }
 
 
-def _fold_table(*headers: str, title: str) -> Table:
-    """A table whose long cells wrap whole instead of being cut with an ellipsis."""
-    table = Table(*headers, title=title)
-    for column in table.columns:
-        column.overflow = "fold"
-    return table
-
-
 def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: bool = False) -> None:
     """Params side by side with differences marked (colour and a * that survives no colour), then
     final metrics with the best of each marked."""
@@ -51,7 +44,7 @@ def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: b
     same = len(data["params"]) - len(data["differing_params"])
     title = (f"params ({DIFF_MARK} differs)" if show_all else
              f"params that differ ({same} identical hidden; --all)")
-    table = _fold_table("param", *headers, title=title)
+    table = folding_table("param", *headers, title=title)
     for key, values in data["params"].items():
         differs = key in data["differing_params"]
         if (differs or show_all) and key not in _NOT_A_DIFFERENCE:
@@ -62,7 +55,7 @@ def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: b
     if not data["differing_params"] and not show_all:
         table.add_row("(none)", *("" for _ in records))
     console.print(table)
-    metrics = _fold_table("metric (last)", *headers, title=f"final metrics ({DIFF_MARK} best)")
+    metrics = folding_table("metric (last)", *headers, title=f"final metrics ({DIFF_MARK} best)")
     for key, values in data["metrics"].items():
         numbers = [v for v in values.values() if isinstance(v, (int, float))]
         best = (max(numbers) if "acc" in key else min(numbers) if "loss" in key else None) if numbers else None

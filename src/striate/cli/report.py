@@ -258,10 +258,11 @@ def invoked_as() -> str:
 def print_run(r: RunRecord, store_option: str | None = None) -> None:
     """One run in full; ``store_option`` is the --store given, repeated in the commands it suggests."""
     style = STATUS_STYLE.get(r.status, "")
-    console.print(f"[bold]{escape(r.name)}[/]  id {r.id}  project {escape(r.project)}  [{style}]{r.status}[/]",
-                  highlight=False)
-    console.print(f"started {fmt_time(r.created_at)}  ended {fmt_time(r.ended_at)}  "
-                  f"duration {fmt_duration(r.duration_s)}  model {escape(r.model or '-')}", highlight=False)
+    # short lines: each fits 80 columns whole (a run name aside)
+    console.print(f"[bold]{escape(r.name)}[/]  [{style}]{r.status}[/]  id {r.id}", highlight=False)
+    console.print(f"project {escape(r.project)}  model {escape(r.model or '-')}  "
+                  f"duration {fmt_duration(r.duration_s)}", highlight=False)
+    console.print(f"started {fmt_time(r.created_at)}  ended {fmt_time(r.ended_at)}", highlight=False)
     if r.tags:
         console.print("tags: " + escape(", ".join(r.tags)))
     if r.notes:
@@ -272,17 +273,17 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
         store_flag = f" --store {store_option}" if store_option else ""
         console.print(f"{r.status} {escape(stopped_at(r))}; continue it:  "
                       f"[bold]{escape(f'{invoked_as()} resume {r.id[:8]}{store_flag}')}[/]", highlight=False)
-    config = Table("setting", "value", title="config")
+    config = folding_table("setting", "value", title="config")
     for k, v in r.config.items():
-        config.add_row(escape(k), escape(str(v)))
+        config.add_row(escape(k), escape(_num(v)))
     console.print(config)
     if r.metrics:
-        metrics = Table("metric", "last", "min", "max", "points", "last step", title="metrics")
+        metrics = folding_table("metric", "last", "min", "max", "points", "last step", title="metrics")
         for k, m in sorted(r.metrics.items()):
             metrics.add_row(escape(k), *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]),
                             str(m["last_step"]))
         console.print(metrics)
-    summary = Table("key", "value", title="summary")
+    summary = folding_table("key", "value", title="summary")
     for k, v in r.summary.items():
         if k in ("checkpoints", "per_class_acc1"):
             continue
@@ -307,10 +308,18 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
                       f"{env.get('hostname')}  {code}", highlight=False)
         console.print(f"command: {' '.join(env.get('command', []))}", highlight=False, markup=False)
     if r.artifacts:
-        arts = Table("artifact", "kind", "size", "sha256", title="artifacts")
+        arts = folding_table("artifact", "kind", "size", "sha256", title="artifacts")
         for a in r.artifacts:
             arts.add_row(escape(a["path"]), a["kind"], f"{a['size']:,}", a["sha256"][:16])
         console.print(arts)
+
+
+def folding_table(*headers: str, title: str) -> Table:
+    """A table whose long cells wrap whole onto more lines instead of being cut with an ellipsis."""
+    table = Table(*headers, title=title)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def _num(value: Any) -> str:

@@ -86,9 +86,11 @@ def train_command(
         sys.exit(130)
 
 
+_LAST = ("store", "reproduction_of")  # listed with the settings of the "Run record" panel, after the others
+_DECLARED = inspect.signature(train_command).parameters
 train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [p for p in inspect.signature(train_command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    + _flag_parameters())
+    [p for p in _DECLARED.values() if p.kind != inspect.Parameter.VAR_KEYWORD and p.name not in _LAST]
+    + _flag_parameters() + [_DECLARED[name].replace(kind=inspect.Parameter.KEYWORD_ONLY) for name in _LAST])
 commands = typer.Typer()  # registered on the app by striate.cli.app
 commands.command("train")(train_command)
 
