@@ -397,9 +397,6 @@ class SqlStore(SyncableStore):
 
         dialect = self.engine.dialect.name
         limit = check_limit(limit)
-        if where or sort:
-            with self.engine.connect() as conn:
-                check_fields_exist(conn, where, sort)
         query = sa.select(runs.c.id)
         if where:
             query = query.where(where_clause(where, dialect))
@@ -415,6 +412,8 @@ class SqlStore(SyncableStore):
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
+            if where or sort:  # after compiling them: a filter that cannot be read says so first
+                check_fields_exist(conn, where, sort)
             return [row[0] for row in conn.execute(query)]
 
     def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
