@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,7 +135,9 @@ def test_ctrl_c_marks_the_run_stopped_and_keeps_the_checkpoint(tmp_path):
     (record,) = open_store(store).list_runs()
     assert record.status == "stopped"
     assert "checkpoints/epoch-001.safetensors" in {a["path"] for a in record.artifacts}
-    assert "stopped" in out
+    text = " ".join(out.split())
+    assert re.search(r"stopped (in|after) epoch \d+/200 (at )?\(?step \d+\)? ?\(interrupted \(Ctrl-C\)\)", text), text
+    assert f"resume {record.id[:8]} --store {store}" in text and "epochs;" not in text
 
 
 def test_names_that_look_like_markup_are_shown_literally(synthetic_data, tmp_path):

@@ -65,7 +65,9 @@ def test_read_commands_do_not_wait_for_a_writer_holding_the_lock(tmp_path: Path)
             assert result.returncode == 0, result.stderr
             assert elapsed < 15, f"`striate {args[0]}` waited {elapsed:.0f} s for the writer"
         listed = run_cli("runs", "--json", "--store", str(folder), timeout=60)
-        assert {row["name"] for row in json.loads(listed.stdout)} == {"done", "dead"}
+        # Not recorded (the writer holds the lock) but shown as what the next writer will record.
+        assert {row["name"]: row["status"] for row in json.loads(listed.stdout)} == {"done": "finished",
+                                                                                     "dead": "crashed"}
     finally:
         holder.kill()
         holder.wait()
@@ -105,6 +107,7 @@ def test_a_read_only_copy_of_a_store_is_read(tmp_path: Path, with_log: bool) -> 
         copy = read_only_copy(folder, shared)
         wal = copy / "striate.db-wal"
         assert (wal.is_file() and wal.stat().st_size > 0) == with_log, "the copy holds runs only in its log"
+        (tmp_path / "warm-up").mkdir()  # an empty folder: a new store
         listing(tmp_path / "warm-up")()  # load every module now: the child may not read the interpreter's files
         expected = json.dumps([["first", "finished", 10], ["second", "failed", 10]])
         assert as_nobody(listing(copy)) == expected
@@ -118,13 +121,56 @@ def test_a_read_only_copy_of_a_store_is_read(tmp_path: Path, with_log: bool) -> 
         shutil.rmtree(shared)
 
 
-def test_read_only_opening_of_a_missing_store_still_creates_it(tmp_path: Path) -> None:
-    opened = open_store(tmp_path / "new", read_only=True)  # `striate runs` in a new folder: an empty store
+def test_a_read_only_copy_shows_a_dead_run_as_crashed_without_writing(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    store = open_store(folder)
+    add_run(store, "dead", status="running", host=socket.gethostname(), pid=dead_pid(), pid_started_at=1.0)
+    store.engine.dispose()  # type: ignore[attr-defined]
+    shared = Path(tempfile.mkdtemp(prefix="striate-readonly-"))
+    try:
+        shared.chmod(0o755)
+        copy = read_only_copy(folder, shared)
+        before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+        (tmp_path / "warm-up").mkdir()
+        listing(tmp_path / "warm-up")()
+        assert as_nobody(listing(copy)) == json.dumps([["dead", "crashed", 10]])
+        assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+    finally:
+        for path in shared.rglob("*"):
+            path.chmod(0o755)
+        shutil.rmtree(shared)
+
+
+def test_read_only_opening_of_an_empty_folder_creates_an_empty_store(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    opened = open_store(tmp_path / "new", read_only=True)  # `striate runs --store new` on a new folder
     assert opened.list_runs() == [] and (tmp_path / "new" / "striate.db").is_file()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "other-files"])
+def test_reading_a_path_that_holds_no_store_is_an_error_and_creates_nothing(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "strate-runs"  # a typo
+    if kind == "file":
+        path.write_text("notes")
+    elif kind == "other-files":
+        path.mkdir()
+        (path / "README.md").write_text("a project folder")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for args in (["runs"], ["show", "x"], ["compare", "a", "b"], ["diff", "a", "b"]):
+        out = run_cli(*args, "--store", str(path))
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert f"no store at {path}" in out.stderr and "fix:" in out.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "a read command created files"
+
+
+def test_reading_the_default_store_before_any_run_is_an_empty_list(tmp_path: Path) -> None:
+    out = run_cli("runs", cwd=tmp_path, env={"STRIATE_STORE": ""})
+    assert out.returncode == 0 and "no runs in this store yet" in out.stdout
 
 
 def test_eight_parallel_runs_commands_on_a_store_nobody_created_yet(tmp_path: Path) -> None:
     folder = tmp_path / "fresh"
+    folder.mkdir()  # an empty folder is a new store; a path that does not exist is an error (test above)
     env = {**os.environ, "COLUMNS": "200"}
     procs = [subprocess.Popen([sys.executable, "-m", "striate", "runs", "--json", "--store", str(folder)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(8)]

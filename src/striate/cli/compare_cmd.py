@@ -22,10 +22,16 @@ def compare(
 ) -> None:
     """Params side by side (differences highlighted), final metrics, and a chart of one metric."""
     from striate.cli.compare_view import comparison, print_comparison
+    from striate.errors import ConfigError
     from striate.tracking.store import open_store
 
     opened = open_store(store, read_only=True)
     records = [opened.get_run(r) for r in runs]
+    if len({r.id for r in records}) < 2:
+        raise ConfigError(f"compare needs two or more different runs, and {' and '.join(map(repr, runs))} "
+                          f"name{'s' if len(runs) == 1 else ''} only {records[0].name} ({records[0].id[:8]})",
+                          f"name another run too, e.g. `striate compare {runs[0]} OTHER` "
+                          "(`striate show RUN` shows one run)")
     histories = {r.id: opened.history(r.id, metric, max_points=400) for r in records}
     data = comparison(records)
     if as_json:
@@ -39,7 +45,7 @@ def compare(
 
         from striate.cli.compare_view import metric_chart
 
-        console.print(Text.from_ansi(metric_chart(records, histories, metric)))
+        console.print(Text.from_ansi(metric_chart(records, histories, metric, width=console.width)))
 
 
 @commands.command("diff")

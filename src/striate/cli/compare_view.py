@@ -10,17 +10,24 @@ from rich.markup import escape
 from rich.table import Table
 
 from striate.cli.common import console
+from striate.cli.report import folding_table
 from striate.tracking.store import MetricSeries, RunRecord
 from striate.tracking.store.sql import flatten_params
 
 _ENV_KEYS = ("python", "torch", "cuda", "cudnn", "platform", "cpu", "cpu_count", "hostname")
 
 
+# Params that differ between any two runs by nature, not by choice: never listed as a difference.
+_NOT_A_DIFFERENCE = ("name",)
+DIFF_MARK = "*"  # marks differences and best values in text too: colour alone is lost without a colour terminal
+SERIES_MARKERS = ("•", "+", "x", "o", "#", "%", "@", "&")  # one per run in the chart, also without colour
+
+
 def comparison(records: list[RunRecord]) -> dict[str, Any]:
     """Flattened params and final metrics of each run, plus which params differ."""
     params = {r.id: flatten_params(r.config) for r in records}
     keys = sorted({k for p in params.values() for k in p})
-    differing = [k for k in keys if len({repr(p.get(k)) for p in params.values()}) > 1]
+    differing = [k for k in keys if k not in _NOT_A_DIFFERENCE and len({repr(p.get(k)) for p in params.values()}) > 1]
     metric_keys = sorted({k for r in records for k in r.metrics if not k.startswith("system/")})
     return {
         "runs": [{"id": r.id, "name": r.name, "status": r.status} for r in records],
@@ -31,18 +38,24 @@ def comparison(records: list[RunRecord]) -> dict[str, Any]:
 
 
 def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: bool = False) -> None:
-    """Params side by side with differences highlighted, then final metrics."""
+    """Params side by side with differences marked (colour and a * that survives no colour), then
+    final metrics with the best of each marked."""
     headers = [escape(f"{r.name} ({r.id[:8]})") for r in records]
     same = len(data["params"]) - len(data["differing_params"])
-    title = "params (differences in yellow)" if show_all else f"params that differ ({same} identical hidden; --all)"
-    table = Table("param", *headers, title=title)
+    title = (f"params ({DIFF_MARK} differs)" if show_all else
+             f"params that differ ({same} identical hidden; --all)")
+    table = folding_table("param", *headers, title=title)
     for key, values in data["params"].items():
         differs = key in data["differing_params"]
-        if differs or show_all:
+        if (differs or show_all) and key not in _NOT_A_DIFFERENCE:
             style = "bold yellow" if differs else "dim"
-            table.add_row(f"[{style}]{escape(key)}[/]", *(f"[{style}]{escape(str(values[r.id]))}[/]" for r in records))
+            mark = f"{DIFF_MARK} " if differs else "  "
+            table.add_row(f"[{style}]{mark}{escape(key)}[/]",
+                          *(f"[{style}]{escape(_value_text(values[r.id]))}[/]" for r in records))
+    if not data["differing_params"] and not show_all:
+        table.add_row("(none)", *("" for _ in records))
     console.print(table)
-    metrics = Table("metric (last)", *headers, title="final metrics")
+    metrics = folding_table("metric (last)", *headers, title=f"final metrics ({DIFF_MARK} best)")
     for key, values in data["metrics"].items():
         numbers = [v for v in values.values() if isinstance(v, (int, float))]
         best = (max(numbers) if "acc" in key else min(numbers) if "loss" in key else None) if numbers else None
@@ -50,30 +63,87 @@ def print_comparison(records: list[RunRecord], data: dict[str, Any], show_all: b
         for r in records:
             v = values[r.id]
             text = "-" if v is None else f"{v:.6g}"
-            cells.append(f"[bold green]{text}[/]" if v is not None and v == best and len(numbers) > 1 else text)
+            marked = v is not None and v == best and len(numbers) > 1
+            cells.append(f"[bold green]{text}{DIFF_MARK}[/]" if marked else text)
         metrics.add_row(escape(key), *cells)
     console.print(metrics)
 
 
-def metric_chart(records: list[RunRecord], histories: dict[str, MetricSeries], metric: str) -> str:
-    """A terminal line chart of ``metric`` for each run (plotext)."""
+def _value_text(value: Any) -> str:
+    """A param as text; a float with at most 6 significant digits (0.15, not 0.15000000000000002)."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _is_fraction(metric: str) -> bool:
+    """Whether ``metric`` is an accuracy, a fraction in [0, 1]."""
+    return "acc" in metric.rsplit("/", 1)[-1]
+
+
+def _integer_ticks(low: float, high: float, count: int = 5) -> list[int]:
+    """Up to ``count`` evenly spread whole-number ticks from ``low`` to ``high`` (steps are whole)."""
+    low_i, high_i = int(np.floor(low)), int(np.ceil(high))
+    if high_i - low_i < count:
+        return list(range(low_i, high_i + 1))
+    return sorted({int(round(t)) for t in np.linspace(low_i, high_i, count)})
+
+
+def metric_chart(records: list[RunRecord], histories: dict[str, MetricSeries], metric: str,
+                 width: int = 100) -> str:
+    """A terminal line chart of ``metric`` for each run (plotext), ``width`` columns wide: each run
+    with its own marker (told apart without colour), whole-number step ticks, and an accuracy axis
+    within [0, 1]. Where no run has more than one point, a line per run with a bar and the value."""
     import plotext as plt
 
-    plt.clear_figure()
-    plt.theme("clear")
-    plt.plotsize(100, 20)
-    drawn = 0
-    for r in records:
-        series = histories[r.id]
-        finite = np.isfinite(series.values)  # NaN and infinities cannot be drawn (and crash plotext)
-        if finite.any():
-            plt.plot(series.steps[finite].tolist(), series.values[finite].tolist(), label=f"{r.name} ({r.id[:8]})")
-            drawn += 1
+    finite = {r.id: np.isfinite(histories[r.id].values) for r in records}
+    drawn = [r for r in records if finite[r.id].any()]
     if not drawn:
         return f"(no run has finite points for {metric!r})"
+    if all(int(finite[r.id].sum()) <= 1 for r in drawn):
+        return _value_bars(drawn, histories, metric, width)
+    plt.clear_figure()
+    plt.theme("clear")
+    plt.plotsize(max(40, min(width, 120)), 20)
+    low, high, first, last = np.inf, -np.inf, np.inf, -np.inf
+    for i, r in enumerate(drawn):
+        series = histories[r.id]
+        steps, values = series.steps[finite[r.id]], series.values[finite[r.id]]
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+        first, last = min(first, float(steps.min())), max(last, float(steps.max()))
+        marker = SERIES_MARKERS[i % len(SERIES_MARKERS)]
+        plt.plot(steps.tolist(), values.tolist(), marker=marker, label=f"{r.name} ({r.id[:8]})")
+    if _is_fraction(metric):
+        low, high = max(0.0, low), min(1.0, high)
+    pad = (high - low) * 0.05 or abs(high) * 0.05 or 0.05
+    bottom, top = low - pad, high + pad
+    if _is_fraction(metric):
+        bottom, top = max(0.0, bottom), min(1.0, top)
+    plt.ylim(bottom, top)
+    plt.xlim(first, last)
+    plt.xticks(_integer_ticks(first, last))
     plt.title(metric)
     plt.xlabel("step")
     return str(plt.build())
+
+
+def _value_bars(records: list[RunRecord], histories: dict[str, MetricSeries], metric: str, width: int) -> str:
+    """One line per run for a metric with a single point each (e.g. 1-epoch runs): a bar and the value."""
+    points = {}
+    for r in records:
+        series = histories[r.id]
+        ok = np.isfinite(series.values)
+        points[r.id] = (float(series.values[ok][-1]), int(series.steps[ok][-1]))
+    labels = {r.id: f"{r.name} ({r.id[:8]})" for r in records}
+    label_width = max(len(t) for t in labels.values())
+    values = [v for v, _ in points.values()]
+    top = 1.0 if _is_fraction(metric) and max(values) <= 1 else max(max(values), 0.0) or 1.0
+    bar_width = max(10, width - label_width - 24)
+    lines = [f"{metric}: one point per run (--metric train/loss draws per-step lines)"]
+    for r in records:
+        value, step = points[r.id]
+        filled = int(round(bar_width * max(value, 0.0) / top)) if top > 0 else 0
+        bar = "#" * min(filled, bar_width) + "." * (bar_width - min(filled, bar_width))
+        lines.append(f"{labels[r.id]:<{label_width}}  {bar}  {value:.4g} (step {step})")
+    return "\n".join(lines)
 
 
 def run_diff(a: RunRecord, b: RunRecord) -> dict[str, Any]:

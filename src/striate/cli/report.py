@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 from typing import Any, Callable
 
@@ -59,16 +60,118 @@ def run_row(r: RunRecord) -> dict[str, Any]:
             "duration_s": round(r.duration_s, 2), "started": fmt_time(r.created_at)}
 
 
-def print_runs(records: list[RunRecord]) -> None:
-    """A table of runs."""
-    table = Table("id", "name", "status", "model", *KEY_PARAMS, "best test acc", "duration", "started")
-    for r in records:
-        row = run_row(r)
+# The columns of `striate runs`, in display order: (header, its --columns name, priority). When the
+# terminal is too narrow, the column with the highest priority number is hidden first; id and name
+# (priority 0) are always shown whole.
+RUN_COLUMNS = (("id", "id", 0), ("name", "name", 0), ("status", "status", 1), ("model", "model", 3),
+               ("lr", "params.lr", 5), ("batch", "params.batch_size", 7), ("epochs", "params.epochs", 6),
+               ("optimizer", "params.optimizer", 8), ("best test acc", "metrics.test/acc1.max", 2),
+               ("duration", "duration", 4), ("started", "started", 9), ("tags", "tags", 10),
+               ("project", "project", 11))
+
+
+def _run_cells(r: RunRecord) -> dict[str, str]:
+    """The text of each column of `striate runs` for one run."""
+    row = run_row(r)
+    cells = {"id": r.id[:8], "name": r.name, "status": r.status, "model": r.model or "-",
+             "best test acc": fmt_pct(row["best_test_acc1"]), "duration": fmt_duration(r.duration_s),
+             "started": row["started"], "tags": ", ".join(r.tags) or "-", "project": r.project}
+    for header, name, _ in RUN_COLUMNS:
+        if name.startswith("params."):
+            value = row[name.removeprefix("params.")]
+            cells[header] = "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    return cells
+
+
+def fit_columns(widths: dict[str, int], priority: dict[str, int], available: int,
+                overhead: Callable[[int], int]) -> tuple[list[str], list[str]]:
+    """(shown, hidden) columns: the widest set that fits ``available`` terminal columns, dropping the
+    highest ``priority`` number first; priority 0 is always shown. ``widths`` is in display order;
+    ``overhead(n)`` is what borders and padding of n columns take."""
+    shown = list(widths)
+    hidden: list[str] = []
+    while sum(widths[c] for c in shown) + overhead(len(shown)) > available:
+        droppable = [c for c in shown if priority[c] > 0]
+        if not droppable:
+            break
+        drop = max(droppable, key=lambda c: (priority[c], shown.index(c)))
+        shown.remove(drop)
+        hidden.append(drop)
+    return shown, hidden
+
+
+def print_runs(records: list[RunRecord], empty_note: str = "no runs") -> None:
+    """A table of runs that fits the terminal: ids and names whole, other columns hidden by priority
+    (with a one-line note naming them and --columns), more columns on wide terminals."""
+    from rich import box
+    from rich.cells import cell_len
+
+    if not records:
+        console.print(empty_note, markup=False, highlight=False)
+        return
+    rows = [_run_cells(r) for r in records]
+    project_count = len({r.project for r in records})
+    columns = [c for c in RUN_COLUMNS if c[0] != "project" or project_count > 1]
+    columns = [c for c in columns if c[0] != "tags" or any(r.tags for r in records)]
+    widths = {h: max(cell_len(h), *(cell_len(row[h]) for row in rows)) for h, _, _ in columns}
+    priority = {h: p for h, _, p in columns}
+    shown, hidden = fit_columns(widths, priority, console.width, lambda n: 2 * n - 2)
+    table = Table(*shown, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in table.columns:  # nothing is cut with an ellipsis: a cell too long wraps whole
+        column.overflow = "fold"
+        if column.header in ("id", "name"):
+            column.no_wrap = True
+            column.min_width = widths[str(column.header)]
+    for r, row in zip(records, rows):
         style = STATUS_STYLE.get(r.status, "")
-        table.add_row(r.id[:8], escape(r.name), f"[{style}]{r.status}[/]", escape(r.model or "-"),
-                      *(escape(str(row[k])) if row[k] is not None else "-" for k in KEY_PARAMS),
-                      fmt_pct(row["best_test_acc1"]), fmt_duration(r.duration_s), row["started"])
+        table.add_row(*(f"[{style}]{escape(row[h])}[/]" if h == "status" and style else escape(row[h])
+                        for h in shown))
     console.print(table)
+    if hidden:
+        names = {h: n for h, n, _ in columns}
+        hidden = [h for h in widths if h in hidden]  # in display order
+        for note in (f"hidden to fit {console.width} columns: {', '.join(hidden)} (wider terminal, or --columns "
+                     f"{','.join(names[h] for h in shown[:2] + hidden)})",
+                     f"hidden to fit {console.width} columns: {', '.join(hidden)} (see them with --columns)",
+                     f"hidden: {', '.join(hidden)} (see them with --columns)",
+                     f"hidden: {', '.join(hidden)} (--columns)"):
+            if cell_len(note) <= console.width:
+                break
+        console.print(note, markup=False, highlight=False, style="dim", soft_wrap=True)
+
+
+def print_column_table(rows: list[dict[str, Any]]) -> None:
+    """Rows of `runs --columns`: a table when the chosen columns fit the terminal, else one block per
+    run (its id and name, then ``column value`` pairs wrapped at the width) — nothing is cut or hidden."""
+    from rich import box
+    from rich.cells import cell_len
+
+    cells = [{k: "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in row.items()}
+             for row in rows]
+    headers = list(rows[0])
+    widths = [max(cell_len(h), *(cell_len(c[h]) for c in cells)) for h in headers]
+    if sum(widths) + 2 * (len(widths) - 1) <= console.width:
+        # Column names and cells are stored text (tags, params): never read as markup.
+        table = Table(*map(escape, headers), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      collapse_padding=True)
+        for row in cells:
+            table.add_row(*(escape(row[h]) for h in headers))
+        console.print(table)
+        return
+    lead = [h for h in ("id", "name") if h in headers]
+    for row in cells:
+        console.print("  ".join(row[h] for h in lead) or "run", markup=False, highlight=False, style="bold")
+        line = " "
+        for h in headers:
+            if h in lead:
+                continue
+            pair = f"  {h} {row[h]}"
+            if cell_len(line) + cell_len(pair) > console.width and line.strip():
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+                line = " "
+            line += pair
+        if line.strip():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_run_result(record: RunRecord, store_location: str, as_json: bool) -> None:
@@ -80,18 +183,54 @@ def print_run_result(record: RunRecord, store_location: str, as_json: bool) -> N
 
 
 def print_train_summary(r: RunRecord, store_location: str) -> None:
-    """What `striate train` prints when it ends."""
+    """What `striate train` prints when it ends; a run that did not finish says where it stopped and
+    how to continue it."""
     s = r.summary
     style = STATUS_STYLE.get(r.status, "")
-    console.print(f"\nrun [bold]{escape(r.name)}[/] ({r.id[:8]}) [{style}]{r.status}[/]: "
-                  f"test top-1 {fmt_pct(s.get('test_acc1'))}, top-5 {fmt_pct(s.get('test_acc5'))}, "
-                  f"best top-1 {fmt_pct(s.get('best_test_acc1'))} after {s.get('epochs_completed', 0)} epochs; "
-                  f"{s.get('train_samples_per_s', 0):,.0f} samples/s, {fmt_duration(s.get('train_seconds'))} "
-                  f"of training ({fmt_duration(s.get('wall_seconds'))} with evaluation)", highlight=False)
     store_flag = "" if store_location in ("striate-runs", "./striate-runs") else f" --store {store_location}"
     prog = invoked_as()
+    head = f"\nrun [bold]{escape(r.name)}[/] ({r.id[:8]}) [{style}]{r.status}[/]"
+    epochs = int(s.get("epochs_completed") or 0)
+    rate = f"{s['train_samples_per_s']:,.0f} samples/s, " if s.get("train_samples_per_s") else ""
+    timing = (f"; {rate}{fmt_duration(s.get('train_seconds'))} of training "
+              f"({fmt_duration(s.get('wall_seconds'))} with evaluation)" if s.get("train_seconds") else "")
+    if r.status == "finished":
+        console.print(f"{head}: test top-1 {fmt_pct(s.get('test_acc1'))}, top-5 {fmt_pct(s.get('test_acc5'))}, "
+                      f"best top-1 {fmt_pct(s.get('best_test_acc1'))} after {plural(epochs, 'epoch')}{timing}",
+                      highlight=False)
+    else:
+        tested = (f"test top-1 {fmt_pct(s.get('test_acc1'))} after {plural(epochs, 'epoch')}, best "
+                  f"{fmt_pct(s.get('best_test_acc1'))}" if epochs else "no epoch completed, so no test accuracy")
+        console.print(f"{head} {escape(stopped_at(r))}: {tested}{timing}", highlight=False)
+        if r.status in RESUMABLE:
+            console.print(f"continue it:  [bold]{escape(f'{prog} resume {r.id[:8]}{store_flag}')}[/]",
+                          highlight=False)
     console.print(f"look at it again:  [bold]{escape(f'{prog} show {r.id[:8]}{store_flag}')}[/]   "
                   f"all runs:  [bold]{escape(f'{prog} runs{store_flag}')}[/]", highlight=False)
+
+
+RESUMABLE = ("stopped", "crashed", "failed")  # the statuses `striate resume` continues
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def stopped_at(r: RunRecord) -> str:
+    """Where a run that did not finish stopped: ``in epoch 2/5 at step 345 (interrupted (Ctrl-C))``."""
+    last_step = max((int(m.get("last_step") or 0) for m in r.metrics.values()), default=0)
+    done = int(r.summary.get("epochs_completed") or 0)
+    total = r.config.get("epochs")
+    epoch_end = (r.metrics.get("epoch") or {}).get("last_step")
+    if done and epoch_end is not None and int(epoch_end) >= last_step:
+        where = f"after epoch {done}{f'/{total}' if total else ''} (step {last_step})"
+    elif last_step:
+        where = f"in epoch {done + 1}{f'/{total}' if total else ''} at step {last_step}"
+    else:
+        where = "before its first step"
+    reason = r.summary.get("stop_reason")
+    return f"{where}{f' ({reason})' if reason else ''}"
 
 
 def invoked_as() -> str:
@@ -116,30 +255,35 @@ def invoked_as() -> str:
     return relative if relative.startswith(".") else f"./{relative}"
 
 
-def print_run(r: RunRecord) -> None:
-    """One run in full."""
+def print_run(r: RunRecord, store_option: str | None = None) -> None:
+    """One run in full; ``store_option`` is the --store given, repeated in the commands it suggests."""
     style = STATUS_STYLE.get(r.status, "")
-    console.print(f"[bold]{escape(r.name)}[/]  id {r.id}  project {escape(r.project)}  [{style}]{r.status}[/]",
-                  highlight=False)
-    console.print(f"started {fmt_time(r.created_at)}  ended {fmt_time(r.ended_at)}  "
-                  f"duration {fmt_duration(r.duration_s)}  model {escape(r.model or '-')}", highlight=False)
+    # short lines: each fits 80 columns whole (a run name aside)
+    console.print(f"[bold]{escape(r.name)}[/]  [{style}]{r.status}[/]  id {r.id}", highlight=False)
+    console.print(f"project {escape(r.project)}  model {escape(r.model or '-')}  "
+                  f"duration {fmt_duration(r.duration_s)}", highlight=False)
+    console.print(f"started {fmt_time(r.created_at)}  ended {fmt_time(r.ended_at)}", highlight=False)
     if r.tags:
         console.print("tags: " + escape(", ".join(r.tags)))
     if r.notes:
         console.print(f"notes: {r.notes}", markup=False, highlight=False)
     if r.error:
         console.print(f"[red]error: {escape(r.error)}[/]", highlight=False)
-    config = Table("setting", "value", title="config")
+    if r.status in RESUMABLE:
+        store_flag = f" --store {store_option}" if store_option else ""
+        console.print(f"{r.status} {escape(stopped_at(r))}; continue it:  "
+                      f"[bold]{escape(f'{invoked_as()} resume {r.id[:8]}{store_flag}')}[/]", highlight=False)
+    config = folding_table("setting", "value", title="config")
     for k, v in r.config.items():
-        config.add_row(escape(k), escape(str(v)))
+        config.add_row(escape(k), escape(_num(v)))
     console.print(config)
     if r.metrics:
-        metrics = Table("metric", "last", "min", "max", "points", "last step", title="metrics")
+        metrics = folding_table("metric", "last", "min", "max", "points", "last step", title="metrics")
         for k, m in sorted(r.metrics.items()):
             metrics.add_row(escape(k), *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]),
                             str(m["last_step"]))
         console.print(metrics)
-    summary = Table("key", "value", title="summary")
+    summary = folding_table("key", "value", title="summary")
     for k, v in r.summary.items():
         if k in ("checkpoints", "per_class_acc1"):
             continue
@@ -164,10 +308,18 @@ def print_run(r: RunRecord) -> None:
                       f"{env.get('hostname')}  {code}", highlight=False)
         console.print(f"command: {' '.join(env.get('command', []))}", highlight=False, markup=False)
     if r.artifacts:
-        arts = Table("artifact", "kind", "size", "sha256", title="artifacts")
+        arts = folding_table("artifact", "kind", "size", "sha256", title="artifacts")
         for a in r.artifacts:
             arts.add_row(escape(a["path"]), a["kind"], f"{a['size']:,}", a["sha256"][:16])
         console.print(arts)
+
+
+def folding_table(*headers: str, title: str) -> Table:
+    """A table whose long cells wrap whole onto more lines instead of being cut with an ellipsis."""
+    table = Table(*headers, title=title)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def _num(value: Any) -> str:
@@ -176,10 +328,14 @@ def _num(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _param_value(key: str, r: RunRecord) -> Any:
+def _flat_params(r: RunRecord) -> dict[str, Any]:
     from striate.tracking.store.sql import flatten_params
 
-    return flatten_params(r.config).get(key)
+    return flatten_params(r.config)
+
+
+def _param_value(key: str, r: RunRecord) -> Any:
+    return _flat_params(r).get(key)
 
 
 def _metric_value(key: str, aggregate: str, r: RunRecord) -> Any:
@@ -187,9 +343,10 @@ def _metric_value(key: str, aggregate: str, r: RunRecord) -> Any:
 
 
 def select_columns(records: list[RunRecord], columns: list[str]) -> list[dict[str, Any]]:
-    """Rows with the chosen columns: run fields, params.KEY, metrics.KEY[.last|.min|.max|.count]."""
+    """Rows with the chosen columns: run fields, params.KEY, metrics.KEY[.last|.min|.max|.count].
+    A params./metrics. column that none of ``records`` has is an error naming the closest one."""
     from striate.errors import ConfigError
-    from striate.tracking.query import parse_field
+    from striate.tracking.query import check_known_fields, parse_field
 
     basic = {"id": lambda r: r.id[:8], "name": lambda r: r.name, "status": lambda r: r.status,
              "model": lambda r: r.model, "project": lambda r: r.project, "tags": lambda r: ",".join(r.tags),
@@ -200,11 +357,17 @@ def select_columns(records: list[RunRecord], columns: list[str]) -> list[dict[st
         if column in basic:
             getters.append((column, basic[column]))
             continue
-        field = parse_field(column)
+        if not column.startswith(("params.", "param.", "config.", "metrics.", "metric.")):
+            close = difflib.get_close_matches(column, [*basic, "params.", "metrics."], n=1, cutoff=0.6)
+            raise ConfigError(f"unknown field {column!r} in --columns",
+                              f"{f'did you mean {close[0]}? ' if close else ''}use {', '.join(basic)}, params.KEY "
+                              "or metrics.KEY[.last|.min|.max|.count]")
+        field = parse_field(column, "in --columns")
+        if records and field.kind in ("param", "metric"):
+            check_known_fields([field], {k for r in records for k in _flat_params(r)},
+                               {k for r in records for k in r.metrics}, "in --columns")
         if field.kind == "param":
             getters.append((column, functools.partial(_param_value, field.key)))
         elif field.kind == "metric":
             getters.append((column, functools.partial(_metric_value, field.key, field.aggregate)))
-        else:
-            raise ConfigError(f"unknown column {column!r}", f"use {', '.join(basic)}, params.KEY or metrics.KEY")
     return [{name: get(r) for name, get in getters} for r in records]

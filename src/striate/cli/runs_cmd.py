@@ -27,31 +27,33 @@ def list_runs(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List runs: id, name, status, model, key params, best test accuracy, duration."""
-    from striate.cli.report import print_runs, run_row, select_columns
+    from striate.cli.report import print_column_table, print_runs, run_row, select_columns
     from striate.tracking.store import open_store
 
     opened = open_store(store, read_only=True)
     records = opened.get_runs(opened.search_runs(where=where, sort=sort, project=project, limit=limit,
                                                  include_archived=archived))
+    selection = [f"--where {where!r}"] if where else []
+    selection += [f"--project {project!r}"] if project else []
+    if selection:
+        empty_note = f"no runs match {' and '.join(selection)}"
+    elif not records and not archived and opened.search_runs(include_archived=True, limit=1):
+        empty_note = "no runs shown: every run is archived (--archived shows them)"
+    else:
+        empty_note = "no runs in this store yet (`striate train` records one)"
     if columns:
         rows = select_columns(records, [c.strip() for c in columns.split(",") if c.strip()])
         if as_json:
             print_json(rows)
+        elif not rows:
+            console.print(empty_note, markup=False, highlight=False)
         else:
-            from rich.markup import escape
-            from rich.table import Table
-
-            # Column names and cells are stored text (tags, params): never read as markup.
-            table = Table(*map(escape, rows[0].keys() if rows else columns.split(",")))
-            for row in rows:
-                table.add_row(*(escape("-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v))
-                                for v in row.values()))
-            console.print(table)
+            print_column_table(rows)
         return
     if as_json:
         print_json([run_row(r) for r in records])
     else:
-        print_runs(records)
+        print_runs(records, empty_note)
 
 
 @commands.command("show")
@@ -75,7 +77,7 @@ def show(
         data["duration_s"] = record.duration_s
         print_json(data)
     else:
-        print_run(record)
+        print_run(record, store)
 
 
 @commands.command("tag")

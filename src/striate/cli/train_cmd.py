@@ -10,10 +10,23 @@ from typing import Any, Optional
 
 import typer
 
-from striate.cli.common import STORE_OPTION, err_console
+from striate.cli.common import err_console
 from striate.config import TrainConfig, parse_assignments
 
 _SKIP = {"model", "model_options"}  # model is the positional argument; options go through --set
+
+# `train --help` groups the settings by topic; a setting not named here is listed under "Other".
+_PANELS = {
+    "Data and model": ("data", "image_size", "pretrained"),
+    "Optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
+                     "step_epochs", "step_gamma", "warmup_fraction", "label_smoothing"),
+    "Augmentation": ("crop_padding", "flip"),
+    "Hardware and determinism": ("device", "precision", "channels_last", "threads", "eval_batch_size", "seed",
+                                 "deterministic"),
+    "Checkpoints and logging": ("checkpoint", "keep_checkpoints", "checkpoint_every", "log_every"),
+    "Run record": ("project", "name", "tags"),
+}
+_PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
 
 
 def _flag_parameters() -> list[inspect.Parameter]:
@@ -24,14 +37,17 @@ def _flag_parameters() -> list[inspect.Parameter]:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
+        panel = _PANEL_OF.get(f.name, "Other")
         if kind is bool:
-            option = typer.Option(None, f"{flag}/--no-{f.name.replace('_', '-')}", help=f.metadata["help"])
+            option = typer.Option(None, f"{flag}/--no-{f.name.replace('_', '-')}", help=f.metadata["help"],
+                                  rich_help_panel=panel)
             annotation: Any = Optional[bool]
         elif typing.get_origin(kind) is list or kind is list:
-            option = typer.Option(None, "--tag" if f.name == "tags" else flag, help=f.metadata["help"])
+            option = typer.Option(None, "--tag" if f.name == "tags" else flag, help=f.metadata["help"],
+                                  rich_help_panel=panel)
             annotation = Optional[list[str]]
         else:
-            option = typer.Option(None, flag, help=f.metadata["help"])
+            option = typer.Option(None, flag, help=f.metadata["help"], rich_help_panel=panel)
             annotation = Optional[kind]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
     return params
@@ -41,12 +57,13 @@ def train_command(
     model: Optional[str] = typer.Argument(None, help="model name (default lenet5)"),
     config_file: Optional[Path] = typer.Option(None, "-c", "--config", help="YAML config file"),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="override any setting: --set key=value"),
-    store: Optional[str] = STORE_OPTION,
+    store: Optional[str] = typer.Option(None, "--store", help="store folder (default ./striate-runs or "
+                                        "$STRIATE_STORE)", rich_help_panel="Run record"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the live progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the final summary as JSON"),
     reproduction_of: Optional[str] = typer.Option(None, "--reproduction-of",
                                                   help="record this run as a reproduction of RUN (set by "
-                                                       "`striate reproduce`)"),
+                                                       "`striate reproduce`)", rich_help_panel="Run record"),
     **flags: Any,
 ) -> None:
     """Train a CNN and record the run: `striate train lenet5 --data fashion-mnist --epochs 5`."""
@@ -69,9 +86,11 @@ def train_command(
         sys.exit(130)
 
 
+_LAST = ("store", "reproduction_of")  # listed with the settings of the "Run record" panel, after the others
+_DECLARED = inspect.signature(train_command).parameters
 train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [p for p in inspect.signature(train_command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    + _flag_parameters())
+    [p for p in _DECLARED.values() if p.kind != inspect.Parameter.VAR_KEYWORD and p.name not in _LAST]
+    + _flag_parameters() + [_DECLARED[name].replace(kind=inspect.Parameter.KEYWORD_ONLY) for name in _LAST])
 commands = typer.Typer()  # registered on the app by striate.cli.app
 commands.command("train")(train_command)
 

@@ -20,7 +20,9 @@ A filter is at most MAX_LENGTH characters, MAX_TERMS comparisons and MAX_DEPTH l
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +93,9 @@ class Field:
     aggregate: str = "last"
 
 
-def parse_field(text: str) -> Field:
-    """``metrics.test/acc1.max`` -> Field("metric", "test/acc1", "max")."""
+def parse_field(text: str, where: str = "in the filter") -> Field:
+    """``metrics.test/acc1.max`` -> Field("metric", "test/acc1", "max"); ``where`` names the place of
+    ``text`` in the error for a field that cannot be read (``in --columns``, ``in the sort key``)."""
     if "`" in text:
         head, _, rest = text.partition(".`")
         key, _, tail = rest.partition("`")
@@ -118,7 +121,7 @@ def parse_field(text: str) -> Field:
             return Field("time", namespace)
         if namespace == "duration":
             return Field("duration", "duration")
-    raise QueryError(f"unknown field {text!r} in the filter",
+    raise QueryError(f"unknown field {text!r} {where}",
                       "use params.KEY, metrics.KEY[.min|.max|.last], tags, status, name, project, model, "
                       "created, ended or duration")
 
@@ -249,7 +252,56 @@ def parse_sort(text: str) -> tuple[Field, bool]:
     for suffix, desc in ((" desc", True), (" asc", False)):
         if text.lower().endswith(suffix):
             text, descending = text[: -len(suffix)].strip(), desc
-    return parse_field(text), descending
+    return parse_field(text, "in the sort key"), descending
+
+
+def field_text(field: Field) -> str:
+    """How a user writes ``field``: ``params.lr``, ``metrics.test/acc1.max``, ```metrics.`a b`.min```."""
+    namespace = {"param": "params", "metric": "metrics"}.get(field.kind)
+    if namespace is None:
+        return field.key
+    key = field.key
+    text = f"{namespace}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{namespace}.`{key}`"
+    return text if field.kind == "param" or field.aggregate == "last" else f"{text}.{field.aggregate}"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-/\.:]*")
+
+
+def fields_of(node: Comparison | BoolOp) -> list[Field]:
+    """Every field a parsed filter names, in order."""
+    found: list[Field] = []
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BoolOp):
+            stack.extend(reversed(item.items))
+        elif isinstance(item, Comparison):
+            found.append(item.field)
+    return found
+
+
+def check_known_fields(fields: list[Field], param_keys: set[str], metric_keys: set[str], where: str) -> None:
+    """QueryError naming the closest existing field when a ``params.``/``metrics.`` field is one that
+    no run has: such a filter would match nothing (or sort by nothing) without saying why. A field
+    that some runs have and others lack is fine. Nothing is checked while no run has any field."""
+    if not param_keys and not metric_keys:
+        return
+    for field in fields:
+        known = param_keys if field.kind == "param" else metric_keys if field.kind == "metric" else None
+        if known is None or field.key in known:
+            continue
+        if field.kind == "param":
+            candidates = [field_text(Field("param", k)) for k in sorted(known)]
+        else:
+            candidates = [field_text(Field("metric", k, a)) for k in sorted(known) for a in AGGREGATES]
+        text = field_text(field)
+        close = difflib.get_close_matches(text, candidates, n=1, cutoff=0.6)
+        kind = "param" if field.kind == "param" else "metric"
+        hint = f"did you mean {close[0]}?" if close else \
+            f"the {kind}s recorded are: {', '.join(sorted(known)[:12])}{' ...' if len(known) > 12 else ''}"
+        raise QueryError(f"no run has the {kind} {text!r} {where}",
+                         f"{hint} (`striate show RUN` lists a run's params and metrics)")
 
 
 def to_timestamp(value: Any) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from striate.errors import StoreError
 from striate.tracking.store.base import DATABASE_FILE, ChunkSink, ChunkSource, RunRecord, Store, SyncableStore
 from striate.tracking.store.codec import MetricChunk, MetricSeries
 
@@ -43,7 +44,9 @@ def open_store(location: str | os.PathLike[str] | None = None, read_only: bool =
     """Open the store at ``location``: a folder (embedded SQLite) or a PostgreSQL URL.
 
     ``read_only`` (commands that only read): opening never waits on a writer, and an existing
-    folder store opens even where this user cannot write (then nothing is written at all)."""
+    folder store opens even where this user cannot write (then nothing is written at all). A
+    ``location`` given for reading must hold a store, or be an empty folder (a new, empty store):
+    reading a mistyped path is an error, not a new store made there (check_read_location)."""
     from striate.tracking.store.sql import SqlStore
 
     if is_remote(location):
@@ -51,7 +54,27 @@ def open_store(location: str | os.PathLike[str] | None = None, read_only: bool =
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return SqlStore(url, artifact_root_for_remote(), read_only=read_only)
+    if read_only and location is not None:
+        check_read_location(Path(location))
     return SqlStore.open_folder(Path(location or default_store_location()), read_only=read_only)
+
+
+def check_read_location(folder: Path) -> None:
+    """StoreError naming ``folder`` and the fix when a command that only reads is pointed at a path
+    that holds no store: a folder that does not exist, a file, or a folder of other files. An empty
+    folder is a new store (several readers may create it at once)."""
+    if holds_store(folder):
+        return
+    fix = "check the path given to --store; a store is made by the first `striate train --store PATH`"
+    if not folder.exists():
+        raise StoreError(f"no store at {folder}: there is no such folder", fix)
+    if not folder.is_dir():
+        raise StoreError(f"no store at {folder}: it is a file, not a store folder",
+                         f"give the folder that holds {DATABASE_FILE}")
+    others = sorted(p.name for p in folder.iterdir() if p.name != "artifacts" and not p.name.startswith(DATABASE_FILE))
+    if others:
+        raise StoreError(f"no store at {folder}: it holds no {DATABASE_FILE} but other files ({', '.join(others[:3])}"
+                         f"{', ...' if len(others) > 3 else ''})", fix)
 
 
 __all__ = ["DATABASE_FILE", "DEFAULT_STORE", "ChunkSink", "ChunkSource", "MetricChunk", "MetricSeries", "RunRecord",

@@ -73,6 +73,9 @@ class SqlStore(SyncableStore):
         self.url = url
         self.artifact_root = str(artifact_root)
         self.read_only = read_only
+        # Runs recorded as running whose process the crash policy takes for dead, where this store
+        # could not record that (a read-only copy, or a writer held the lock): shown as crashed.
+        self._presumed_crashed: set[str] = set()
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _set_sqlite_reader_pragmas if read_only else _set_sqlite_pragmas)
@@ -91,6 +94,8 @@ class SqlStore(SyncableStore):
             raise StoreError(f"cannot open the store database {shown}: {reason}", fix) from None
         if writable:
             self.mark_stale_runs_crashed(time.time(), wait=not read_only)
+        else:
+            self._presumed_crashed = set(self._dead_runs(time.time()))
 
     @classmethod
     def open_folder(cls, folder: Path, read_only: bool = False) -> SqlStore:
@@ -326,12 +331,9 @@ class SqlStore(SyncableStore):
         """Runs still `running` that the crash policy (liveness.py) takes for dead become `crashed`.
 
         ``wait`` False (a read-only command): only when the write lock is free at once; a reader
-        never waits on a writer for it, the next writer marks them."""
-        with self.engine.connect() as conn:
-            running = [RunningProcess(r.id, r.host, r.pid, r.pid_started_at, r.heartbeat_at) for r in conn.execute(
-                sa.select(runs.c.id, runs.c.host, runs.c.pid, runs.c.pid_started_at, runs.c.heartbeat_at)
-                .where(runs.c.status == "running"))]
-        dead = crashed_runs(running, now)
+        never waits on a writer for it, the next writer marks them; until then this store shows them
+        as crashed without recording it."""
+        dead = self._dead_runs(now)
         if not dead:
             return 0
         try:
@@ -342,7 +344,16 @@ class SqlStore(SyncableStore):
         except sa.exc.OperationalError:
             if wait:
                 raise
-            return 0  # a writer holds the lock: the reader goes on, runs still shown as recorded
+            self._presumed_crashed = set(dead)  # a writer holds the lock: shown as crashed, not recorded
+            return 0
+
+    def _dead_runs(self, now: float) -> list[str]:
+        """Ids of the runs recorded as running that the crash policy takes for dead."""
+        with self.engine.connect() as conn:
+            running = [RunningProcess(r.id, r.host, r.pid, r.pid_started_at, r.heartbeat_at) for r in conn.execute(
+                sa.select(runs.c.id, runs.c.host, runs.c.pid, runs.c.pid_started_at, runs.c.heartbeat_at)
+                .where(runs.c.status == "running"))]
+        return crashed_runs(running, now)
 
     def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
         """Record (or re-record) an artifact of a run."""
@@ -379,7 +390,13 @@ class SqlStore(SyncableStore):
 
         ``projects``: only runs of these projects (the server's view of a member's projects)."""
         from striate.tracking.query import check_text
-        from striate.tracking.store.sql_query import check_limit, order_by_clause, ordered_text, where_clause
+        from striate.tracking.store.sql_query import (
+            check_fields_exist,
+            check_limit,
+            order_by_clause,
+            ordered_text,
+            where_clause,
+        )
 
         dialect = self.engine.dialect.name
         limit = check_limit(limit)
@@ -402,6 +419,8 @@ class SqlStore(SyncableStore):
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
+            if where or sort:  # after compiling them: a filter that cannot be read says so first
+                check_fields_exist(conn, where, sort)
             return [row[0] for row in conn.execute(query)]
 
     def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
@@ -481,6 +500,8 @@ class SqlStore(SyncableStore):
                                                "host", "pid", "pid_started_at", "archived")}
             for name in _JSON_FIELDS:
                 data[name] = json.loads(getattr(r, name) or ("[]" if name == "tags" else "{}"))
+            if data["status"] == "running" and r.id in self._presumed_crashed:
+                data.update(status="crashed", ended_at=data["heartbeat_at"])  # as the next writer will record
             records.append(RunRecord(**data, metrics=metrics[r.id], artifacts=arts[r.id]))
         return records
 

@@ -22,6 +22,8 @@ from striate.tracking.query import (
     Field,
     QueryError,
     as_text,
+    check_known_fields,
+    fields_of,
     parse,
     parse_sort,
     to_timestamp,
@@ -43,6 +45,26 @@ def where_clause(expression: str, dialect: str = "sqlite") -> sa.ColumnElement[b
 def order_by_clause(sort: str, dialect: str = "sqlite") -> list[Any]:
     """ORDER BY terms for a sort key such as ``-metrics.test/acc1.max``; runs lacking the value go last."""
     return _Compiler(dialect).order_by(sort)
+
+
+def check_fields_exist(conn: sa.Connection, where: str | None, sort: str | None) -> None:
+    """QueryError naming the closest existing field when the filter or sort key names a param or
+    metric that no run in the store has (tracking/query.py, check_known_fields)."""
+    named: list[tuple[str, list[Field]]] = []
+    if where:
+        named.append(("in the filter", fields_of(parse(where))))
+    if sort:
+        named.append(("in the sort key", [parse_sort(part)[0] for part in sort.split(",")]))
+    tables = {"param": params, "metric": metric_summary}
+    missing = [(place, [f]) for place, fields in named for f in fields if f.kind in tables
+               and conn.execute(sa.select(tables[f.kind].c.key).where(tables[f.kind].c.key == f.key).limit(1))
+               .first() is None]
+    if not missing:  # the usual case: a few indexed look-ups, no scan of every key
+        return
+    param_keys = {row[0] for row in conn.execute(sa.select(params.c.key).distinct())}
+    metric_keys = {row[0] for row in conn.execute(sa.select(metric_summary.c.key).distinct())}
+    for place, fields in missing:
+        check_known_fields(fields, param_keys, metric_keys, place)
 
 
 def check_limit(limit: object) -> int | None:
