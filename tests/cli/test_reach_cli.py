@@ -21,7 +21,8 @@ def recorded(tmp_path: Path) -> tuple[Path, str]:
     """A store with one finished run: three artifacts (one in a folder) and two metrics."""
     store = tmp_path / "s"
     run = striate.init(name="files-run", store=store, system_metrics=False)
-    for name, data in (("model.safetensors", b"w" * 3000), ("notes.txt", b"hello"), ("checkpoints/epoch-001.bin", b"c")):
+    files = (("model.safetensors", b"w" * 3000), ("notes.txt", b"hello"), ("checkpoints/epoch-001.bin", b"c"))
+    for name, data in files:
         source = tmp_path / "src" / name
         source.parent.mkdir(parents=True, exist_ok=True)
         source.write_bytes(data)
@@ -66,7 +67,8 @@ def test_artifacts_download_one_or_all(recorded: tuple[Path, str], tmp_path: Pat
     clash = run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "all"), "--store", str(store))
     assert clash.returncode != 0 and "already exists" in clash.stderr and "--force" in clash.stderr
     assert (tmp_path / "all" / "notes.txt").read_text() == "mine"
-    assert run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "all"), "--force", "--store", str(store)).returncode == 0
+    forced = run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "all"), "--force", "--store", str(store))
+    assert forced.returncode == 0, forced.stderr
     assert (tmp_path / "all" / "notes.txt").read_bytes() == b"hello"
 
 
