@@ -159,6 +159,8 @@ def test_export_a_trained_run_with_its_weights(synthetic_data, tmp_path):
     assert f"wrote {tmp_path / 'run.pt'}" in again.stdout.replace("\n", "") and "striate which run.pt" in again.stdout
     found = run_cli("which", str(tmp_path / "run.pt"), "--store", str(store))
     assert found.returncode == 0 and "export: run.pt (torchscript)" in found.stdout
+    shown = run_cli("show", run_id[:8], "--store", str(store))
+    assert "exported: run.onnx (onnx, sha256 " in shown.stdout and "run.pt (torchscript" in shown.stdout
 
     model = models.create(str(spec), num_classes=10, in_channels=1).eval()
     load_weights(model, store / "artifacts" / run_id / "model.safetensors")
