@@ -44,6 +44,21 @@ def test_onnx_round_trip_of_a_registered_model(tmp_path):
     x = torch.randn(5, 1, 32, 32)
     got = onnx_logits(result.path, x)
     assert got.shape == (5, 10)  # the batch dimension stays dynamic
+    # LeNet-5's 250 KB of weights stay inside the .onnx file: no side file, and the CLI names the one file.
+    assert result.files == [str(tmp_path / "lenet5.onnx")] and not (tmp_path / "lenet5.onnx.data").exists()
+    (tmp_path / "old.onnx.data").write_bytes(b"stale")  # an earlier large export's side file is not left behind
+    done = run_cli("export", "lenet5", "-o", str(tmp_path / "old.onnx"))
+    assert done.returncode == 0, done.stderr
+    assert "wrote " in done.stdout and "old.onnx" in done.stdout and not (tmp_path / "old.onnx.data").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx", "old.onnx"]
+
+
+def test_weights_over_the_threshold_go_to_a_side_file_and_both_are_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "EXTERNAL_DATA_BYTES", 1000)
+    result = export("lenet5", "onnx", tmp_path / "big.onnx")
+    assert result.files == [str(tmp_path / "big.onnx"), str(tmp_path / "big.onnx.data")]
+    assert Path(result.files[1]).stat().st_size > 200_000  # the weights live there
+    assert onnx_logits(result.path, torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 
 # The classic architectures at small inputs (near their minimum sizes) and 3 classes, to keep export quick.
@@ -134,6 +149,18 @@ def test_export_a_trained_run_with_its_weights(synthetic_data, tmp_path):
     result = json.loads(done.stdout)
     assert result["source"] == f"run {run_id[:8]} ({spec})" and result["input_shape"] == [1, 28, 28]
     assert result["num_classes"] == 10 and result["max_abs_diff"] <= 1e-4
+    assert result["files"] == [str(out)] and not Path(f"{out}.data").exists()  # small: one file
+    assert result["run_id"] == run_id and result["recorded"] == ""
+    found = run_cli("which", str(out), "--store", str(store), "--json")  # the exported file leads to its run
+    assert found.returncode == 0, found.stderr
+    assert [(r["id"], r["artifact"]) for r in json.loads(found.stdout)] == [(run_id, "export: run.onnx (onnx)")]
+    again = run_cli("export", run_id[:8], "--store", str(store), "-o", str(tmp_path / "run.pt"), "-f", "torchscript")
+    assert again.returncode == 0, again.stderr
+    assert f"wrote {tmp_path / 'run.pt'}" in again.stdout.replace("\n", "") and "striate which run.pt" in again.stdout
+    found = run_cli("which", str(tmp_path / "run.pt"), "--store", str(store))
+    assert found.returncode == 0 and "export: run.pt (torchscript)" in found.stdout
+    shown = run_cli("show", run_id[:8], "--store", str(store))
+    assert "exported: run.onnx (onnx, sha256 " in shown.stdout and "run.pt (torchscript" in shown.stdout
 
     model = models.create(str(spec), num_classes=10, in_channels=1).eval()
     load_weights(model, store / "artifacts" / run_id / "model.safetensors")

@@ -66,8 +66,8 @@ class TrainConfig:
     name: str = _setting("", "run name (empty: generated)")
     tags: list = _setting([], "run tags")
     model_options: dict = _setting({}, "extra keyword options for the model builder")
-    pretrained: str = _setting("", "weight file to start from (safetensors or a state dict); the classifier "
-                                   "is replaced when the class count differs")
+    pretrained: str = _setting("", "weight file (safetensors or a state dict) or run id/name to start from; "
+                                   "the classifier is replaced when the class count differs")
     image_size: int = _setting(0, "resize images to this side on the device (0: pad to the model's minimum)")
 
     # -- building ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import contextlib
 import io
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +26,8 @@ from striate.models.registry import is_spec_path
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4
+# ONNX files are protobufs, capped at 2 GiB: weights above this size go to a `.onnx.data` side file.
+EXTERNAL_DATA_BYTES = 1 << 30
 _EXPORT_HINT = "pip install 'striate[export]' (onnx, onnxscript, onnxruntime)"
 
 
@@ -45,6 +47,10 @@ class ExportResult:
     max_abs_diff: float
     tolerance: float = TOLERANCE
     dynamic_batch: bool = True
+    files: list[str] = field(default_factory=list)  # every file written: the model, and its .onnx.data if any
+    sha256: str = ""  # of the model file: `striate which` finds the run by it
+    run_id: str | None = None  # the run exported, when the source is a run
+    recorded: str = ""  # "" when the export's hash was recorded with the run; else why not
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON output."""
@@ -58,6 +64,8 @@ class _Source:
     stem: str
     input_shape: tuple[int, int, int]
     num_classes: int
+    run_id: str | None = None
+    store_location: str | None = None
 
 
 def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
@@ -83,6 +91,9 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
         raise ExportError(f"{source.description} cannot run on a {shape} input: {str(exc).splitlines()[0]}",
                           "give --input with the model's channels and at least its minimum size "
                           "(`striate models` lists them)") from None
+    side_file = Path(f"{path}.data")
+    if fmt == "onnx" and side_file.is_file() and not side_file.is_symlink():
+        side_file.unlink()  # an earlier export's weights: left beside a new single-file export it would mislead
     if fmt == "onnx":
         diff, dynamic = _onnx(model, example, check, expected, path)
     else:
@@ -90,8 +101,40 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
     if not diff <= TOLERANCE:  # also catches NaN
         raise ExportError(f"the exported {fmt} model differs from PyTorch by {diff:.3g} (limit {TOLERANCE:g}); "
                           f"kept {path} for inspection", "report this model; try the other format meanwhile")
-    return ExportResult(str(path), fmt, source.description, source.input_shape, source.num_classes, diff,
-                        dynamic_batch=dynamic)
+    from striate.tracking.store.base import file_sha256
+
+    files = [str(path)] + ([str(side_file)] if fmt == "onnx" and side_file.is_file() else [])
+    result = ExportResult(str(path), fmt, source.description, source.input_shape, source.num_classes, diff,
+                          dynamic_batch=dynamic, files=files, sha256=file_sha256(path), run_id=source.run_id)
+    if source.run_id is not None:
+        result.recorded = _record_export(source, result)
+    return result
+
+
+def _record_export(source: _Source, result: ExportResult) -> str:
+    """Add the export (file name, format, SHA-256 of each file) to the run's summary, so `striate which`
+    finds the run from the exported file; return "" when recorded, else why it was not.
+
+    Exporting only reads a store (it works on a read-only copy): when the store cannot be written,
+    the export stands and the reason is reported instead.
+    """
+    import time
+
+    from striate.tracking.store import open_store
+    from striate.tracking.store.base import file_sha256
+
+    try:
+        store = open_store(source.store_location)
+        record = store.get_run(str(source.run_id))
+        exports = [e for e in (record.summary.get("exports") or []) if isinstance(e, dict)]
+        for name in result.files:
+            entry = {"file": Path(name).name, "format": result.format, "sha256": file_sha256(name),
+                     "size": Path(name).stat().st_size, "exported_at": time.time()}
+            exports = [e for e in exports if e.get("sha256") != entry["sha256"]] + [entry]
+        store.update_run(record.id, summary={**record.summary, "exports": exports[-100:]})
+    except Exception as exc:  # noqa: BLE001 - a read-only mount, a locked or remote store: the export stands
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    return ""
 
 
 def _check_writable(path: Path) -> None:
@@ -145,7 +188,7 @@ def _from_run(run_id: str, input_shape: tuple[int, int, int] | None, num_classes
     from striate.tracking.store import open_store
     from striate.train.checkpoint import load_weights
 
-    store = open_store(store_location)
+    store = open_store(store_location, read_only=True)
     record = store.get_run(run_id)
     weights = Path(store.artifact_root) / record.id / "model.safetensors"
     if not weights.is_file():
@@ -180,7 +223,7 @@ def _from_run(run_id: str, input_shape: tuple[int, int, int] | None, num_classes
         raise ExportError(f"run {record.id[:8]}'s weights do not fit {name}: {str(exc).splitlines()[0]}",
                           "the model's code or spec changed since the run; check out the run's commit") from None
     return _Source(model, f"run {record.id[:8]} ({name})", f"{Path(name).stem}-{record.id[:8]}", input_shape,
-                   n_classes)
+                   n_classes, run_id=record.id, store_location=store_location)
 
 
 def _stored_spec(record: Any, artifact_dir: Path) -> dict[str, Any] | None:
@@ -204,15 +247,19 @@ def _onnx(model: nn.Module, example: torch.Tensor, check: torch.Tensor, expected
     except ImportError:
         raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime", _EXPORT_HINT) from None
     dynamic = True
+    # One self-contained file unless the weights are too big for one protobuf (the exporter's default
+    # writes a .onnx.data side file even for LeNet-5's 250 KB).
+    weight_bytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    external = weight_bytes > EXTERNAL_DATA_BYTES
     with _quiet():
         try:
-            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
+            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"], external_data=external,
                               output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},))
         except Exception:  # noqa: BLE001 - some models specialize on the batch size; a fixed batch still works
             dynamic = False
             try:
                 torch.onnx.export(model, (example[:1],), str(path), dynamo=True, input_names=["input"],
-                                  output_names=["logits"])
+                                  output_names=["logits"], external_data=external)
             except Exception as exc:  # noqa: BLE001 - exporter errors come in many types
                 raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                                   "try --format torchscript") from None

@@ -58,3 +58,29 @@ def test_tensorboard_export_round_trips(tmp_path):
     loss = events.Scalars("loss")
     assert [e.step for e in loss] == list(range(50))
     np.testing.assert_allclose([e.value for e in loss], 1 / np.arange(1, 51), rtol=1e-6)
+
+
+def test_tensorboard_export_twice_does_not_duplicate_events(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import run_cli
+
+    run = striate.init(name="tb2", store=tmp_path / "s", system_metrics=False)
+    for step in range(20):
+        run.log({"loss": 1 / (step + 1)}, step=step)
+    run.finish()
+    def export() -> None:
+        result = run_cli("export-tensorboard", run.id[:8], str(tmp_path / "tb"), "--store", str(tmp_path / "s"))
+        assert result.returncode == 0, result.stderr
+
+    export()
+    export()
+    (folder,) = (tmp_path / "tb").iterdir()
+    (note := folder / "notes.txt").write_text("mine")  # a file of the user's beside the events survives
+    export()
+    assert note.read_text() == "mine"
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == list(range(20))  # 20 points, not 40 or 60

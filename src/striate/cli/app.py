@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from striate.cli import (
+    artifacts_cmd,
     compare_cmd,
     data_cmd,
     export_cmd,
@@ -25,8 +26,28 @@ from striate.cli.common import OneLineErrors
 app = typer.Typer(cls=OneLineErrors, help="striate — build, train, track and reproduce CNNs.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("striate")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            from striate import __version__ as number
+        typer.echo(f"striate {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="print striate's version and exit")) -> None:
+    """striate — build, train, track and reproduce CNNs."""
+
+
 # The order here is the order `striate --help` lists them in.
-for module in (runs_cmd, compare_cmd, export_cmd, integrations_cmd, portable_cmd, reproduce_cmd, train_cmd):
+for module in (runs_cmd, compare_cmd, artifacts_cmd, export_cmd, integrations_cmd, portable_cmd, reproduce_cmd,
+               train_cmd):
     app.add_typer(module.commands)
 app.add_typer(data_cmd.data_app, name="data")
 app.add_typer(models_cmd.models_app, name="models")

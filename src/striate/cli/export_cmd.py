@@ -41,3 +41,14 @@ def export_command(
     checker = "onnxruntime" if result.format == "onnx" else "the reloaded TorchScript module"
     console.print(f"checked: {checker} vs PyTorch, max abs difference {result.max_abs_diff:.2e} "
                   f"(limit {result.tolerance:g})", highlight=False)
+    for name in result.files:  # everything that must travel together
+        console.print(f"wrote {escape(name)} ({Path(name).stat().st_size / 1e6:.2f} MB)", highlight=False)
+    if len(result.files) > 1:
+        console.print("keep these files together: the .onnx file reads its weights from the .onnx.data file",
+                      highlight=False)
+    if result.run_id and not result.recorded:
+        console.print(f"recorded with run {result.run_id[:8]}: `striate which {escape(Path(result.path).name)}` "
+                      "finds it", highlight=False)
+    elif result.run_id:
+        console.print(f"[yellow]not recorded with the run[/] ({escape(result.recorded)}): `striate which` will not "
+                      "find this file", highlight=False)

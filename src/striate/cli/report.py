@@ -285,10 +285,15 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
         console.print(metrics)
     summary = folding_table("key", "value", title="summary")
     for k, v in r.summary.items():
-        if k in ("checkpoints", "per_class_acc1"):
+        if k in ("checkpoints", "per_class_acc1", "exports"):
             continue
         summary.add_row(escape(k), escape(_num(v)))
     console.print(summary)
+    exports = [e for e in r.summary.get("exports") or [] if isinstance(e, dict)]
+    if exports:  # recorded by `striate export`, so `striate which` finds the run from the file
+        console.print("exported: " + ", ".join(f"{e.get('file')} ({e.get('format')}, sha256 "
+                                               f"{str(e.get('sha256'))[:12]})" for e in exports),
+                      markup=False, highlight=False)
     per_class = r.summary.get("per_class_acc1")
     if per_class:
         per_class_text = "  ".join(f"{c} {fmt_pct(a)}" for c, a in per_class.items())

@@ -174,29 +174,20 @@ def which(
     store: Optional[str] = STORE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Trace a file back to the run(s) that produced it, by its SHA-256."""
-    import hashlib
+    """Trace a file back to the run(s) that produced it, by its SHA-256 (artifacts and exported models)."""
     from pathlib import Path
 
     from striate.errors import ConfigError, RunNotFoundError
+    from striate.tracking.api import find_file
     from striate.tracking.store import open_store
 
     path = Path(file)
     if not path.is_file():
-        raise ConfigError(f"{path} is not a file", "pass the path of a weight file or artifact")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    opened = open_store(store, read_only=True)
-    matches = opened.find_artifacts(digest.hexdigest())
-    if not matches:
-        raise RunNotFoundError(f"no run in this store produced {path} (sha256 {digest.hexdigest()[:16]})",
+        raise ConfigError(f"{path} is not a file", "pass the path of a weight file, artifact or exported model")
+    digest, rows = find_file(open_store(store, read_only=True), path)
+    if not rows:
+        raise RunNotFoundError(f"no run in this store produced {path} (sha256 {digest[:16]})",
                                "check --store, or the file was changed after it was saved")
-    rows = []
-    for run_id, artifact in matches:
-        record = opened.get_run(run_id)
-        rows.append({"id": record.id, "name": record.name, "artifact": artifact, "status": record.status})
     if as_json:
         print_json(rows)
     else:

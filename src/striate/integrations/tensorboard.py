@@ -11,7 +11,11 @@ from striate.tracking.store import RunRecord, Store
 
 
 def export_run(store: Store, run_id: str, out_dir: Path) -> dict[str, int]:
-    """Write every metric of a run as scalars under ``out_dir/<run name>``; return points per metric."""
+    """Write every metric of a run as scalars under ``out_dir/<run name>-<id>``; return points per metric.
+
+    Exporting a run again replaces the event files of its earlier export (TensorBoard reads every
+    event file in a folder, so leaving them would show each point twice); other files are left alone.
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -22,6 +26,9 @@ def export_run(store: Store, run_id: str, out_dir: Path) -> dict[str, int]:
     safe_name = re.sub(r"[/\\\x00-\x1f]", "_", record.name) or "run"
     target = Path(out_dir) / f"{safe_name}-{record.id[:8]}"
     try:
+        for old in sorted(target.glob("events.out.tfevents.*")) if target.is_dir() else []:
+            if old.is_file() and not old.is_symlink():
+                old.unlink()
         return _write(store, record, target, SummaryWriter)
     except OSError as exc:
         raise ConfigError(f"cannot write TensorBoard files to {target}: {exc.strerror or exc}",

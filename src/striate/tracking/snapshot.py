@@ -16,12 +16,13 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
-from striate.archives import check_members, extract_members, open_archive, unsafe_name
+from striate.archives import check_members, extract_members, give_user_mode, open_archive, unsafe_name
 from striate.errors import ConfigError
 
 MAX_TOTAL_BYTES = 20_000_000
 MAX_FILE_BYTES = 2_000_000
 MAX_SKIPPED_LISTED = 1000  # a huge tree must not make the run record huge
+RESTORE_MAX_BYTES = 1 << 30  # what a snapshot may expand to when restored (they are written capped far below)
 MAX_SCANNED_FILES = 20_000  # started from a home folder, the walk must not take minutes
 _ALWAYS_SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "striate-runs"}
 
@@ -71,7 +72,10 @@ def restore_snapshot(archive: Path, target: Path, sha256: str | None = None, ove
             raise ConfigError(f"code snapshot {archive} has content hash {found[:16]}, expected {sha256[:16]}",
                               "the archive was altered or is another run's; fetch the right one")
     with open_archive(archive) as tar:
-        members = check_members(tar, archive)
+        members = check_members(tar, archive, max_bytes=RESTORE_MAX_BYTES,
+                                limit_name=f"the restore limit of {RESTORE_MAX_BYTES:,}",
+                                limit_hint="a code snapshot striate wrote is at most a few tens of MB; "
+                                           "fetch the run's own snapshot")
         if not overwrite:
             clashes = [m.name for m in members if m.isreg() and (target / m.name).exists()]
             if clashes:
@@ -210,6 +214,7 @@ def _write_archive(root: Path, files: list[str], dest: Path, max_total_bytes: in
                         count += 1
         sha = writer.digest.hexdigest()
         final = dest / f"code-{sha[:16]}.tar.gz"
+        give_user_mode(Path(tmp_name))  # mkstemp made it 0600; the snapshot is an ordinary file of the store
         os.replace(tmp_name, final)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from striate.archives import check_members, extract_members, open_archive, unsafe_name
+from striate.archives import check_members, extract_members, give_user_mode, open_archive, unsafe_name
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store, file_sha256
 from striate.tracking.store.limits import record_problem
@@ -98,6 +98,7 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
                 manifest["files"][rel] = {"size": size, "sha256": digest}
             # run.json last: it carries the hashes measured while the files were written
             _add_bytes(tar, "run.json", json.dumps(manifest, indent=1, default=str).encode())
+        give_user_mode(Path(tmp_name))  # mkstemp made it 0600; an archive is for sharing
         os.replace(tmp_name, out)
     except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
@@ -119,7 +120,12 @@ def import_run_details(store: Store, archive: Path) -> dict[str, Any]:
     archive = Path(archive)
     limits = import_limits()
     with open_archive(archive) as tar:
-        members = {str(PurePosixPath(m.name)): m for m in check_members(tar, archive)}
+        env = IMPORT_LIMITS["max_bytes"][0]
+        checked = check_members(tar, archive, max_bytes=limits["max_bytes"],
+                                limit_name=f"the import limit of {limits['max_bytes']:,} ({env})",
+                                limit_hint=f"if you trust this archive and have the disk, raise the limit, e.g. "
+                                           f"{env}={limits['max_bytes'] * 4} striate import-run {archive}")
+        members = {str(PurePosixPath(m.name)): m for m in checked}
         for name in members:
             if name not in ("run.json", "metrics.npz", "artifacts") and not name.startswith("artifacts/"):
                 raise ConfigError(f"refusing {archive}: unexpected member {name!r}",

@@ -31,7 +31,7 @@ from striate.train.determinism import deterministic_mode, restore_rng_state, see
 from striate.train.events import Callback, EpochEvent, StepEvent, TrainState
 from striate.train.metrics import evaluate
 from striate.train.optim import build_optimizer, build_schedule
-from striate.train.pretrained import load_pretrained
+from striate.train.pretrained import load_pretrained, resolve_pretrained
 
 
 @dataclass
@@ -135,8 +135,10 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
 
     # --- model, optimizer, schedule ---------------------------------------------------------------
     model = models.create(config.model, num_classes=num_classes, in_channels=channels, **config.model_options)
-    if config.pretrained:
-        load_pretrained(model, Path(config.pretrained), num_classes, state=pretrained)
+    if config.pretrained:  # a file, or a run of the default store (a session resolves it in its own store)
+        weights = Path(config.pretrained) if pretrained is not None else resolve_pretrained(
+            config.pretrained, None, config.model)
+        load_pretrained(model, weights, num_classes, state=pretrained)
     model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     # Models with auxiliary classifiers (GoogLeNet) expose them through forward_with_aux in training.
     forward_with_aux = getattr(model, "forward_with_aux", None)

@@ -1,4 +1,4 @@
-"""Starting from a weight file: fine-tuning with another class count or input channel count."""
+"""Starting from a weight file or a recorded run: fine-tuning with another class count or input channel count."""
 
 from __future__ import annotations
 
@@ -6,8 +6,62 @@ from pathlib import Path
 
 import torch
 
-from striate.errors import ConfigError
+from striate.errors import ConfigError, RunNotFoundError
 from striate.models.registry import ModelInfo, info_of
+
+
+def resolve_pretrained(ref: str, store_location: str | None, model: str) -> Path:
+    """The weight file ``--pretrained REF`` names: a file path as given, else the run REF (id, id prefix or
+    name) of the store: its final ``model.safetensors``, or its latest checkpoint when it has none.
+
+    The run must have trained ``model`` (its architecture), and the file must match its recorded SHA-256.
+    """
+    path = Path(ref)
+    if path.is_file():
+        return path
+    from striate.archives import unsafe_name
+    from striate.tracking.store import default_store_location, holds_store, open_store
+    from striate.tracking.store.base import file_sha256
+
+    location = str(store_location or default_store_location())
+    looks_like_file = path.suffix in (".safetensors", ".pth", ".pt", ".bin") or "/" in ref or "\\" in ref
+    if looks_like_file or location.startswith(("http://", "https://")) or (
+            "://" not in location and not holds_store(location)):
+        raise ConfigError(f"pretrained weight file {path} does not exist",
+                          "pass the path of a .safetensors or .pth file, or a run id or name from `striate runs` "
+                          "(with --store when the run is in another store)")
+    store = open_store(location, read_only=True)
+    try:
+        record = store.get_run(ref)
+    except RunNotFoundError as exc:
+        raise ConfigError(f"--pretrained {ref!r} is neither a weight file nor a run in {location} ({exc.problem})",
+                          "pass the path of a .safetensors or .pth file, or a run id or name from `striate runs`"
+                          ) from None
+    if record.model and record.model != model:
+        raise ConfigError(f"run {record.id[:8]} ({record.name}) trained {record.model}, not {model}: its weights "
+                          "do not fit this architecture",
+                          f"train {record.model} to start from this run, or pick a run of {model} "
+                          f"(striate runs --where \"model = '{model}'\")")
+    folder = Path(store.artifact_root) / record.id
+    recorded = {a["path"]: a for a in record.artifacts}
+    checkpoints = [a["path"] for a in record.artifacts
+                   if a.get("kind") == "checkpoint" and (folder / a["path"]).is_file()]
+    checkpoints.sort(key=lambda rel: (folder / rel).stat().st_mtime_ns, reverse=True)
+    for rel in ["model.safetensors", *checkpoints]:
+        weights = folder / rel
+        # The path is stored text: it must name a file inside the run's own folder.
+        if rel not in recorded or unsafe_name(rel) or not weights.resolve().is_relative_to(folder.resolve()) \
+                or not weights.is_file():
+            continue
+        expected = recorded[rel].get("sha256")
+        if expected and file_sha256(weights) != expected:
+            raise ConfigError(f"run {record.id[:8]}'s {rel} does not match its recorded SHA-256",
+                              "the stored file was changed or damaged; pick another run or pass a weight file")
+        return weights
+    raise ConfigError(f"run {record.id[:8]} ({record.name}, {record.status}) has no weights to start from: "
+                      "no model.safetensors and no checkpoint",
+                      f"pick a run that finished training or saved a checkpoint (`striate artifacts {record.id[:8]}` "
+                      "lists its files)")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from striate.config import TrainConfig
@@ -73,12 +72,13 @@ def new_session(config: TrainConfig, store_location: str, *, reproduction_of: st
     dataset = load_dataset(config.data)
     pretrained = None
     if config.pretrained:
-        from striate.train.pretrained import load_pretrained, read_state_dict
+        from striate.train.pretrained import load_pretrained, read_state_dict, resolve_pretrained
 
-        pretrained = read_state_dict(Path(config.pretrained))
+        weights = resolve_pretrained(config.pretrained, store_location, config.model)  # a file, or a run's weights
+        pretrained = read_state_dict(weights)
         fresh = models.create(config.model, num_classes=len(dataset.classes), in_channels=dataset.image_shape[0],
                               **config.model_options)
-        load_pretrained(fresh, Path(config.pretrained), len(dataset.classes), state=pretrained)
+        load_pretrained(fresh, weights, len(dataset.classes), state=pretrained)
 
     def open_run() -> Run:
         return init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,

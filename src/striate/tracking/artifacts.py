@@ -1,0 +1,89 @@
+"""A run's artifact files: listing them, and copying them out of the store into a folder of the user's.
+
+Artifact paths are stored text, and a store may hold an imported or hand-edited record: a path that
+is absolute or climbs out with '..' could name a file anywhere. Every path is checked before anything
+is copied, each copy must land inside the target folder and come from inside the run's folder, and
+each copied file is checked against its recorded SHA-256.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from striate.archives import give_user_mode, unsafe_name
+from striate.errors import ConfigError, StoreError
+from striate.tracking.store.base import RunRecord, Store, file_sha256
+
+
+def select_artifacts(record: RunRecord, path: str | None = None) -> list[dict[str, Any]]:
+    """The run's artifacts (path, kind, size, sha256), sorted by path; with ``path``, that file or the files
+    under that folder, or a ConfigError naming the closest artifact path."""
+    rows = sorted(({"path": a["path"], "kind": a.get("kind") or "file", "size": int(a.get("size") or 0),
+                    "sha256": a.get("sha256") or ""} for a in record.artifacts), key=lambda a: a["path"])
+    if path is None:
+        return rows
+    wanted = path.strip("/")
+    chosen = [a for a in rows if a["path"] == wanted or a["path"].startswith(wanted + "/")]
+    if not chosen:
+        close = difflib.get_close_matches(wanted, [a["path"] for a in rows], n=1, cutoff=0.4)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"run {record.id[:8]} has no artifact {path!r}",
+                          f"{hint}`striate artifacts {record.id[:8]}` lists them" if rows else
+                          "this run has no artifacts")
+    return chosen
+
+
+def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | None = None,
+                       overwrite: bool = False) -> list[dict[str, Any]]:
+    """Copy the run's artifacts (all, or ``path``) into ``dest``, keeping their relative paths; return them
+    with the file each was written to. Nothing is copied when any chosen path is unsafe or missing."""
+    chosen = select_artifacts(record, path)
+    source_root = (Path(store.artifact_root) / record.id).resolve()
+    dest = Path(dest)
+    target_root = dest.resolve()
+    plan: list[tuple[dict[str, Any], Path, Path]] = []
+    for artifact in chosen:
+        rel = artifact["path"]
+        problem = unsafe_name(rel)
+        source, target = (source_root / rel).resolve(), (target_root / rel).resolve()
+        if problem is None and not source.is_relative_to(source_root):
+            problem = "it leads out of the run's artifact folder"
+        if problem is None and not target.is_relative_to(target_root):
+            problem = f"it would be written outside {dest}"
+        if problem:
+            raise StoreError(f"refusing artifact path {rel!r} of run {record.id[:8]}: {problem}",
+                             "the run's record was altered or imported from an untrusted source; nothing was copied")
+        if not source.is_file():
+            raise StoreError(f"artifact {rel} of run {record.id[:8]} is recorded but its file {source} is missing",
+                             "restore the file, or download the others by path")
+        if target.exists() and not overwrite and not (target.is_file() and file_sha256(target) == artifact["sha256"]):
+            raise ConfigError(f"{target} already exists", "choose an empty folder, or pass --force to replace it")
+        plan.append((artifact, source, target))
+    done = []
+    for artifact, source, target in plan:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
+            os.close(fd)
+            try:
+                shutil.copyfile(source, tmp_name)
+                digest = file_sha256(tmp_name)
+                if artifact["sha256"] and digest != artifact["sha256"]:
+                    raise StoreError(f"artifact {artifact['path']} of run {record.id[:8]} does not match its "
+                                     f"recorded SHA-256 (file {digest[:12]}, recorded {artifact['sha256'][:12]})",
+                                     "the stored file was changed or damaged; it was not copied")
+                give_user_mode(Path(tmp_name))
+                os.replace(tmp_name, target)
+            finally:
+                Path(tmp_name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {target}: {exc.strerror or exc}",
+                              "choose a folder you can write to, with free space") from None
+        done.append({**artifact, "file": str(target)})
+    return done
+
