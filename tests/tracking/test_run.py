@@ -406,3 +406,20 @@ print("logged")
     assert "console.log" in {a["path"] for a in record.artifacts}
     if status == "failed":
         assert "ZeroDivisionError" in (record.error or "")
+
+
+def test_the_readmes_track_your_own_loop_example_runs_as_written(tmp_path, monkeypatch):
+    """README.md's "Track your own loop" block, run verbatim: the series unpacks as steps, times, values."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Track your own loop", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    assert "steps, times, values = " in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    steps, times, values = namespace["steps"], namespace["times"], namespace["values"]
+    assert len(steps) == len(times) == len(values) == 1000
+    assert steps[0] == 0 and values[0] == 1.0 and values[-1] == pytest.approx(1 / 1000)
+    series = namespace["api"].run(namespace["run"].id).history("loss")
+    assert len(series) == 1000 and [a is b for a, b in zip(series, (series.steps, series.times, series.values))] \
+        == [True, True, True]

@@ -159,6 +159,7 @@ def run_diff(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     for key in ("commit", "branch", "dirty"):
         if ga.get(key) != gb.get(key):
             code[key] = [ga.get(key), gb.get(key)]
+    code.update(_untracked_diff(a, b))
     if (ga.get("diff") or "") != (gb.get("diff") or ""):
         code["uncommitted_diff"] = "".join(difflib.unified_diff(
             (ga.get("diff") or "").splitlines(keepends=True), (gb.get("diff") or "").splitlines(keepends=True),
@@ -166,6 +167,23 @@ def run_diff(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     data = {"dataset": [a.dataset.get("fingerprint"), b.dataset.get("fingerprint")]}
     return {"a": a.id, "b": b.id, "config": config, "environment": env, "packages": packages, "code": code,
             "dataset": data["dataset"] if data["dataset"][0] != data["dataset"][1] else None}
+
+
+def _untracked_diff(a: RunRecord, b: RunRecord) -> dict[str, Any]:
+    """Untracked files (recorded by name; the source files among them snapshotted) that differ between two runs."""
+    ua = set((a.environment.get("git") or {}).get("untracked") or [])
+    ub = set((b.environment.get("git") or {}).get("untracked") or [])
+    found: dict[str, Any] = {}
+    if ua != ub:
+        found["untracked_files"] = [sorted(ua - ub), sorted(ub - ua)]  # [only in a, only in b]
+    sa = (a.summary.get("code_snapshot") or {}).get("sha256")
+    sb = (b.summary.get("code_snapshot") or {}).get("sha256")
+    if ua == ub and ua and sa != sb:  # same names, other contents
+        found["untracked_contents"] = [sa, sb]
+    in_repo = (a.environment.get("git") or {}).get("in_repo") or (b.environment.get("git") or {}).get("in_repo")
+    if not in_repo and sa != sb:  # outside git the snapshot of the folder is the code
+        found["source_snapshot"] = [sa, sb]
+    return found
 
 
 def print_run_diff(a: RunRecord, b: RunRecord, data: dict[str, Any]) -> None:
@@ -181,6 +199,16 @@ def print_run_diff(a: RunRecord, b: RunRecord, data: dict[str, Any]) -> None:
             console.print(table)
     code = dict(data["code"])
     patch = code.pop("uncommitted_diff", None)
+    only = code.pop("untracked_files", None)
+    if only:
+        same = False
+        for files, run in ((only[0], a), (only[1], b)):
+            if files:
+                console.print(f"untracked files only in {escape(run.name)} ({run.id[:8]}): "
+                              f"{escape(', '.join(files))}", highlight=False)
+    if code.pop("untracked_contents", None):
+        same = False
+        console.print("untracked files: same names, different contents (their snapshots differ)", highlight=False)
     for key, (va, vb) in code.items():
         same = False
         console.print(f"code {escape(str(key))}: [red]{escape(str(va))}[/] -> [green]{escape(str(vb))}[/]",

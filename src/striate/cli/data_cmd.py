@@ -1,4 +1,4 @@
-"""`striate data get` — fetch a dataset into the cache, verifying every file."""
+"""`striate data get|ls|show` — fetch a dataset into the cache, verifying every file, and look at what is there."""
 
 from __future__ import annotations
 
@@ -37,3 +37,122 @@ def get(
         print_json({"dataset": name, "folder": str(folder), "verified": True})
     else:
         console.print(f"[green]✓[/] {name}: verified files in {escape(str(folder))}")
+
+
+def _dataset_folder(spec: object) -> tuple[Path | None, str]:
+    """Where a catalog dataset is on this machine, without hashing or downloading: (folder, what it is)."""
+    from striate.data.catalog import DatasetSpec
+    from striate.data.fetch import cache_dir, has_all_files
+
+    assert isinstance(spec, DatasetSpec)
+    if has_all_files(cache_dir(spec)):
+        return cache_dir(spec), "cache"
+    for local in spec.local_copies:
+        if has_all_files(Path(local)):
+            return Path(local), "OS package copy"
+    return None, "not available"
+
+
+def _fmt_bytes(size: object) -> str:
+    value = float(size)  # type: ignore[arg-type]
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _files(folder: Path) -> list[dict[str, object]]:
+    from striate.data.catalog import ROLES
+    from striate.data.fetch import find_file
+
+    files: list[dict[str, object]] = []
+    for role in ROLES:
+        found = find_file(folder, role)
+        files.append({"role": role, "file": found.name if found else None,
+                      "bytes": found.stat().st_size if found else None})
+    return files
+
+
+@data_app.command("ls")
+def ls(as_json: bool = JSON_OPTION) -> None:
+    """The datasets striate knows and where each is on this machine (nothing is hashed or downloaded)."""
+    from rich.table import Table
+
+    from striate.data.catalog import DATASETS
+
+    rows = []
+    for name, spec in sorted(DATASETS.items()):
+        folder, where = _dataset_folder(spec)
+        size = sum(int(f["bytes"] or 0) for f in _files(folder)) if folder else None
+        rows.append({"dataset": name, "available": folder is not None, "where": where,
+                     "folder": str(folder) if folder else None, "bytes": size, "classes": len(spec.classes)})
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("dataset", "classes", "where", "size", "folder")
+    for row in rows:
+        table.add_row(str(row["dataset"]), str(row["classes"]), str(row["where"]),
+                      _fmt_bytes(row["bytes"]) if row["bytes"] is not None else "-",
+                      escape(str(row["folder"] or f"`striate data get {row['dataset']}`")))
+    console.print(table)
+    console.print("a folder of four IDX files works too: `--data FOLDER` (class names from its classes.txt)",
+                  highlight=False)
+
+
+@data_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="fashion-mnist, mnist, or a folder of IDX files"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One dataset's files and sizes, its classes, and whether its files match the catalog's checksums."""
+    from striate.data.catalog import DATASETS
+    from striate.data.fetch import check_file, find_file
+    from striate.data.folder import folder_classes, folder_name
+    from striate.data.idx import read_idx
+    from striate.errors import DataError, StriateError
+
+    spec = DATASETS.get(name)
+    if spec is not None:
+        folder, where = _dataset_folder(spec)
+        shown_name, classes = spec.name, list(spec.classes)
+    else:
+        folder, where = Path(name).expanduser(), "folder"
+        if not folder.is_dir():
+            raise DataError(f"unknown dataset {name!r}",
+                            f"use one of {', '.join(sorted(DATASETS))} or a folder holding the four IDX files")
+        shown_name, classes = folder_name(folder), []
+    files = _files(folder) if folder is not None else []
+    if folder is None:
+        verified = f"no: not on this machine; `striate data get {name}` fetches and verifies it"
+    elif any(f["file"] is None for f in files):
+        missing = ", ".join(str(f["role"]).replace("_", " ") for f in files if f["file"] is None)
+        verified = f"no: missing {missing}"
+    elif spec is not None:
+        try:
+            for role in spec.files:
+                found = find_file(folder, role)
+                assert found is not None
+                check_file(found, spec.files[role])
+            verified = "yes: every file matches the catalog's SHA-256"
+        except StriateError as exc:
+            verified = f"no: {exc.problem}"
+    else:
+        try:
+            labels = [read_idx(folder / str(f["file"]))[0] for f in files if str(f["role"]).endswith("labels")]
+            classes = list(folder_classes(folder, int(max(int(a.max()) for a in labels)) + 1))
+            verified = "not checked: a folder is not in the catalog, so there is no checksum to match"
+        except StriateError as exc:
+            verified = f"no: {exc.problem}"
+    data = {"dataset": shown_name, "where": where, "folder": str(folder) if folder else None, "files": files,
+            "classes": classes, "verified": verified}
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"[bold]{escape(shown_name)}[/] ({where}{': ' + escape(str(folder)) if folder else ''})",
+                  highlight=False)
+    for f in files:
+        console.print(f"  {str(f['role']).replace('_', ' '):<13} {escape(str(f['file'] or '-')):<28} "
+                      f"{_fmt_bytes(f['bytes']) if f['bytes'] is not None else '-':>9}", highlight=False)
+    console.print(f"  classes ({len(classes)}): {escape(', '.join(classes)) if classes else '-'}", highlight=False)
+    console.print(f"  verified: {escape(verified)}", highlight=False)

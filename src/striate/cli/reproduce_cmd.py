@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -41,9 +42,12 @@ def reproduce_command(
     verify: bool = typer.Option(False, "--verify", help="compare weights and metric series with the original"),
     strict: bool = typer.Option(False, "--strict", help="refuse to run when package versions differ"),
     tolerance: float = typer.Option(1e-6, "--tolerance", help="largest metric difference still 'within tolerance'"),
-    progress: bool = typer.Option(False, "--progress/--no-progress", help="show the reproduction's progress bar"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="show the live progress bar (epoch lines are printed either way, as by train)"),
     trust: bool = typer.Option(False, "--trust", help="reproduce a run whose code did not come from this machine "
                                                       "(an imported archive, another host)"),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="for a run from elsewhere: the git repository to clone "
+                                                              "its commit from (default: the current folder's)"),
     store: Optional[str] = STORE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -65,7 +69,8 @@ def reproduce_command(
             for line in what_will_run(record):
                 console.print(f"  {line}", markup=False, highlight=False)
             trust = typer.confirm("Run it?", default=False)
-    outcome = reproduce(location, run, strict=strict, progress=progress and not as_json, trust=trust)
+    outcome = reproduce(location, run, strict=strict, progress=progress and not as_json, trust=trust, repo=repo,
+                        show=not as_json)
     if outcome["drift"] and not as_json:
         err_console.print(f"[yellow]warning:[/] packages differ from the original run: {describe(outcome['drift'])}",
                           highlight=False)

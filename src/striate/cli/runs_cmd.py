@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -157,6 +157,7 @@ def delete(
 
     opened = open_store(store)
     records = [opened.get_run(r) for r in runs]
+    _refuse_live(records)
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError("delete needs confirmation", "add --yes to delete without a prompt")
@@ -166,6 +167,18 @@ def delete(
     for record in records:
         opened.delete_run(record.id)
     print_json({"deleted": [r.id for r in records]}) if as_json else console.print(f"deleted {len(records)} run(s)")
+
+
+def _refuse_live(records: list[Any]) -> None:
+    """Deleting a run whose process is still recording it would leave that process writing into nothing."""
+    from striate.errors import ConfigError
+
+    for record in records:
+        if record.status == "running":  # the store has already judged liveness: a dead process reads `crashed`
+            where = f"process {record.pid} on {record.host}" if record.pid else f"host {record.host}"
+            raise ConfigError(f"run {record.name} ({record.id[:8]}) is still running ({where}); nothing was deleted",
+                              f"stop it first (Ctrl-C in its terminal, or `kill -INT {record.pid or 'PID'}` on "
+                              f"{record.host or 'its host'}) or wait for it to end, then delete it")
 
 
 @commands.command("which")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import typing
@@ -13,11 +14,26 @@ import typer
 from striate.cli.common import err_console
 from striate.config import TrainConfig, parse_assignments
 
-_SKIP = {"model", "model_options"}  # model is the positional argument; options go through --set
+_SKIP = {"model"}  # model is the positional argument
+
+
+def _help(f: Any) -> str:
+    """A setting's help with its default, as the config file and --set would write it."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(default, bool):
+        shown = f"--{'' if default else 'no-'}{f.name.replace('_', '-')}"
+    elif default in ("", []):
+        shown = "none"
+    elif isinstance(default, dict):
+        shown = "{}" if not default else str(default)
+    else:
+        shown = str(default)
+    example = ", e.g. '{small_input: true}'" if isinstance(default, dict) else ""
+    return f"{f.metadata['help']}{example} \\[default: {shown}]"  # escaped: not a rich markup tag
 
 # `train --help` groups the settings by topic; a setting not named here is listed under "Other".
 _PANELS = {
-    "Data and model": ("data", "image_size", "pretrained"),
+    "Data and model": ("data", "image_size", "pretrained", "model_options"),
     "Optimization": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
                      "step_epochs", "step_gamma", "warmup_fraction", "label_smoothing"),
     "Augmentation": ("crop_padding", "flip"),
@@ -39,15 +55,18 @@ def _flag_parameters() -> list[inspect.Parameter]:
         kind = hints[f.name]
         panel = _PANEL_OF.get(f.name, "Other")
         if kind is bool:
-            option = typer.Option(None, f"{flag}/--no-{f.name.replace('_', '-')}", help=f.metadata["help"],
+            option = typer.Option(None, f"{flag}/--no-{f.name.replace('_', '-')}", help=_help(f),
                                   rich_help_panel=panel)
             annotation: Any = Optional[bool]
         elif typing.get_origin(kind) is list or kind is list:
-            option = typer.Option(None, "--tag" if f.name == "tags" else flag, help=f.metadata["help"],
+            option = typer.Option(None, "--tag" if f.name == "tags" else flag, help=_help(f),
                                   rich_help_panel=panel)
             annotation = Optional[list[str]]
+        elif kind is dict:  # model_options: a YAML mapping, e.g. --model-options '{small_input: true}'
+            option = typer.Option(None, flag, metavar="YAML", help=_help(f), rich_help_panel=panel)
+            annotation = Optional[str]
         else:
-            option = typer.Option(None, flag, help=f.metadata["help"], rich_help_panel=panel)
+            option = typer.Option(None, flag, help=_help(f), rich_help_panel=panel)
             annotation = Optional[kind]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
     return params
@@ -70,17 +89,23 @@ def train_command(
     from striate.cli.report import print_config, print_run_result
     from striate.tracking.store import default_store_location
 
-    config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-    given = {k: v for k, v in flags.items() if v is not None and v != []}
-    if model is not None:
-        given["model"] = model
-    config = config.override(given, "command line")
-    config = config.override(parse_assignments(overrides or []), "--set")
-    location = store or default_store_location()
-    if not as_json:
-        print_config(config)
-    result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json,
-                                  reproduction_of=reproduction_of)
+    started: dict[str, Any] = {}
+    try:
+        config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        given = {k: v for k, v in flags.items() if v is not None and v != []}
+        if model is not None:
+            given["model"] = model
+        config = config.override(given, "command line")
+        config = config.override(parse_assignments(overrides or []), "--set")
+        location = store or default_store_location()
+        if not as_json:
+            print_config(config)
+        result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json,
+                                      reproduction_of=reproduction_of, started=started)
+    except Exception as exc:
+        if as_json:  # a script reading stdout learns what failed (and which run, if one was created)
+            _print_json_failure(exc, started.get("session"))
+        raise
     print_run_result(_recorded(run_id, location), location, as_json)
     if result.status == "stopped":
         sys.exit(130)
@@ -95,9 +120,26 @@ commands = typer.Typer()  # registered on the app by striate.cli.app
 commands.command("train")(train_command)
 
 
+def _print_json_failure(exc: Exception, session: Any) -> None:
+    """`train --json` on failure: the error as JSON on stdout (the one-line error still goes to stderr)."""
+    from striate.cli.common import print_json
+    from striate.errors import StriateError
+
+    run_id = (session.run_id or None) if session is not None else None
+    if isinstance(exc, StriateError):
+        error = {"error": exc.problem, "fix": exc.fix, "exit_code": exc.exit_code}
+    else:
+        error = {"error": f"{type(exc).__name__}: {exc}", "fix": None, "exit_code": 1}
+    print_json({"id": run_id, "status": "failed" if run_id else None, **error})
+
+
 def run_training(config: TrainConfig, store_location: str, progress: bool = True,
-                 echo: bool = True, reproduction_of: str | None = None) -> tuple[Any, str]:
-    """Train ``config`` as a new run through the one training session; the bar and epoch lines as asked."""
+                 echo: bool = True, reproduction_of: str | None = None,
+                 started: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """Train ``config`` as a new run through the one training session; the bar and epoch lines as asked.
+
+    ``started["session"]`` is the session once it is prepared (its ``run_id`` once the run is open).
+    """
     from striate.cli.progress import ProgressBar
     from striate.train.session import new_session
 
@@ -105,6 +147,8 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
         err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     session = new_session(config, store_location, reproduction_of=reproduction_of, warn=warn)
+    if started is not None:
+        started["session"] = session
     result = session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
     return result, session.run_id
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from striate.data.catalog import DATASETS, ROLES, DatasetSpec
 from striate.data.fetch import check_file, find_file, locate
+from striate.data.folder import folder_classes, folder_name
 from striate.data.idx import parse_idx, read_bytes
 from striate.errors import DataError
 
@@ -136,11 +137,11 @@ def load_dataset(data: str, allow_download: bool = True) -> ImageDataset:
     if n_classes > len(train):
         raise DataError(f"labels go up to {n_classes - 1}: more classes than the {len(train)} training images",
                         "check the label files: they should hold class indices 0, 1, 2, ...")
-    classes = spec.classes if spec is not None else tuple(str(i) for i in range(n_classes))
+    classes = spec.classes if spec is not None else folder_classes(folder, n_classes)
     if n_classes > len(classes):
         raise DataError(f"labels go up to {n_classes - 1} but {data} has {len(classes)} classes",
                         "check the label files")
-    return ImageDataset(spec.name if spec else folder.name, train, test, classes, str(folder), hashes)
+    return ImageDataset(spec.name if spec else folder_name(folder), train, test, classes, str(folder), hashes)
 
 
 def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """`striate reproduce`: run a recorded run again and prove it matched.
 
-A reproduction rebuilds the run's code (its git commit in a temporary worktree with the recorded
+A reproduction rebuilds the run's code (its git commit in a fresh temporary clone with the recorded
 uncommitted diff applied, or its stored source snapshot), its exact resolved config and its data
 (checked by content hash), runs `striate train` there as a new run linked by `reproduction_of`,
 and with `verify` compares weights and metric series with the original.
@@ -9,7 +9,7 @@ and with `verify` compares weights and metric series with the original.
 from __future__ import annotations
 
 import contextlib
-import json
+import re
 import os
 import shutil
 import subprocess
@@ -98,35 +98,47 @@ def compare_runs(store: Store, original: RunRecord, repro: RunRecord, tolerance:
 
 
 @contextlib.contextmanager
-def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None, str]]:
-    """A temporary folder holding the run's code; yields (working directory, how it was rebuilt)."""
+def rebuilt_code(record: RunRecord, store: Store, origin: str | None = None,
+                 repo: Path | None = None) -> Iterator[tuple[Path | None, str]]:
+    """A temporary folder holding the run's code; yields (working directory, how it was rebuilt).
+
+    The code is a fresh clone, made in the temporary folder, of the repository that holds the run's
+    commit, checked out at that commit. The repository is the one the run recorded only for a run
+    recorded on this machine (``origin`` None); for a foreign run it is ``repo``, or the repository
+    of the current folder, never a path taken from the record. Nothing is written into the source
+    repository (no worktree is registered there); it is only read from.
+    """
     git = record.environment.get("git") or {}
     recorded_cwd = record.environment.get("cwd")
     tmp = Path(tempfile.mkdtemp(prefix="striate-repro-"))
-    worktree: Path | None = None
     try:
-        root = git.get("root")
-        if git.get("in_repo") and git.get("commit") and root and Path(root).is_dir() and _git_has(root, git["commit"]):
-            worktree = tmp / "code"
-            _git(["worktree", "add", "--detach", str(worktree), git["commit"]], root)
+        commit = git.get("commit")
+        if commit is not None and not (isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit)):
+            raise ConfigError(f"run {record.name} records an invalid git commit {str(commit)[:80]!r}",
+                              "reproduce only runs whose records you trust; this record was altered or is not striate's")
+        source = _source_repository(git, origin, repo) if git.get("in_repo") and commit else None
+        if source is not None and _git_has(source, commit):
+            code = tmp / "code"
+            _clone_at(source, code, commit, git.get("branch"), shared=origin is None)
             if git.get("diff_truncated"):
                 raise ConfigError(f"run {record.name}'s uncommitted diff was too large to record in full",
                                   "commit the changes before runs you want to reproduce")
             if git.get("diff"):
-                apply = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=worktree,
+                apply = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=code,
                                        input=git["diff"], text=True, capture_output=True)
                 if apply.returncode != 0:
-                    raise ConfigError(f"the run's uncommitted diff does not apply to commit {git['commit'][:10]}: "
+                    raise ConfigError(f"the run's uncommitted diff does not apply to commit {commit[:10]}: "
                                       f"{apply.stderr.strip().splitlines()[0] if apply.stderr.strip() else ''}",
                                       "check the repository history")
-            how = f"git {git['commit'][:10]}" + (" + uncommitted diff" if git.get("diff") else "")
+            how = f"git {commit[:10]}" + (" + uncommitted diff" if git.get("diff") else "")
             untracked = next((a for a in record.artifacts if a["kind"] == "code-untracked"), None)
             if untracked is not None:
                 from striate.tracking.snapshot import restore_snapshot
 
-                restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], worktree, overwrite=True)
+                restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], code, overwrite=True)
                 how += " + untracked files"
-            yield _inside(worktree, os.path.relpath(recorded_cwd, root) if recorded_cwd else ".", record), how
+            relative = os.path.relpath(recorded_cwd, git["root"]) if recorded_cwd and git.get("root") else "."
+            yield _inside(code, relative, record), how
             return
         snapshot = next((a for a in record.artifacts if a["kind"] == "code-snapshot"), None)
         if snapshot is not None:
@@ -136,12 +148,52 @@ def rebuilt_code(record: RunRecord, store: Store) -> Iterator[tuple[Path | None,
             restore_snapshot(Path(store.artifact_root) / record.id / snapshot["path"], target)
             yield target, f"source snapshot {snapshot['sha256'][:12]}"
             return
+        if commit:
+            yield None, (f"current code (git commit {str(commit)[:10]} is not in "
+                         f"{source or 'any repository reproduce may read'}, and the run has no source snapshot)")
+            return
         yield None, "current code (the run recorded no git commit or source snapshot)"
     finally:
-        if worktree is not None and git.get("root"):
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=git["root"],
-                           capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _source_repository(git: dict[str, Any], origin: str | None, repo: Path | None) -> Path | None:
+    """The repository to clone the run's commit from.
+
+    A run recorded here names its own repository. A foreign record's ``root`` is a path someone else
+    wrote: it is never used; the user's ``repo`` (or the repository of the current folder) is.
+    """
+    if origin is None and repo is None:
+        root = git.get("root")
+        return Path(root) if root and Path(root).is_dir() else None
+    where = repo or Path.cwd()
+    if repo is not None and not repo.is_dir():
+        raise ConfigError(f"--repo {repo} is not a folder", "name the git repository that holds the run's commit")
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True)
+    if top.returncode != 0:
+        if repo is not None:
+            raise ConfigError(f"--repo {repo} is not a git repository",
+                              "name the git repository that holds the run's commit")
+        return None
+    return Path(top.stdout.strip())
+
+
+def _clone_at(source: Path, target: Path, commit: str, branch: str | None, shared: bool) -> None:
+    """Clone ``source`` into ``target`` (a new folder) and check out ``commit``, on ``branch`` as recorded.
+
+    ``shared`` (this machine's own repository) borrows its objects instead of copying them, so a large
+    repository clones in a moment; otherwise objects travel through git's transport and are checked.
+    """
+    _git(["clone", "--quiet", "--no-checkout", "--shared" if shared else "--no-local", str(source), str(target)],
+         target.parent)
+    if not _git_has(str(target), commit):  # a commit no branch reaches (rebased away, a stash)
+        _git(["fetch", "--quiet", str(source), commit], target)
+    if branch and branch != "HEAD" and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._/-]*", branch) \
+            and ".." not in branch and not branch.endswith((".lock", "/", ".")):
+        # The reproduction records the same branch name as the original, at the original's commit.
+        _git(["checkout", "--quiet", "-B", branch, commit], target)
+    else:
+        _git(["checkout", "--quiet", "--detach", commit], target)
 
 
 def _inside(folder: Path, relative: str, record: RunRecord) -> Path:
@@ -160,7 +212,7 @@ def _git(args: list[str], cwd: str | Path) -> str:
     return done.stdout
 
 
-def _git_has(root: str, commit: str) -> bool:
+def _git_has(root: str | Path, commit: str) -> bool:
     return subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root,
                           capture_output=True).returncode == 0
 
@@ -203,7 +255,8 @@ def what_will_run(record: RunRecord) -> list[str]:
              f"data {config.get('data')}, {config.get('epochs')} epochs"]
     git = record.environment.get("git") or {}
     if git.get("commit"):
-        lines.append(f"code: git commit {str(git['commit'])[:10]} of {git.get('root')}"
+        lines.append(f"code: git commit {str(git['commit'])[:10]}, cloned from --repo or the current folder's "
+                     f"repository (the record's path {git.get('root')} is not used)"
                      + (f" with a recorded uncommitted diff of {len(git.get('diff') or '')} characters"
                         if git.get("diff") else ""))
     snapshot = record.summary.get("code_snapshot") or {}
@@ -214,8 +267,13 @@ def what_will_run(record: RunRecord) -> list[str]:
 
 
 def reproduce(store_location: str, run_ref: str, strict: bool = False,
-              progress: bool = False, trust: bool = False) -> dict[str, Any]:
+              progress: bool = True, trust: bool = False, repo: Path | None = None,
+              show: bool = True) -> dict[str, Any]:
     """Run a recorded run again as a new run linked by reproduction_of; return what happened.
+
+    The training's output is shown as `striate train` shows it (``show``): the live bar with
+    ``progress``, and a line per epoch either way. ``repo`` is where a foreign run's commit is
+    cloned from (the current folder's repository when not given).
 
     A run whose code did not come from this machine is refused unless ``trust`` is given.
     """
@@ -236,7 +294,7 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
                          "or drop --strict")
     config = TrainConfig.from_mapping(original.config, source=f"run {original.name}")
     store_path = str(Path(store_location).resolve())
-    with rebuilt_code(original, store) as (cwd, how), tempfile.TemporaryDirectory(prefix="striate-repro-") as tmp:
+    with rebuilt_code(original, store, origin, repo) as (cwd, how), tempfile.TemporaryDirectory(prefix="striate-repro-") as tmp:
         workdir = cwd or Path.cwd()
         with _chdir(workdir):
             check_dataset_fingerprint(config, original)
@@ -245,19 +303,52 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
         settings["name"] = f"{original.name}-repro"
         config_file.write_text(yaml.safe_dump(settings))
         env = dict(os.environ)
-        if cwd is not None and how.startswith("git") and (cwd / "src" / "striate").is_dir():
+        if origin is None and cwd is not None and how.startswith("git") and (cwd / "src" / "striate").is_dir():
             # A run of striate's own repository on this machine reruns with that commit's striate.
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), env.get("PYTHONPATH", "")])
         command = [sys.executable, "-c", _TRAIN_BOOTSTRAP, "train", "-c", str(config_file), "--store", store_path,
-                   "--reproduction-of", original.id, "--json"]
+                   "--reproduction-of", original.id]
         if not progress:
             command.append("--no-progress")
-        done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        child, stderr = _run_shown(command, workdir, env, show=show)
+    new_id = _reproduction_id(store_location, original.id, child.pid)
+    if child.returncode != 0 or new_id is None:
+        message = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {child.returncode}"
         raise StoreError(f"the reproduction failed: {message}", "see `striate runs` for its record")
-    new_id = json.loads(done.stdout)["id"]
+    if stderr and show:
+        sys.stderr.write(stderr)  # the training's warnings, after its output
     return {"original": original.id, "reproduction": new_id, "code": how, "drift": drift, "origin": origin}
+
+
+def _run_shown(command: list[str], cwd: Path, env: dict[str, str], show: bool) -> tuple[subprocess.Popen[str], str]:
+    """Run the reproduction's `striate train`; its output (config, progress, epoch lines, summary) is shown
+    as it comes when ``show``: straight to the terminal where there is one, else copied line by line."""
+    with tempfile.TemporaryFile("w+") as errors:
+        try:
+            out_fd: int | None = sys.stdout.fileno() if show else subprocess.DEVNULL
+        except (AttributeError, OSError, ValueError):  # no real file behind sys.stdout (a notebook, a test runner)
+            out_fd = None
+        sys.stdout.flush()
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE if out_fd is None else out_fd,
+                                 stderr=errors, text=True)
+        if out_fd is None:
+            assert child.stdout is not None
+            for line in child.stdout:
+                sys.stdout.write(line)
+            child.stdout.close()
+        child.wait()
+        errors.seek(0)
+        return child, errors.read()
+
+
+def _reproduction_id(store_location: str, original_id: str, pid: int) -> str | None:
+    """The run the reproduction's process created: it names the original and that process."""
+    import socket
+
+    for record in open_store(store_location).list_runs():
+        if record.reproduction_of == original_id and record.pid == pid and record.host == socket.gethostname():
+            return record.id
+    return None
 
 
 @contextlib.contextmanager

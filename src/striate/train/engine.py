@@ -179,6 +179,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
     state = TrainState(config, run, model, optimizer, schedule, pos, steps_per_epoch,
                        config.epochs * steps_per_epoch)
     started = time.perf_counter()
+    in_epoch, epoch_start, seen_at_start = False, started, pos.seen
     try:
         for cb in callbacks:
             cb.on_start(state)
@@ -187,6 +188,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
             model.train()
             epoch_start = time.perf_counter()
             seen_at_start = pos.seen
+            in_epoch = True  # until this epoch's time is counted: Ctrl-C counts what it cut short
             for x, y in train_batches.epoch(epoch, start_batch=pos.batches_done):
                 with autocast():
                     if forward_with_aux is not None:
@@ -231,6 +233,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
             rate = (pos.seen - seen_at_start) / epoch_seconds if epoch_seconds else 0.0
             result.train_seconds += epoch_seconds
             result.samples_trained += pos.seen - seen_at_start
+            in_epoch = False
             if pos.batches_done < steps_per_epoch:
                 break  # stopped inside the epoch: no evaluation of a half-trained epoch
 
@@ -254,6 +257,9 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
                 cb.on_epoch(state, event)
     except KeyboardInterrupt:
         state.request_stop("interrupted (Ctrl-C)")
+        if in_epoch:  # the time and samples of the epoch Ctrl-C cut short are training all the same
+            result.train_seconds += time.perf_counter() - epoch_start
+            result.samples_trained += pos.seen - seen_at_start
     except BaseException:
         for cb in callbacks:
             cb.on_end(state, "failed")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -21,7 +21,10 @@ FLOAT_DTYPE = np.dtype("<f8")
 
 @dataclass
 class MetricSeries:
-    """Points of one metric: steps, wall-clock times (Unix seconds) and values, as arrays."""
+    """Points of one metric: steps, wall-clock times (Unix seconds) and values, as arrays.
+
+    ``steps, times, values = series`` unpacks the three arrays; ``len(series)`` is the number of points.
+    """
 
     key: str
     steps: np.ndarray
@@ -30,6 +33,10 @@ class MetricSeries:
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The three arrays, in the order ``steps, times, values``, so that a series unpacks."""
+        return iter((self.steps, self.times, self.values))
 
 
 @dataclass(frozen=True)
