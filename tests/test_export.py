@@ -156,7 +156,7 @@ def test_export_a_trained_run_with_its_weights(synthetic_data, tmp_path):
     assert [(r["id"], r["artifact"]) for r in json.loads(found.stdout)] == [(run_id, "export: run.onnx (onnx)")]
     again = run_cli("export", run_id[:8], "--store", str(store), "-o", str(tmp_path / "run.pt"), "-f", "torchscript")
     assert again.returncode == 0, again.stderr
-    assert f"wrote {tmp_path / 'run.pt'}" in again.stdout.replace("\n", "") and "striate which run.pt" in again.stdout
+    assert f"wrote {tmp_path / 'run.pt'} (" in again.stdout and f"striate which {tmp_path / 'run.pt'}`" in again.stdout
     found = run_cli("which", str(tmp_path / "run.pt"), "--store", str(store))
     assert found.returncode == 0 and "export: run.pt (torchscript)" in found.stdout
     shown = run_cli("show", run_id[:8], "--store", str(store))

@@ -47,7 +47,7 @@ def export_command(
         console.print("keep these files together: the .onnx file reads its weights from the .onnx.data file",
                       highlight=False)
     if result.run_id and not result.recorded:
-        console.print(f"recorded with run {result.run_id[:8]}: `striate which {escape(Path(result.path).name)}` "
+        console.print(f"recorded with run {result.run_id[:8]}: `striate which {escape(result.path)}` "
                       "finds it", highlight=False)
     elif result.run_id:
         console.print(f"[yellow]not recorded with the run[/] ({escape(result.recorded)}): `striate which` will not "
