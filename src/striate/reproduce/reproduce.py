@@ -224,7 +224,9 @@ def _git_has(root: str | Path, commit: str) -> bool:
 # The reproduction's `striate train` never sees the restored code folder on its import path: a
 # recorded file named striate/ or json.py must not replace the installed package or the standard
 # library. (`python -c` puts '' first on sys.path; the bootstrap drops it before importing anything.)
-_TRAIN_BOOTSTRAP = "import sys; del sys.path[0]; from striate.cli.app import main; sys.argv[0] = 'striate'; main()"
+# argv[0] is the parent's own command (absolute), so the hints the training prints name a command that works.
+_TRAIN_BOOTSTRAP = ("import sys; del sys.path[0]; from striate.cli.app import main; "
+                    "sys.argv[0] = sys.argv.pop(1); main()")
 
 
 def foreign_origin(store: Store, record: RunRecord) -> str | None:
@@ -311,7 +313,9 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
         if origin is None and cwd is not None and how.startswith("git") and (cwd / "src" / "striate").is_dir():
             # A run of striate's own repository on this machine reruns with that commit's striate.
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), env.get("PYTHONPATH", "")])
-        command = [sys.executable, "-c", _TRAIN_BOOTSTRAP, "train", "-c", str(config_file), "--store", store_path,
+        argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+        command = [sys.executable, "-c", _TRAIN_BOOTSTRAP,
+                   str(argv0.resolve()) if argv0 is not None and argv0.exists() else "striate", "train", "-c", str(config_file), "--store", store_path,
                    "--reproduction-of", original.id]
         if not progress:
             command.append("--no-progress")
