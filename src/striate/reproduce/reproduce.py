@@ -315,7 +315,8 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), env.get("PYTHONPATH", "")])
         argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
         command = [sys.executable, "-c", _TRAIN_BOOTSTRAP,
-                   str(argv0.resolve()) if argv0 is not None and argv0.exists() else "striate", "train", "-c", str(config_file), "--store", store_path,
+                   str(argv0.resolve()) if argv0 is not None and argv0.exists() else "striate",
+                   "train", "-c", str(config_file), "--store", store_path,
                    "--reproduction-of", original.id]
         if not progress:
             command.append("--no-progress")
