@@ -30,7 +30,7 @@ def test_train_json_prints_the_error_as_json_and_keeps_the_exit_code(synthetic_d
 
 
 def test_ctrl_c_in_the_first_epoch_reports_the_time_it_trained(tmp_path):
-    data = write_dataset(tmp_path / "data", n_train=20000, n_test=100)
+    data = write_dataset(tmp_path / "data", n_train=40000, n_test=100)  # an epoch of 5000 steps
     store = tmp_path / "store"
     child = subprocess.Popen([sys.executable, "-m", "striate", "train", "lenet5", "--data", str(data), "--store",
                               str(store), "--epochs", "1", "--batch-size", "8", "--log-every", "5", "--threads", "1",

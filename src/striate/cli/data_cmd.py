@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -62,11 +62,11 @@ def _fmt_bytes(size: object) -> str:
     return f"{value:.1f} GB"
 
 
-def _files(folder: Path) -> list[dict[str, object]]:
+def _files(folder: Path) -> list[dict[str, Any]]:
     from striate.data.catalog import ROLES
     from striate.data.fetch import find_file
 
-    files: list[dict[str, object]] = []
+    files: list[dict[str, Any]] = []
     for role in ROLES:
         found = find_file(folder, role)
         files.append({"role": role, "file": found.name if found else None,
@@ -94,9 +94,11 @@ def ls(as_json: bool = JSON_OPTION) -> None:
     for row in rows:
         table.add_row(str(row["dataset"]), str(row["classes"]), str(row["where"]),
                       _fmt_bytes(row["bytes"]) if row["bytes"] is not None else "-",
-                      escape(str(row["folder"] or f"`striate data get {row['dataset']}`")))
+                      escape(str(row["folder"] or "-")))
     console.print(table)
-    console.print("a folder of four IDX files works too: `--data FOLDER` (class names from its classes.txt)",
+    if any(not row["available"] for row in rows):
+        console.print("`striate data get NAME` fetches and verifies one", highlight=False)
+    console.print("a folder of IDX files works too: `--data FOLDER` (classes from its classes.txt)",
                   highlight=False)
 
 
@@ -141,7 +143,7 @@ def show(
         try:
             labels = [read_idx(folder / str(f["file"]))[0] for f in files if str(f["role"]).endswith("labels")]
             classes = list(folder_classes(folder, int(max(int(a.max()) for a in labels)) + 1))
-            verified = "not checked: a folder is not in the catalog, so there is no checksum to match"
+            verified = "not checked (a folder has no catalog checksum)"
         except StriateError as exc:
             verified = f"no: {exc.problem}"
     data = {"dataset": shown_name, "where": where, "folder": str(folder) if folder else None, "files": files,

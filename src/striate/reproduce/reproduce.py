@@ -9,8 +9,8 @@ and with `verify` compares weights and metric series with the original.
 from __future__ import annotations
 
 import contextlib
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +97,9 @@ def compare_runs(store: Store, original: RunRecord, repro: RunRecord, tolerance:
     return Verdict(verdict, weights_same, first, worst)
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a full SHA-1 or SHA-256 id: nothing git reads as an option
+
+
 @contextlib.contextmanager
 def rebuilt_code(record: RunRecord, store: Store, origin: str | None = None,
                  repo: Path | None = None) -> Iterator[tuple[Path | None, str]]:
@@ -113,11 +116,12 @@ def rebuilt_code(record: RunRecord, store: Store, origin: str | None = None,
     tmp = Path(tempfile.mkdtemp(prefix="striate-repro-"))
     try:
         commit = git.get("commit")
-        if commit is not None and not (isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit)):
+        if commit is not None and not (isinstance(commit, str) and _COMMIT.fullmatch(commit)):
             raise ConfigError(f"run {record.name} records an invalid git commit {str(commit)[:80]!r}",
-                              "reproduce only runs whose records you trust; this record was altered or is not striate's")
+                              "reproduce only runs whose records you trust; this record was altered "
+                              "or is not striate's")
         source = _source_repository(git, origin, repo) if git.get("in_repo") and commit else None
-        if source is not None and _git_has(source, commit):
+        if source is not None and commit is not None and _git_has(source, commit):
             code = tmp / "code"
             _clone_at(source, code, commit, git.get("branch"), shared=origin is None)
             if git.get("diff_truncated"):
@@ -220,7 +224,9 @@ def _git_has(root: str | Path, commit: str) -> bool:
 # The reproduction's `striate train` never sees the restored code folder on its import path: a
 # recorded file named striate/ or json.py must not replace the installed package or the standard
 # library. (`python -c` puts '' first on sys.path; the bootstrap drops it before importing anything.)
-_TRAIN_BOOTSTRAP = "import sys; del sys.path[0]; from striate.cli.app import main; sys.argv[0] = 'striate'; main()"
+# argv[0] is the parent's own command (absolute), so the hints the training prints name a command that works.
+_TRAIN_BOOTSTRAP = ("import sys; del sys.path[0]; from striate.cli.app import main; "
+                    "sys.argv[0] = sys.argv.pop(1); main()")
 
 
 def foreign_origin(store: Store, record: RunRecord) -> str | None:
@@ -294,7 +300,8 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
                          "or drop --strict")
     config = TrainConfig.from_mapping(original.config, source=f"run {original.name}")
     store_path = str(Path(store_location).resolve())
-    with rebuilt_code(original, store, origin, repo) as (cwd, how), tempfile.TemporaryDirectory(prefix="striate-repro-") as tmp:
+    with rebuilt_code(original, store, origin, repo) as (cwd, how), \
+            tempfile.TemporaryDirectory(prefix="striate-repro-") as tmp:
         workdir = cwd or Path.cwd()
         with _chdir(workdir):
             check_dataset_fingerprint(config, original)
@@ -306,7 +313,10 @@ def reproduce(store_location: str, run_ref: str, strict: bool = False,
         if origin is None and cwd is not None and how.startswith("git") and (cwd / "src" / "striate").is_dir():
             # A run of striate's own repository on this machine reruns with that commit's striate.
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "src"), env.get("PYTHONPATH", "")])
-        command = [sys.executable, "-c", _TRAIN_BOOTSTRAP, "train", "-c", str(config_file), "--store", store_path,
+        argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+        command = [sys.executable, "-c", _TRAIN_BOOTSTRAP,
+                   str(argv0.resolve()) if argv0 is not None and argv0.exists() else "striate",
+                   "train", "-c", str(config_file), "--store", store_path,
                    "--reproduction-of", original.id]
         if not progress:
             command.append("--no-progress")
