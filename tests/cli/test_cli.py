@@ -147,9 +147,11 @@ def test_names_that_look_like_markup_are_shown_literally(synthetic_data, tmp_pat
                    "--no-progress")
     assert done.returncode == 0, done.stderr
     assert name in done.stdout
-    for command in (["runs"], ["show", name], ["tag", name, "[b]x"], ["compare", name, name]):
+    for command in (["runs"], ["show", name], ["tag", name, "[b]x"]):
         out = run_cli(*command, "--store", store)
         assert out.returncode == 0 and "Traceback" not in out.stderr, (command, out.stderr)
+    one = run_cli("compare", name, name, "--store", store)  # one run named twice: an error that names it
+    assert one.returncode == 2 and "Traceback" not in one.stderr and name in " ".join(one.stderr.split())
     assert name in run_cli("show", name, "--store", store).stdout
     missing = run_cli("show", "nope[/]", "--store", store)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
@@ -208,6 +210,7 @@ def test_show_includes_the_runs_note(synthetic_data, tmp_path):
 
 def test_python_m_striate_is_the_same_app_with_the_same_errors(tmp_path):
     # Everything above runs the app in this process; this is the entry point users run.
+    (tmp_path / "store").mkdir()  # an empty store (a path that does not exist is another error)
     missing = run_cli("show", "nope", "--store", str(tmp_path / "store"), subprocess=True)
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.splitlines() == ["error: no run 'nope' in this store — fix: `striate runs` lists the runs"]

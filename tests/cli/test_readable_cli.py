@@ -186,3 +186,13 @@ def test_compare_marks_differences_without_colour_and_name_is_no_difference(stor
     assert re.search(r"\* lr\b", out.stdout) and "(* best)" in out.stdout
     assert "0.85*" in out.stdout  # the best final accuracy, marked in text
     assert max(len(line) for line in out.stdout.splitlines()) <= 80
+
+
+def test_the_unknown_field_hint_when_nothing_is_close() -> None:
+    from striate.tracking.query import Field, QueryError, check_known_fields
+
+    with pytest.raises(QueryError, match="no run in this store records any params"):
+        check_known_fields([Field("param", "lr")], set(), {"loss"}, "in the filter")
+    with pytest.raises(QueryError, match="the metrics recorded are: loss"):
+        check_known_fields([Field("metric", "zzzz")], {"lr"}, {"loss"}, "in the filter")
+    check_known_fields([Field("param", "lr")], set(), set(), "in the filter")  # an empty store: nothing to check

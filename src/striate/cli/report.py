@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+import shlex
 from typing import Any, Callable
 
 from rich.markup import escape
@@ -187,7 +188,8 @@ def print_train_summary(r: RunRecord, store_location: str) -> None:
     how to continue it."""
     s = r.summary
     style = STATUS_STYLE.get(r.status, "")
-    store_flag = "" if store_location in ("striate-runs", "./striate-runs") else f" --store {store_location}"
+    default = store_location in ("striate-runs", "./striate-runs")
+    store_flag = "" if default else f" --store {shlex.quote(store_location)}"
     prog = invoked_as()
     head = f"\nrun [bold]{escape(r.name)}[/] ({r.id[:8]}) [{style}]{r.status}[/]"
     epochs = int(s.get("epochs_completed") or 0)
@@ -270,7 +272,7 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
     if r.error:
         console.print(f"[red]error: {escape(r.error)}[/]", highlight=False)
     if r.status in RESUMABLE:
-        store_flag = f" --store {store_option}" if store_option else ""
+        store_flag = f" --store {shlex.quote(store_option)}" if store_option else ""
         console.print(f"{r.status} {escape(stopped_at(r))}; continue it:  "
                       f"[bold]{escape(f'{invoked_as()} resume {r.id[:8]}{store_flag}')}[/]", highlight=False)
     config = folding_table("setting", "value", title="config")

@@ -296,10 +296,17 @@ def check_known_fields(fields: list[Field], param_keys: set[str], metric_keys: s
         else:
             candidates = [field_text(Field("metric", k, a)) for k in sorted(known) for a in AGGREGATES]
         text = field_text(field)
-        close = difflib.get_close_matches(text, candidates, n=1, cutoff=0.6)
+        # compared without the shared "params."/"metrics." prefix, which would make any two look alike
+        prefix = len(text.split(".", 1)[0]) + 1
+        by_rest = {c[prefix:]: c for c in candidates}
+        close = [by_rest[c] for c in difflib.get_close_matches(text[prefix:], list(by_rest), n=1, cutoff=0.6)]
         kind = "param" if field.kind == "param" else "metric"
-        hint = f"did you mean {close[0]}?" if close else \
-            f"the {kind}s recorded are: {', '.join(sorted(known)[:12])}{' ...' if len(known) > 12 else ''}"
+        if close:
+            hint = f"did you mean {close[0]}?"
+        elif known:
+            hint = f"the {kind}s recorded are: {', '.join(sorted(known)[:12])}{' ...' if len(known) > 12 else ''}"
+        else:
+            hint = f"no run in this store records any {kind}s"
         raise QueryError(f"no run has the {kind} {text!r} {where}",
                          f"{hint} (`striate show RUN` lists a run's params and metrics)")
 
