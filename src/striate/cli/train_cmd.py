@@ -60,10 +60,13 @@ def train_command(
     config = config.override(given, "command line")
     config = config.override(parse_assignments(overrides or []), "--set")
     location = store or default_store_location()
+    # Everything is checked (model, device, data, store) before anything is printed: a bad model name is
+    # one error line, not a config printout followed by one.
+    session = prepare_training(config, location, reproduction_of=reproduction_of)
     if not as_json:
         print_config(config)
-    result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json,
-                                  reproduction_of=reproduction_of)
+    result = run_prepared(session, progress=progress and not as_json, echo=not as_json)
+    run_id = session.run_id
     print_run_result(_recorded(run_id, location), location, as_json)
     if result.status == "stopped":
         sys.exit(130)
@@ -76,17 +79,29 @@ commands = typer.Typer()  # registered on the app by striate.cli.app
 commands.command("train")(train_command)
 
 
-def run_training(config: TrainConfig, store_location: str, progress: bool = True,
-                 echo: bool = True, reproduction_of: str | None = None) -> tuple[Any, str]:
-    """Train ``config`` as a new run through the one training session; the bar and epoch lines as asked."""
-    from striate.cli.progress import ProgressBar
+def prepare_training(config: TrainConfig, store_location: str, reproduction_of: str | None = None) -> Any:
+    """The checked training session for ``config`` (bad input fails here, before a run exists)."""
+    from striate.cli.progress import SlowSteps
     from striate.train.session import new_session
 
     def warn(message: str) -> None:
         err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
-    session = new_session(config, store_location, reproduction_of=reproduction_of, warn=warn)
-    result = session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
+    return new_session(config, store_location, reproduction_of=reproduction_of, warn=warn, status=SlowSteps())
+
+
+def run_prepared(session: Any, progress: bool = True, echo: bool = True) -> Any:
+    """Run a prepared session with the bar and epoch lines as asked; its result."""
+    from striate.cli.progress import ProgressBar
+
+    return session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
+
+
+def run_training(config: TrainConfig, store_location: str, progress: bool = True,
+                 echo: bool = True, reproduction_of: str | None = None) -> tuple[Any, str]:
+    """Train ``config`` as a new run through the one training session; the bar and epoch lines as asked."""
+    session = prepare_training(config, store_location, reproduction_of=reproduction_of)
+    result = run_prepared(session, progress=progress, echo=echo)
     return result, session.run_id
 
 
