@@ -64,6 +64,18 @@ def test_quick_commands_import_no_torch(store, args):
     assert result == {"code": 0, "loaded": []}
 
 
+def test_data_get_of_a_verified_dataset_imports_no_torch(tmp_path):
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "mnist-copy")
+    env = {**os.environ, "STRIATE_CACHE": str(tmp_path / "cache")}
+    # The four files are not MNIST's, so --from refuses them: still a data command that must not load torch.
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), "data", "get", "mnist", "--from",
+                           str(tmp_path / "mnist-copy")], capture_output=True, text=True, timeout=120, env=env)
+    result = json.loads(done.stderr.strip().splitlines()[-1])
+    assert result == {"code": 2, "loaded": []}
+
+
 def test_the_probe_sees_torch_when_a_command_imports_it(store):
     # `models show` builds the model: the check above would catch a quick command doing the same.
     assert "torch" in loaded_by(["models", "show", "lenet5"], store)["loaded"]
