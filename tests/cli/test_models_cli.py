@@ -28,7 +28,10 @@ def test_show_prints_the_layer_table_and_writes_diagrams(tmp_path):
     svg, png = tmp_path / "net.svg", tmp_path / "net.png"
     done = run_cli("models", "show", "lenet5", "--diagram", str(svg))
     assert done.returncode == 0, done.stderr
-    assert "features.0" in done.stdout and "117,600" in done.stdout and "416,520" in done.stdout
+    assert "117,600" in done.stdout and "416,520" in done.stdout
+    # Layer names are shown as a tree: each enclosing module once, its layers indented under it.
+    names = [line.split()[1] for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert names[:3] == ["0", "1", "2"] and "features" in done.stdout and "classifier" in done.stdout
     assert "61,706" in done.stdout and f"wrote the diagram to {svg}" in done.stdout
     ET.parse(svg)  # well-formed
     shown = run_cli("models", "show", str(EXAMPLE), "--input", "3x64x64", "--classes", "5", "--json",
@@ -63,3 +66,28 @@ def test_export_command(tmp_path):
     assert out.is_file()
     wrong = run_cli("export", "lenet5", "--format", "keras")
     assert wrong.returncode == 2 and "unknown export format 'keras'" in wrong.stderr
+
+
+def test_models_and_googlenets_layers_read_whole_at_80_columns():
+    narrow = {"COLUMNS": "80"}
+    listed = run_cli("models", env=narrow)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert "…" not in listed.stdout, "nothing is cut"
+    # Each model's description takes at most four lines (a row is a line with a name in the first column).
+    starts = [i for i, line in enumerate(lines) if line[:1] == " " and line[1:2].isalpha() and
+              line.split()[0] in models.names()]
+    assert [lines[i].split()[0] for i in starts] == models.names()
+    assert max(b - a for a, b in zip(starts, starts[1:])) <= 4
+
+    shown = run_cli("models", "show", "googlenet", env=narrow)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in shown.stdout
+    # inception3a's first branch: the module, its branch, then the layer, each indented one step more.
+    at = lines.index(next(line for line in lines if line.strip() == "inception3a"))
+    assert lines[at + 1].strip() == "branch1" and lines[at + 2].split()[1:3] == ["conv", "Conv2d"]
+    depth = [len(lines[at + k]) - len(lines[at + k].lstrip()) for k in range(2)]
+    assert depth[1] == depth[0] + 2
+    assert "LocalResponseNorm" in shown.stdout and "AdaptiveAvgPool2d" in shown.stdout

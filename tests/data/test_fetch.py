@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -151,3 +152,41 @@ def test_cli_downloads_real_fashion_mnist_from_a_local_mirror(tmp_path, serve):
                      env={"STRIATE_CACHE": str(tmp_path / "cache2")})
     assert failed.returncode != 0
     assert len(failed.stderr.strip().splitlines()) == 1 and "t10k-labels" in failed.stderr
+
+
+def test_a_verified_file_is_hashed_again_only_when_its_size_or_mtime_changes(tmp_path):
+    source = write_dataset(tmp_path / "origin")
+    spec = spec_for(source, "content")
+    folder = fetch.get(spec, from_dir=source)
+    assert fetch.get(spec) == folder  # verified and recorded
+    path = fetch.find_file(folder, "train_labels")
+    expected = spec.files["train_labels"]
+    assert fetch.verified_digest(path, expected) == expected.content_sha256
+    # Other bytes under the same size and mtime are taken on the record's word (that is the bargain) ...
+    genuine, before = path.read_bytes(), path.stat()
+    changed = bytearray(genuine)
+    changed[len(changed) // 2] ^= 0xFF
+    path.write_bytes(bytes(changed))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert fetch.get(spec) == folder
+    # ... and a new mtime (or size) means the file is verified again, and refused.
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert fetch.verified_digest(path, expected) is None
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch.get(spec)
+    path.write_bytes(genuine[:-1])
+    assert fetch.verified_digest(path, expected) is None
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch.get(spec)
+    # Put back, it is verified (and recorded) once more.
+    path.write_bytes(genuine)
+    assert fetch.get(spec) == folder and fetch.verified_digest(path, expected) == expected.content_sha256
+
+
+def test_loading_a_dataset_uses_and_keeps_the_verification_record(tmp_path):
+    from striate.data.loader import _read_folder
+
+    source = write_dataset(tmp_path / "origin")
+    spec = spec_for(source, "content")
+    _, hashes = _read_folder(source, spec)
+    assert all(fetch.verified_digest(fetch.find_file(source, r), spec.files[r]) == hashes[r] for r in ROLES)

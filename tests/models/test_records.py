@@ -135,7 +135,7 @@ def test_reset_classifier_keeps_device_dtype_and_skips_absent_aux_heads():
 def test_reset_classifier_uses_the_architectures_init():
     from striate.models.vgg import init_linear
 
-    assert models.info("vgg16").classifier_init is init_linear
+    assert models.info("vgg16").init_classifier() is init_linear
     calls = []
     entry = dataclasses.replace(models.info("lenet5"), classifier_init=calls.append)
     model = models.create("lenet5")

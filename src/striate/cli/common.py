@@ -14,7 +14,7 @@ from typing import Any, cast
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from striate.errors import ConfigError, StriateError
 
@@ -87,6 +87,17 @@ def error_line(exc: BaseException) -> int | None:
                           "its disk space and permissions", highlight=False, soft_wrap=True)
         return 3
     return None
+
+
+def _flag_type(self: TyperOption, ctx: Any, _typed: Any = TyperOption.display_type_rich) -> str | None:
+    """Typer's help shows every option's type, ``<bool>`` after flags such as --json and --help too,
+    which suggests they take a value; a flag (``--json``, ``--progress/--no-progress``) shows none."""
+    if self.is_flag and not self.count:
+        return None
+    return cast("str | None", _typed(self, ctx))
+
+
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 class OneLineErrors(TyperGroup):

@@ -21,6 +21,11 @@ def human(n: float) -> str:
     return str(int(n))
 
 
+def _count(n: int, exact: bool) -> str:
+    """``1,234,567`` when there is room, else ``1.235M``."""
+    return f"{n:,}" if exact else human(n)
+
+
 def _number(header: str) -> Any:
     """A right-aligned column that never wraps: names may wrap, numbers must stay whole."""
     from rich.table import Column
@@ -56,12 +61,18 @@ def list_models(
     if as_json:
         print_json(rows)
         return
-    out = Table(Column("model", no_wrap=True), _number("parameters"), _number("multiply-adds"),
-                Column("input", no_wrap=True), _number("min"), "description",
+    from rich import box
+
+    # Below 100 columns the counts are rounded (57.03M) so the description keeps room to read in a few
+    # lines; the exact figures are in --json and `striate models show`.
+    exact = console.width >= 100
+    out = Table(Column("model", no_wrap=True), _number("parameters"), _number("mult-adds"),
+                Column("input (min)", no_wrap=True), Column("description", ratio=1),
+                box=box.SIMPLE_HEAD, pad_edge=False, expand=False,
                 caption=f"counts for {channels} input channel(s), {classes} classes, at each model's input size")
     for r in rows:
-        out.add_row(r["name"], f"{r['parameters']:,}", human(r["macs"]), f"{r['input_size']}x{r['input_size']}",
-                    str(r["min_input_size"]), r["summary"])
+        count = f"{r['parameters']:,}" if exact else human(r["parameters"])
+        out.add_row(r["name"], count, human(r["macs"]), f"{r['input_size']} ({r['min_input_size']})", r["summary"])
     console.print(out)
 
 
@@ -102,16 +113,26 @@ def show(
         print_json({"model": name, "num_classes": classes, **table.to_dict(),
                     "diagram": str(written) if written else None})
         return
-    out = Table(_number("#"), "layer", "type", Column("output", no_wrap=True), _number("parameters"),
-                _number("multiply-adds"),
+    from rich import box
+
+    exact = console.width >= 100  # narrower: counts rounded (1.503G), so names and types stay whole
+    out = Table(_number("#"), Column("layer", no_wrap=True), Column("type", no_wrap=True),
+                Column("output", no_wrap=True), _number("parameters"),
+                _number("multiply-adds" if exact else "mult-adds"), box=box.SIMPLE_HEAD, pad_edge=False,
                 title=f"{name}: {entry.summary}", title_justify="left")
+    previous: list[str] = []
     for i, r in enumerate(table, start=1):
         shape_text = "x".join(map(str, r.output_shape)) if r.output_shape else "-"
-        out.add_row(str(i), r.name, r.type, shape_text, f"{r.parameters:,}" if r.parameters else "",
-                    f"{r.macs:,}" if r.macs else "")
+        parts = r.name.split(".")
+        for depth, part in enumerate(parts[:-1]):  # a line for each enclosing module the rows enter
+            if previous[:depth + 1] != parts[:depth + 1]:
+                out.add_row("", "  " * depth + part, style="bold")
+        previous = parts
+        out.add_row(str(i), "  " * (len(parts) - 1) + parts[-1], r.type, shape_text,
+                    _count(r.parameters, exact) if r.parameters else "", _count(r.macs, exact) if r.macs else "")
     out.add_section()
     out.add_row("", "total", "", "x".join(map(str, table.output_shape or ())), f"{table.parameters:,}",
-                f"{table.macs:,} ({human(table.macs)})")
+                f"{table.macs:,}" if exact else human(table.macs))
     console.print(out)
     not_run = table.parameters - sum(r.parameters for r in table)
     if not_run:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import threading
+import time
+from typing import Any, Iterator
 
 from striate.train.events import Callback, EpochEvent, StepEvent, TrainState
 
@@ -69,3 +72,38 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class SlowSteps:
+    """A ``Status`` for the CLI: a set-up step still running after ``after_s`` seconds gets a line on stderr.
+
+    Quick steps print nothing; a slow one says what the wait is for (``loading fashion-mnist…``) while
+    it happens, so no second of start-up is silent. stdout, where ``--json`` output goes, is untouched.
+    """
+
+    def __init__(self, after_s: float = 1.0) -> None:
+        self.after_s = after_s
+
+    @contextlib.contextmanager
+    def __call__(self, message: str) -> Iterator[None]:
+        from striate.cli.common import err_console
+
+        printed = threading.Event()
+        lock = threading.Lock()
+
+        def say() -> None:
+            with lock:
+                if not printed.is_set():
+                    printed.set()
+                    err_console.print(f"{message}…", markup=False, highlight=False, soft_wrap=True)
+
+        started = time.monotonic()
+        timer = threading.Timer(self.after_s, say)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            if time.monotonic() - started >= self.after_s:
+                say()  # the timer may not have had its turn yet: a slow step is always named

@@ -18,15 +18,17 @@ from striate.tracking.store import RunRecord
 KEY_PARAMS = ("lr", "batch_size", "epochs", "optimizer")
 
 
-def print_config(config: TrainConfig) -> None:
-    """The resolved config, non-default values in bold."""
+def config_changes(config: TrainConfig) -> list[tuple[str, Any]]:
+    """The model, the data and every setting that differs from its default, in declaration order."""
     default = TrainConfig()
-    parts = []
-    for f in config.fields():
-        value = getattr(config, f.name)
-        text = escape(f"{f.name}={value}")
-        parts.append(f"[bold cyan]{text}[/]" if value != getattr(default, f.name) else f"[dim]{text}[/]")
-    console.print("config: " + "  ".join(parts), highlight=False)
+    return [(f.name, getattr(config, f.name)) for f in config.fields()
+            if f.name in ("model", "data") or getattr(config, f.name) != getattr(default, f.name)]
+
+
+def print_config(config: TrainConfig) -> None:
+    """The config at train start, compactly: model, data and the settings that differ from the defaults."""
+    parts = [f"[bold cyan]{escape(f'{name}={value}')}[/]" for name, value in config_changes(config)]
+    console.print("config: " + "  ".join(parts) + "  [dim](the rest at their defaults)[/]", highlight=False)
 
 
 def fmt_duration(seconds: float | None) -> str:

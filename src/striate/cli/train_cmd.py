@@ -98,10 +98,14 @@ def train_command(
         config = config.override(given, "command line")
         config = config.override(parse_assignments(overrides or []), "--set")
         location = store or default_store_location()
+        # Everything is checked (model, device, data, store) before anything is printed: a bad model name
+        # is one error line, not a config printout followed by one.
+        session = prepare_training(config, location, reproduction_of=reproduction_of)
+        started["session"] = session
         if not as_json:
             print_config(config)
-        result, run_id = run_training(config, location, progress=progress and not as_json, echo=not as_json,
-                                      reproduction_of=reproduction_of, started=started)
+        result = run_prepared(session, progress=progress and not as_json, echo=not as_json)
+        run_id = session.run_id
     except Exception as exc:
         if as_json:  # a script reading stdout learns what failed (and which run, if one was created)
             _print_json_failure(exc, started.get("session"))
@@ -133,6 +137,24 @@ def _print_json_failure(exc: Exception, session: Any) -> None:
     print_json({"id": run_id, "status": "failed" if run_id else None, **error})
 
 
+def prepare_training(config: TrainConfig, store_location: str, reproduction_of: str | None = None) -> Any:
+    """The checked training session for ``config`` (bad input fails here, before a run exists)."""
+    from striate.cli.progress import SlowSteps
+    from striate.train.session import new_session
+
+    def warn(message: str) -> None:
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    return new_session(config, store_location, reproduction_of=reproduction_of, warn=warn, status=SlowSteps())
+
+
+def run_prepared(session: Any, progress: bool = True, echo: bool = True) -> Any:
+    """Run a prepared session with the bar and epoch lines as asked; its result."""
+    from striate.cli.progress import ProgressBar
+
+    return session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
+
+
 def run_training(config: TrainConfig, store_location: str, progress: bool = True,
                  echo: bool = True, reproduction_of: str | None = None,
                  started: dict[str, Any] | None = None) -> tuple[Any, str]:
@@ -140,16 +162,10 @@ def run_training(config: TrainConfig, store_location: str, progress: bool = True
 
     ``started["session"]`` is the session once it is prepared (its ``run_id`` once the run is open).
     """
-    from striate.cli.progress import ProgressBar
-    from striate.train.session import new_session
-
-    def warn(message: str) -> None:
-        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
-
-    session = new_session(config, store_location, reproduction_of=reproduction_of, warn=warn)
+    session = prepare_training(config, store_location, reproduction_of=reproduction_of)
     if started is not None:
         started["session"] = session
-    result = session.run(callbacks=[ProgressBar(bar=progress, echo=echo)])
+    result = run_prepared(session, progress=progress, echo=echo)
     return result, session.run_id
 
 

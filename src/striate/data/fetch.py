@@ -2,12 +2,15 @@
 
 Order of preference for a named dataset: the striate cache, a folder the user
 names, the copy an OS package installed, then the official mirrors. Every file is
-checked against the catalog's SHA-256 before it is used or cached.
+checked against the catalog's SHA-256 before it is used or cached. A file that passed is
+recorded by path, size and modification time (``verified.json`` in the cache): it is hashed
+again only when one of them changes, so a second ``striate data get`` returns at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -72,6 +75,62 @@ def check_file(path: Path, expected: FileSpec, content: bytes | None = None, lab
         if digest == expected.content_sha256:
             return digest
     raise mismatch
+
+
+def _verified_path() -> Path:
+    return cache_root() / "verified.json"
+
+
+def _stamp(path: Path, expected: FileSpec) -> dict[str, object]:
+    """What must be unchanged for an earlier verification of ``path`` to still hold."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "expected": [expected.content_sha256, expected.archive_sha256]}
+
+
+def _read_verified() -> dict[str, dict[str, object]]:
+    try:
+        records = json.loads(_verified_path().read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: everything is verified again
+    return records if isinstance(records, dict) else {}
+
+
+def verified_digest(path: Path, expected: FileSpec) -> str | None:
+    """The content SHA-256 recorded when ``path`` last passed ``check_file``, if its size and mtime are unchanged."""
+    record = _read_verified().get(str(path.resolve()))
+    if not isinstance(record, dict):
+        return None
+    digest = record.get("content_sha256")
+    try:
+        fresh = {k: record.get(k) for k in ("size", "mtime_ns", "expected")} == _stamp(path, expected)
+    except OSError:
+        return None
+    return digest if fresh and isinstance(digest, str) else None
+
+
+def record_verified(path: Path, expected: FileSpec, digest: str) -> None:
+    """Remember that ``path`` (as it is now) passed ``check_file``; best effort, a read-only cache records nothing."""
+    records = _read_verified()
+    try:
+        records[str(path.resolve())] = {**_stamp(path, expected), "content_sha256": digest}
+        target = _verified_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".verified-")
+        with os.fdopen(fd, "w") as out:
+            json.dump(records, out, indent=1, sort_keys=True)
+        os.replace(tmp, target)
+    except OSError:
+        pass
+
+
+def check_file_once(path: Path, expected: FileSpec, content: bytes | None = None) -> str:
+    """``check_file``, skipped when ``path`` passed it before and its size and mtime are unchanged."""
+    digest = verified_digest(path, expected)
+    if digest is None:
+        digest = check_file(path, expected, content)
+        record_verified(path, expected, digest)
+    return digest
 
 
 def _file_sha256(path: Path) -> str:
@@ -181,5 +240,5 @@ def get(spec: DatasetSpec, from_dir: Path | None = None, force_download: bool = 
         found = find_file(folder, role)
         if found is None:
             raise DataError(f"{folder} lost its {FILE_NAMES[role]} file while being read", "run the command again")
-        check_file(found, spec.files[role])
+        check_file_once(found, spec.files[role])
     return folder

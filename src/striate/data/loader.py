@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from striate.data.catalog import DATASETS, ROLES, DatasetSpec
-from striate.data.fetch import check_file, find_file, locate
+from striate.data.fetch import check_file_once, find_file, locate
 from striate.data.folder import folder_classes, folder_name
 from striate.data.idx import parse_idx, read_bytes
 from striate.errors import DataError
@@ -89,7 +89,7 @@ def _read_folder(folder: Path, spec: DatasetSpec | None) -> tuple[dict[str, np.n
                             "a dataset folder needs train-images, train-labels, t10k-images and t10k-labels IDX files")
         content = read_bytes(path)
         if spec is not None:
-            hashes[role] = check_file(path, spec.files[role], content)
+            hashes[role] = check_file_once(path, spec.files[role], content)
         else:
             hashes[role] = hashlib.sha256(content).hexdigest()
         arrays[role] = parse_idx(content, str(path))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# The architectures, imported explicitly: each registers its builder and record on import.
-from striate.models import alexnet, googlenet, lenet, lenet1998, vgg  # noqa: F401
+from striate.models.records import RECORDS
 from striate.models.registry import (
     SPEC_SUFFIXES,
     Layer,
@@ -17,9 +16,13 @@ from striate.models.registry import (
     register_model,
     reset_classifier,
 )
+from striate.models.registry import add as _add
 from striate.models.registry import build as _build
 from striate.models.registry import registered as _registered
-from striate.models.spec import spec_info
+
+# The built-in records: torch-free; each architecture module is imported when its first model is built.
+for _record in RECORDS:
+    _add(_record)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,7 +30,11 @@ if TYPE_CHECKING:
 
 def info(name: str) -> ModelInfo:
     """The record for ``name`` (a registered model or a layer-spec file); a ModelError naming close matches."""
-    return spec_info(name) if is_spec_path(name) else _registered(name)
+    if is_spec_path(name):
+        from striate.models.spec import spec_info  # torch: only for spec files
+
+        return spec_info(name)
+    return _registered(name)
 
 
 def create(name: str, *, num_classes: int = 10, in_channels: int = 1, **options: Any) -> nn.Module:

@@ -30,8 +30,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from striate.models.registry import Layer, register_model
-
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0  # the paper's n, alpha, beta, k
 
 
@@ -132,26 +130,12 @@ class AlexNet(nn.Module):
         return self.classifier(self.forward_features(x))
 
 
-IMAGENET = {"reference_channels": 3, "reference_classes": 1000}
-PAPER = "Krizhevsky, Sutskever, Hinton 2012"
-
-
-@register_model("alexnet", input_size=224, min_input_size=63, small_input_min_size=15,
-                summary="AlexNet, torchvision's one-GPU layout (64/192/384/256/256)", **IMAGENET,
-                parameters=61_100_840, macs=714_188_480,
-                first_conv=Layer("features.0", (64, 3, 11, 11), output_size=55),
-                classifier=Layer("classifier.6", (1000, 4096)), paper=PAPER)
 def alexnet(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5,
             small_input: bool = False) -> AlexNet:
     """torchvision-compatible AlexNet: 61,100,840 parameters at 3 channels, 1000 classes."""
     return AlexNet(num_classes, in_channels, paper=False, dropout=dropout, small_input=small_input)
 
 
-@register_model("alexnet-2012", input_size=227, min_input_size=67, small_input_min_size=15,
-                summary="AlexNet as in the 2012 paper: two towers (groups=2), LRN, 96/256/384/384/256", **IMAGENET,
-                parameters=60_965_224, macs=724_406_816,
-                first_conv=Layer("features.0", (96, 3, 11, 11), output_size=55),
-                classifier=Layer("classifier.6", (1000, 4096)), paper=PAPER)
 def alexnet_2012(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5,
                  small_input: bool = False) -> AlexNet:
     """The paper's two-tower AlexNet: 60,965,224 parameters at 3 channels, 1000 classes."""

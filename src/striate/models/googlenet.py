@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from striate.errors import ModelError
-from striate.models.registry import Layer, register_model
 
 # Table 1: module -> (in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); output at 224 px in the comment.
 INCEPTIONS: dict[str, tuple[int, int, int, int, int, int, int]] = {
@@ -245,16 +244,8 @@ class GoogLeNet(nn.Module):
 
 
 # Shared facts: ImageNet reference setting (parameters count the auxiliary heads, built by default).
-_FACTS: dict[str, Any] = {
-    "reference_channels": 3, "reference_classes": 1000,
-    "first_conv": Layer("conv1.conv", (64, 3, 7, 7), output_size=112),
-    "classifier": Layer("fc", (1000, 1024)), "paper": "Szegedy et al. 2014",
-    "aux_classifiers": (Layer("aux1.fc2", (1000, 1024)), Layer("aux2.fc2", (1000, 1024)))}
 
 
-@register_model("googlenet", input_size=224, min_input_size=31, small_input_min_size=4,
-                summary="GoogLeNet as in the 2014 paper: true 5x5, LRN, no BatchNorm, aux heads",
-                parameters=13_378_280, macs=1_582_671_872, **_FACTS)
 def googlenet(*, num_classes: int = 10, in_channels: int = 1, aux_logits: bool = True, small_input: bool = False,
               dropout: float = 0.4, aux_dropout: float = 0.7) -> GoogLeNet:
     """The paper's GoogLeNet: 6,998,552 parameters without aux heads at 3 channels, 1000 classes."""
@@ -262,9 +253,6 @@ def googlenet(*, num_classes: int = 10, in_channels: int = 1, aux_logits: bool =
                      dropout=dropout, aux_dropout=aux_dropout)
 
 
-@register_model("googlenet-bn", input_size=224, min_input_size=15, small_input_min_size=2,
-                summary="GoogLeNet, torchvision-compatible (BatchNorm, 3x3 in the 5x5 branch)",
-                parameters=13_004_888, macs=1_498_376_192, **_FACTS)
 def googlenet_bn(*, num_classes: int = 10, in_channels: int = 1, aux_logits: bool = True, small_input: bool = False,
                  dropout: float = 0.2, aux_dropout: float = 0.7, transform_input: bool = False) -> GoogLeNet:
     """torchvision-compatible GoogLeNet: 6,624,904 parameters without aux heads at 3 channels, 1000 classes."""

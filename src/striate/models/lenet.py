@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from striate.models.registry import Layer, register_model
-
 
 class FullWindowConv2d(nn.Conv2d):
     """A Conv2d that, when its kernel covers the whole input, runs as the equivalent matrix product.
@@ -68,9 +66,6 @@ class LeNet5(nn.Module):
         return self.classifier(self.forward_features(x))
 
 
-@register_model("lenet5", input_size=32, min_input_size=32, summary="LeNet-5, modern form (ReLU, max pool)",
-                parameters=61_706, macs=416_520, first_conv=Layer("features.0", (6, 1, 5, 5), output_size=28),
-                classifier=Layer("classifier.2", (10, 84)), paper="LeCun, Bottou, Bengio, Haffner 1998")
 def lenet5(*, num_classes: int = 10, in_channels: int = 1) -> LeNet5:
     """LeNet-5 in its modern form: 61,706 parameters at 1 channel, 10 classes."""
     return LeNet5(num_classes=num_classes, in_channels=in_channels)

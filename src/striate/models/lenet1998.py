@@ -35,8 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from striate.models.registry import Layer, register_model
-
 # Table I: the S2 maps each C3 map combines.
 C3_TABLE: tuple[tuple[int, ...], ...] = (
     (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),  # contiguous threes
@@ -227,10 +225,6 @@ class LeNet5Paper(nn.Module):
         return F.cross_entropy(torch.cat([output, rubbish], dim=1), target)
 
 
-@register_model("lenet5-1998", input_size=32, min_input_size=32, small_input_min_size=28,
-                summary="LeNet-5 as published in 1998 (C3 table, trainable subsampling, RBF output)",
-                parameters=60_000, macs=175_680, first_conv=Layer("features.c1", (6, 1, 5, 5), output_size=28),
-                classifier=Layer("rbf", (10, 84), trainable=False), paper="LeCun, Bottou, Bengio, Haffner 1998")
 def lenet5_1998(*, num_classes: int = 10, in_channels: int = 1, small_input: bool = False) -> LeNet5Paper:
     """LeNet-5 as in the 1998 paper: 60,000 trainable parameters at 1 channel, 10 classes."""
     return LeNet5Paper(num_classes=num_classes, in_channels=in_channels, small_input=small_input)

@@ -10,6 +10,7 @@ imported explicitly by ``striate.models`` (its ``__init__``); this module import
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import math
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class ModelInfo:
     """What the registry knows about one architecture, declared once beside its builder."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module] | str  # the builder, or "module:function" imported when first needed
     input_size: int  # the side, in pixels, of the square input the architecture was designed for
     min_input_size: int  # the smallest side the network accepts
     summary: str
@@ -61,8 +62,16 @@ class ModelInfo:
     first_conv: Layer | None = None
     classifier: Layer | None = None  # the output layer fine-tuning replaces
     aux_classifiers: tuple[Layer, ...] = ()  # output layers of auxiliary heads, absent when built without them
-    classifier_init: Callable[[nn.Module], None] | None = None  # how the architecture initialises a new head
+    classifier_init: Callable[[nn.Module], None] | str | None = None  # initialises a new head ("module:function")
     paper: str | None = None
+
+    def make_builder(self) -> Callable[..., nn.Module]:
+        """The builder function (imported now when the record names it as ``"module:function"``)."""
+        return _resolve(self.builder)
+
+    def init_classifier(self) -> Callable[[nn.Module], None] | None:
+        """The architecture's initialisation for a new classifier layer, or None for PyTorch's default."""
+        return None if self.classifier_init is None else _resolve(self.classifier_init)
 
     def min_size(self, options: dict[str, Any] | None = None) -> int:
         """The smallest input side for a model built with ``options``."""
@@ -95,7 +104,22 @@ class ModelInfo:
                 + per_class * (classes - self.reference_classes))
 
 
+def _resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
+    if callable(target):
+        return target
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+
+
 _REGISTRY: dict[str, ModelInfo] = {}
+
+
+def add(entry: ModelInfo) -> None:
+    """Register a record whose builder may be named lazily (``"module:function"``); names are unique."""
+    existing = _REGISTRY.get(entry.name)
+    if existing is not None and existing.builder != entry.builder:
+        raise ModelError(f"model name {entry.name!r} is registered twice", "give the new model another name")
+    _REGISTRY[entry.name] = entry
 
 
 def register_model(name: str, *, input_size: int, min_input_size: int, summary: str,
@@ -107,9 +131,7 @@ def register_model(name: str, *, input_size: int, min_input_size: int, summary: 
     """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
-            raise ModelError(f"model name {name!r} is registered twice", "give the new model another name")
-        _REGISTRY[name] = ModelInfo(name, builder, input_size, min_input_size, summary, **facts)
+        add(ModelInfo(name, builder, input_size, min_input_size, summary, **facts))
         return builder
 
     return decorate
@@ -137,7 +159,8 @@ def build(entry: ModelInfo, *, num_classes: int = 10, in_channels: int = 1, **op
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ModelError(f"in_channels must be a positive integer, got {in_channels!r}",
                          "pass 1 for greyscale, 3 for RGB")
-    signature = inspect.signature(entry.builder)
+    builder = entry.make_builder()
+    signature = inspect.signature(builder)
     try:
         signature.bind(num_classes=num_classes, in_channels=in_channels, **options)
     except TypeError as exc:
@@ -148,7 +171,7 @@ def build(entry: ModelInfo, *, num_classes: int = 10, in_channels: int = 1, **op
                          f"valid options: {', '.join(valid)}" if valid else "this model takes no options") from None
     # Only a mismatch with the signature is the caller's mistake; a TypeError raised inside the builder
     # (a bad option value, a bug) propagates as it is.
-    model = entry.builder(num_classes=num_classes, in_channels=in_channels, **options)
+    model = builder(num_classes=num_classes, in_channels=in_channels, **options)
     setattr(model, INFO_ATTRIBUTE, entry)
     return model
 
@@ -185,8 +208,9 @@ def reset_classifier(model: nn.Module, num_classes: int, info: ModelInfo | None 
         if isinstance(old, nn.Linear):
             new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None,
                                        device=old.weight.device, dtype=old.weight.dtype)
-            if entry.classifier_init is not None:
-                entry.classifier_init(new)
+            init = entry.init_classifier()
+            if init is not None:
+                init(new)
         elif callable(resize := getattr(old, "with_classes", None)):
             new = resize(num_classes)  # a head with its own rule (LeNet-1998's fixed RBF centres)
         else:

@@ -14,12 +14,10 @@ pool brings any final map to 7x7 (a no-op at 224x224).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Union
 
 import torch
 from torch import nn
-
-from striate.models.registry import Layer, register_model
 
 # Conv widths per stage, "M" = 2x2 max pool. Spatial size after each pool at 224 px: 112, 56, 28, 14, 7.
 CFGS: dict[str, list[Union[int, str]]] = {
@@ -95,74 +93,41 @@ def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_channels: int, dropout
     return VGG(make_layers(CFGS[cfg], in_channels, batch_norm, small_input), num_classes, dropout)
 
 
-_SUMMARY = "VGG-{} (config {}){}, torchvision-compatible"
-# What every VGG shares: ImageNet reference setting, layer names and the head's initialisation.
-_FACTS: dict[str, Any] = {
-    "reference_channels": 3, "reference_classes": 1000,
-    "first_conv": Layer("features.0", (64, 3, 3, 3), output_size=224),
-    "classifier": Layer("classifier.6", (1000, 4096)), "classifier_init": init_linear,
-    "paper": "Simonyan & Zisserman 2014"}
-
-
-@register_model("vgg11", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=132_863_336, macs=7_609_090_048, **_FACTS,
-                summary=_SUMMARY.format(11, "A", ""))
 def vgg11(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-11: 132,863,336 parameters at 3 channels, 1000 classes."""
     return _vgg("A", False, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg11-bn", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=132_868_840, macs=7_609_090_048, **_FACTS,
-                summary=_SUMMARY.format(11, "A", " with BatchNorm"))
 def vgg11_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-11 with BatchNorm: 132,868,840 parameters at 3 channels, 1000 classes."""
     return _vgg("A", True, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg13", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=133_047_848, macs=11_308_466_176, **_FACTS,
-                summary=_SUMMARY.format(13, "B", ""))
 def vgg13(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-13: 133,047,848 parameters at 3 channels, 1000 classes."""
     return _vgg("B", False, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg13-bn", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=133_053_736, macs=11_308_466_176, **_FACTS,
-                summary=_SUMMARY.format(13, "B", " with BatchNorm"))
 def vgg13_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-13 with BatchNorm: 133,053,736 parameters at 3 channels, 1000 classes."""
     return _vgg("B", True, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg16", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=138_357_544, macs=15_470_264_320, **_FACTS,
-                summary=_SUMMARY.format(16, "D", ""))
 def vgg16(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-16: 138,357,544 parameters at 3 channels, 1000 classes."""
     return _vgg("D", False, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg16-bn", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=138_365_992, macs=15_470_264_320, **_FACTS,
-                summary=_SUMMARY.format(16, "D", " with BatchNorm"))
 def vgg16_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-16 with BatchNorm: 138,365,992 parameters at 3 channels, 1000 classes."""
     return _vgg("D", True, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg19", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=143_667_240, macs=19_632_062_464, **_FACTS,
-                summary=_SUMMARY.format(19, "E", ""))
 def vgg19(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-19: 143,667,240 parameters at 3 channels, 1000 classes."""
     return _vgg("E", False, num_classes, in_channels, dropout, small_input)
 
 
-@register_model("vgg19-bn", input_size=224, min_input_size=32, small_input_min_size=16,
-                parameters=143_678_248, macs=19_632_062_464, **_FACTS,
-                summary=_SUMMARY.format(19, "E", " with BatchNorm"))
 def vgg19_bn(*, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5, small_input: bool = False) -> VGG:
     """VGG-19 with BatchNorm: 143,678,248 parameters at 3 channels, 1000 classes."""
     return _vgg("E", True, num_classes, in_channels, dropout, small_input)

@@ -61,13 +61,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _name_and_version(dist: importlib.metadata.Distribution) -> tuple[str | None, str | None]:
+    """Name and Version from the head of a distribution's metadata: the fields come first, so the rest of
+    the file (often a long description) is not parsed; ``dist.metadata`` parses all of it."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text is None:
+        return dist.metadata["Name"], dist.version
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the header
+        key, _, value = line.partition(":")
+        if key in ("Name", "Version") and key not in fields:
+            fields[key] = value.strip()
+            if len(fields) == 2:
+                break
+    return fields.get("Name"), fields.get("Version")
+
+
 def packages() -> dict[str, str]:
     """Installed distributions and their versions."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found[name.lower()] = dist.version
+        name, version = _name_and_version(dist)
+        if name and version is not None:
+            found[name.lower()] = version
     return dict(sorted(found.items()))
 
 

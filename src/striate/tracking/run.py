@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import operator
 import os
+import re
 import shutil
 import socket
 import struct
@@ -473,7 +474,7 @@ def init(project: str = "default", name: str | None = None, config: Mapping[str,
         opened = store if isinstance(store, Store) else open_store(store)
     now = time.time()
     run_id = uuid.uuid4().hex
-    record = RunRecord(id=run_id, name=name or _default_name(run_id), project=project, status="running",
+    record = RunRecord(id=run_id, name=name or _default_name(run_id, model), project=project, status="running",
                        created_at=now, ended_at=None, heartbeat_at=now, model=model,
                        config=_jsonable(dict(config or {})), tags=list(tags or []), notes=notes,
                        host=socket.gethostname(), pid=os.getpid(), pid_started_at=process_start_time(),
@@ -533,10 +534,19 @@ def log(data: Mapping[str, Any], step: int | None = None) -> None:
 
 _ADJECTIVES = ("amber", "brisk", "calm", "deep", "eager", "fair", "glad", "keen", "lucid", "mild", "noble",
                "quick", "rapid", "sharp", "steady", "swift", "tidy", "vivid", "warm", "wise")
-_NOUNS = ("alex", "conv", "filter", "gabor", "kernel", "lenet", "neuron", "pixel", "pool", "relu", "stride",
-          "tensor", "vgg", "weight", "inception", "softmax", "gradient", "epoch", "feature", "channel")
+# No architecture names here (a LeNet-5 run once came out as `quick-vgg-8231`): the model, when known,
+# leads the name instead.
+_NOUNS = ("birch", "brook", "cedar", "cliff", "cloud", "coral", "delta", "dune", "ember", "fern", "fjord",
+          "grove", "harbor", "heath", "lagoon", "meadow", "mesa", "pebble", "ridge", "tide")
 
 
-def _default_name(run_id: str) -> str:
+def _default_name(run_id: str, model: str | None = None) -> str:
+    """``lenet5-quick-fern-1a16`` for a LeNet-5 run: the model (a spec file by its stem), then two words
+    from the run id and its first four characters."""
     n = int(run_id[:8], 16)
-    return f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_NOUNS[(n // 20) % len(_NOUNS)]}-{run_id[:4]}"
+    words = f"{_ADJECTIVES[n % len(_ADJECTIVES)]}-{_NOUNS[(n // 20) % len(_NOUNS)]}-{run_id[:4]}"
+    if not model:
+        return words
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", Path(model).stem if model.lower().endswith((".yaml", ".yml", ".json"))
+                  else model).strip("-").lower()[:40]
+    return f"{stem}-{words}" if stem else words

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 import typing
 from typing import Any, Iterator
 
@@ -51,6 +52,19 @@ def wants_determinism(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cpu")
 
 
+def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without importing Inductor just to set its flag.
+
+    torch's function imports ``torch._inductor.config`` (and with it dynamo: seconds of start-up,
+    more than torch itself) to mirror the mode there. striate never compiles; the flag is still
+    set when Inductor was already imported by the user's own code.
+    """
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode  # type: ignore[attr-defined]
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool, device: torch.device) -> Iterator[None]:
     """Deterministic kernels for the duration of a run; the previous settings come back afterwards."""
@@ -59,11 +73,11 @@ def deterministic_mode(enabled: bool, device: torch.device) -> Iterator[None]:
     if enabled:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        _use_deterministic_algorithms(True, warn_only=device.type == "cuda")
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        _use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]

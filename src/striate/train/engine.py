@@ -28,7 +28,7 @@ from striate.models.spec import is_spec_path
 from striate.tracking.run import Run
 from striate.train import checkpoint as ckpt
 from striate.train.determinism import deterministic_mode, restore_rng_state, seed_everything, wants_determinism
-from striate.train.events import Callback, EpochEvent, StepEvent, TrainState
+from striate.train.events import Callback, EpochEvent, Status, StepEvent, TrainState, quiet
 from striate.train.metrics import evaluate
 from striate.train.optim import build_optimizer, build_schedule
 from striate.train.pretrained import load_pretrained, resolve_pretrained
@@ -86,14 +86,14 @@ def autocast_for(precision: str, device: torch.device) -> Callable[[], ContextMa
 
 def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset | None = None,
           callbacks: Sequence[Callback] = (), resume: ResumePoint | None = None,
-          pretrained: dict[str, torch.Tensor] | None = None) -> TrainResult:
+          pretrained: dict[str, torch.Tensor] | None = None, status: Status = quiet) -> TrainResult:
     """Train ``config.model`` on ``config.data``; record everything in ``run`` when given.
 
     The caller owns ``run``: this function logs metrics, artifacts and the summary but does not
     finish it (``train.session`` does both). ``callbacks`` subscribe to the loop's events
     (``train.events``); the engine itself prints nothing. Ctrl-C, or a callback's stop request,
     ends training cleanly with status ``stopped``. ``pretrained`` is the already-read state dict
-    of ``config.pretrained`` (read from the file when not given).
+    of ``config.pretrained`` (read from the file when not given). ``status`` hears of slow set-up steps.
     """
     # --- set-up -----------------------------------------------------------------------------------
     threads_before = torch.get_num_threads()
@@ -102,19 +102,33 @@ def train(config: TrainConfig, *, run: Run | None = None, dataset: ImageDataset 
     try:
         device = resolve_device(config)
         with deterministic_mode(wants_determinism(config.deterministic, device), device):
-            return _train(config, device, run, dataset, list(callbacks), resume, pretrained)
+            return _train(config, device, run, dataset, list(callbacks), resume, pretrained, status)
     finally:
         torch.set_num_threads(threads_before)
 
 
+def _macs_per_image(config: TrainConfig, entry: models.ModelInfo, model: torch.nn.Module, channels: int,
+                    classes: int, side: int, status: Status) -> int:
+    """Multiply-adds per image: from the model's record at its design size and default options, else counted
+    by running one eval-mode image through the model (no RNG, no state; seconds for the ImageNet-sized nets)."""
+    recorded = entry.count_macs(channels, classes) if side == entry.input_size and not config.model_options else None
+    if recorded is not None:
+        return recorded
+    with status("counting multiply-adds"):
+        return layer_table(model, (channels, side, side)).macs
+
+
 def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: ImageDataset | None,
            callbacks: list[Callback], resume: ResumePoint | None,
-           pretrained: dict[str, torch.Tensor] | None) -> TrainResult:
+           pretrained: dict[str, torch.Tensor] | None, status: Status) -> TrainResult:
     seed_everything(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
     # --- data -------------------------------------------------------------------------------------
-    data = dataset if dataset is not None else load_dataset(config.data)
+    if dataset is None:
+        with status(f"loading {config.data}"):
+            dataset = load_dataset(config.data)
+    data = dataset
     entry = models.info(config.model)
     channels = data.image_shape[0]
     num_classes = len(data.classes)
@@ -147,7 +161,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
     steps_per_epoch = len(train_batches)
     schedule = build_schedule(optimizer, config, steps_per_epoch)
     side = config.image_size or int(train_split.images.shape[-1])
-    macs_per_image = layer_table(model, (channels, side, side)).macs  # one eval-mode image: no RNG, no state
+    macs_per_image = _macs_per_image(config, entry, model, channels, num_classes, side, status)
     precision = resolve_precision(config, device, macs_per_image)
     autocast = autocast_for(precision, device)
 

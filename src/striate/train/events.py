@@ -8,8 +8,9 @@ after the current step with status ``stopped``, exactly as Ctrl-C does.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 if TYPE_CHECKING:
     import torch
@@ -78,3 +79,14 @@ class Callback:
 
     def on_end(self, state: TrainState, status: str) -> None:
         """When the loop ends: ``finished``, ``stopped``, or ``failed`` (training raised; the error follows)."""
+
+
+# A step of set-up that may take a while (loading data, capturing the environment, counting multiply-adds):
+# ``with status("loading fashion-mnist"): ...``. A door decides what to show (the CLI: a line on stderr
+# when the step takes longer than a second); the default shows nothing.
+Status = Callable[[str], ContextManager[object]]
+
+
+def quiet(message: str) -> ContextManager[object]:
+    """The default ``Status``: say nothing."""
+    return contextlib.nullcontext()

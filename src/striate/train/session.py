@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from striate.config import TrainConfig
 from striate.tracking.store import is_remote, open_store
 from striate.train.engine import ResumePoint, TrainResult, resolve_device, train
-from striate.train.events import Callback
+from striate.train.events import Callback, Status, quiet
 from striate.train.resume import check_dataset_fingerprint, pin_threads, resume_point
 
 if TYPE_CHECKING:
@@ -40,14 +40,16 @@ class Session:
     resume: ResumePoint | None = None
     pretrained: dict[str, torch.Tensor] | None = None
     run_id: str = ""  # set once the run is opened
+    status: Status = quiet  # told about slow set-up steps
 
     def run(self, callbacks: Sequence[Callback] = ()) -> TrainResult:
         """Open the run, train, and finish the run with the status the outcome maps to."""
-        run = self.open_run()
+        with self.status("capturing the environment"):
+            run = self.open_run()
         self.run_id = run.id
         with run:
             result = train(self.config, run=run, dataset=self.dataset, callbacks=callbacks, resume=self.resume,
-                           pretrained=self.pretrained)
+                           pretrained=self.pretrained, status=self.status)
             if result.status != "finished":
                 run.summary["stop_reason"] = result.stop_reason
                 run.finish(result.status)
@@ -55,8 +57,12 @@ class Session:
 
 
 def new_session(config: TrainConfig, store_location: str, *, reproduction_of: str | None = None,
-                warn: Callable[[str], None] = _stderr) -> Session:
-    """A session that trains ``config`` as a new run in ``store_location``; bad input fails here."""
+                warn: Callable[[str], None] = _stderr, status: Status = quiet) -> Session:
+    """A session that trains ``config`` as a new run in ``store_location``; bad input fails here.
+
+    ``status`` hears of the slow set-up steps (loading data, capturing the environment, counting
+    multiply-adds), here and in :meth:`Session.run`.
+    """
     from striate import models
     from striate.data.loader import load_dataset
     from striate.tracking.run import init
@@ -69,7 +75,8 @@ def new_session(config: TrainConfig, store_location: str, *, reproduction_of: st
         store = open_store(store_location)
     models.info(config.model)
     resolve_device(config)
-    dataset = load_dataset(config.data)
+    with status(f"loading {config.data}"):
+        dataset = load_dataset(config.data)
     pretrained = None
     if config.pretrained:
         from striate.train.pretrained import load_pretrained, read_state_dict, resolve_pretrained
@@ -85,10 +92,10 @@ def new_session(config: TrainConfig, store_location: str, *, reproduction_of: st
                     store=store_location if remote else store, model=config.model, capture_console=True,
                     reproduction_of=reproduction_of)
 
-    return Session(config, dataset, open_run, pretrained=pretrained)
+    return Session(config, dataset, open_run, pretrained=pretrained, status=status)
 
 
-def resume_session(store_location: str, run_ref: str) -> Session:
+def resume_session(store_location: str, run_ref: str, status: Status = quiet) -> Session:
     """A session that continues run ``run_ref`` from its last checkpoint; nothing about the run changes until
     :meth:`Session.run`."""
     from striate.data.loader import load_dataset
@@ -103,14 +110,15 @@ def resume_session(store_location: str, run_ref: str) -> Session:
     point = resume_point(store, record)
     config = pin_threads(TrainConfig.from_mapping(record.config, source=f"run {record.name}"), record)
     check_dataset_fingerprint(config, record)
-    dataset = load_dataset(config.data)
+    with status(f"loading {config.data}"):
+        dataset = load_dataset(config.data)
     after_step = int(point.state["position"]["global_step"])
 
     def open_run() -> Run:
         # Reattaching drops the points logged after the checkpoint and marks the run running again.
         return reattach(store, record.id, after_step=after_step, capture_console=True)
 
-    return Session(config, dataset, open_run, resume=point)
+    return Session(config, dataset, open_run, resume=point, status=status)
 
 
 def _check_server(url: str, warn: Callable[[str], None]) -> None:

@@ -1,0 +1,81 @@
+"""Commands that only read or tag runs, and the model list, start without torch (issue 11, item 1).
+
+Each command runs in a fresh interpreter (a subprocess: what a command imports is only visible in
+a process that has imported nothing else) and reports which heavy modules it loaded. numpy is
+allowed: the store decodes metric chunks with it, at a tenth of torch's import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import striate
+
+# torch and what only training, export or plotting needs; any of them makes a quick command slow.
+HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "safetensors", "pandas", "matplotlib", "scipy", "PIL")
+
+PROBE = """
+import json, sys
+heavy, args = json.loads(sys.argv[1]), sys.argv[2:]
+sys.argv = ["striate", *args]
+from striate.cli.app import app
+try:
+    app()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({"code": code, "loaded": sorted(h for h in heavy if h in sys.modules)}), file=sys.stderr)
+"""
+
+
+def loaded_by(args: list[str], cwd: Path) -> dict[str, object]:
+    """Run `striate ARGS` in a fresh interpreter; its exit code and the heavy modules it imported."""
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with two small runs, recorded through the Python API (no torch, no training)."""
+    root = tmp_path_factory.mktemp("startup")
+    for i, lr in enumerate((0.1, 0.2)):
+        with striate.init(project="p", name=f"run-{i}", config={"lr": lr, "model": "lenet5"}, store=root / "store",
+                          capture_console=False, system_metrics=False, capture_environment=False) as run:
+            for step in range(3):
+                run.log({"train/loss": 1.0 / (step + 1), "test/acc1": 0.2 * step}, step=step)
+    return root
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["runs"], ["show", "run-0"], ["compare", "run-0", "run-1"], ["tag", "run-0", "x"], ["models"],
+    ["runs", "--help"], ["train", "--help"],
+], ids=lambda a: " ".join(a))
+def test_quick_commands_import_no_torch(store, args):
+    result = loaded_by([*args, "--store", "store"] if args[0] in ("runs", "show", "compare", "tag")
+                       and "--help" not in args else args, store)
+    assert result == {"code": 0, "loaded": []}
+
+
+def test_data_get_of_a_verified_dataset_imports_no_torch(tmp_path):
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "mnist-copy")
+    env = {**os.environ, "STRIATE_CACHE": str(tmp_path / "cache")}
+    # The four files are not MNIST's, so --from refuses them: still a data command that must not load torch.
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), "data", "get", "mnist", "--from",
+                           str(tmp_path / "mnist-copy")], capture_output=True, text=True, timeout=120, env=env)
+    result = json.loads(done.stderr.strip().splitlines()[-1])
+    assert result == {"code": 2, "loaded": []}
+
+
+def test_the_probe_sees_torch_when_a_command_imports_it(store):
+    # `models show` builds the model: the check above would catch a quick command doing the same.
+    assert "torch" in loaded_by(["models", "show", "lenet5"], store)["loaded"]
