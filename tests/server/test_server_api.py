@@ -203,3 +203,164 @@ def test_a_token_issued_through_the_api_is_shown_once_and_can_be_revoked(server)
     assert client.delete(f"/api/v1/tokens/{issued['id']}", headers=_h(tokens["alice"])).status_code == 204
     assert client.get("/api/v1/me", headers=_h(issued["token"])).status_code == 401
     assert client.get("/api/v1/me", headers=_h(tokens["root"])).status_code == 200
+
+
+# -- what a hostile review found ------------------------------------------------------------------
+
+def test_filter_errors_name_no_field_of_a_hidden_project(server, tmp_path: Path) -> None:
+    client, _auth, tokens, runs, store = server
+    hidden = striate.init(project="secret", store=str(tmp_path / "store"), capture_console=False,
+                          system_metrics=False, capture_environment=False, config={"customer_budget": 5})
+    hidden.log({"acme_forecast": 1.0})
+    hidden.finish()
+    for where in ("params.customer_budge > 0", "params.customer_budget > 0", "params.nothing > 0",
+                  "metrics.acme_forecas > 0"):
+        response = client.get("/api/v1/runs", params={"where": where}, headers=_h(tokens["alice"]))
+        assert response.status_code == 400, where  # no run alice can see has it: the same answer either way
+        fix = response.json()["fix"]  # the error repeats the caller's own filter; the fix names what exists
+        assert "customer_budget" not in fix and "acme_forecast" not in fix, fix
+    sort = client.get("/api/v1/runs", params={"sort": "params.customer_budge"}, headers=_h(tokens["alice"]))
+    assert sort.status_code == 400 and "customer_budget" not in sort.json()["fix"]
+    # the admin sees every project, so the same filter works and the hint names the field
+    admin = client.get("/api/v1/runs", params={"where": "params.customer_budget > 0"}, headers=_h(tokens["root"]))
+    assert [r["id"] for r in admin.json()["runs"]] == [hidden.id]
+
+
+def test_a_hidden_run_neither_shadows_a_visible_one_nor_shows_through_a_prefix(server, tmp_path: Path) -> None:
+    client, _auth, tokens, runs, store = server
+    visible = store.get_run(runs["vision"])
+    twin = striate.init(project="secret", name=visible.name, store=str(tmp_path / "store"), capture_console=False,
+                        system_metrics=False, capture_environment=False)
+    twin.finish()
+    by_name = client.get(f"/api/v1/runs/{visible.name}", headers=_h(tokens["alice"]))
+    assert by_name.status_code == 200 and by_name.json()["id"] == visible.id
+    # a one-character prefix that both share answers like one that only the visible run has
+    for prefix in {visible.id[:1], twin.id[:1]}:
+        response = client.get(f"/api/v1/runs/{prefix}", headers=_h(tokens["alice"]))
+        assert response.status_code in (200, 404)
+        if response.status_code == 200:
+            assert response.json()["id"] == visible.id
+
+
+def test_concurrent_tag_changes_all_land(server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, auth, tokens, runs, store = server
+    auth.set_role("vision", auth.user_id("alice"), "editor")
+
+    def add(i: int) -> int:
+        return client.post(f"/api/v1/runs/{runs['vision']}/tags", json={"add": [f"t{i}"]},
+                           headers=_h(tokens["alice"])).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(add, range(40)))
+    assert codes == [200] * 40
+    assert sorted(store.get_run(runs["vision"]).tags) == sorted(f"t{i}" for i in range(40))
+
+
+@pytest.mark.parametrize("tags", [[""], ["   "], ["a\nb"], ["x" * 400]])
+def test_the_api_refuses_the_tags_the_cli_refuses(server, tags: list[str]) -> None:
+    client, auth, tokens, runs, store = server
+    response = client.post(f"/api/v1/runs/{runs['vision']}/tags", json={"add": tags}, headers=_h(tokens["root"]))
+    assert response.status_code == 400 and response.json()["fix"]
+    assert store.get_run(runs["vision"]).tags == []
+
+
+def test_an_admin_issues_a_users_first_token_and_can_cut_the_user_off(server) -> None:
+    client, auth, tokens, *_ = server
+    client.post("/api/v1/users", json={"name": "carol"}, headers=_h(tokens["root"]))
+    issued = client.post("/api/v1/users/carol/tokens", json={"name": "first"}, headers=_h(tokens["root"]))
+    assert issued.status_code == 201
+    carol = issued.json()["token"]
+    assert client.get("/api/v1/me", headers=_h(carol)).json()["user"] == "carol"
+    assert client.post("/api/v1/users/alice/tokens", json={"name": "x"}, headers=_h(carol)).status_code == 403
+    listed = client.get("/api/v1/users/carol/tokens", headers=_h(tokens["root"])).json()["tokens"]
+    assert [t["name"] for t in listed] == ["first"]
+    assert client.delete("/api/v1/users/carol", headers=_h(tokens["root"])).status_code == 204
+    assert client.get("/api/v1/me", headers=_h(carol)).status_code == 401
+    # the last admin cannot be disabled
+    assert client.delete("/api/v1/users/root", headers=_h(tokens["root"])).status_code == 409
+
+
+def test_a_token_never_outlives_the_token_that_issued_it_and_dies_with_it(server) -> None:
+    client, auth, tokens, *_ = server
+    alice = auth.user_id("alice")
+    short = auth.issue_token(alice, "short", ttl_s=3600)
+    child = client.post("/api/v1/tokens", json={"name": "child", "days": 300}, headers=_h(short.value)).json()
+    assert child["expires_at"] <= short.expires_at + 1e-6
+    grandchild = client.post("/api/v1/tokens", json={"name": "grandchild"}, headers=_h(child["token"])).json()
+    for body in ({"name": "forever", "days": None}, {"name": "long", "days": 400}, {"name": "nan", "days": "NaN"}):
+        assert client.post("/api/v1/tokens", json=body, headers=_h(short.value)).status_code == 422, body
+    assert client.delete(f"/api/v1/tokens/{short.id}", headers=_h(short.value)).status_code == 204
+    for value in (short.value, child["token"], grandchild["token"]):
+        assert client.get("/api/v1/me", headers=_h(value)).status_code == 401
+    assert client.get("/api/v1/me", headers=_h(tokens["alice"])).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/runs/%00", "/api/v1/runs/" + "a" * 300, "/api/v1/projects/a%00/members",
+                                  "/api/v1/projects/" + "p" * 300 + "/members", "/api/v1/tokens/%00"])
+def test_input_no_store_can_hold_is_a_4xx_not_a_500(server, path: str) -> None:
+    client, _auth, tokens, *_ = server
+    method = client.delete if path.startswith("/api/v1/tokens") else client.get
+    response = method(path, headers=_h(tokens["root"]))
+    assert response.status_code == 404 and set(response.json()) == {"error", "fix"}
+
+
+def test_memberships_and_sorts_are_checked(server) -> None:
+    client, auth, tokens, runs, _store = server
+    for project in ("a%00b", "p" * 300):
+        response = client.put(f"/api/v1/projects/{project}/members/alice", json={"role": "viewer"},
+                              headers=_h(tokens["root"]))
+        assert response.status_code == 404
+    assert client.get("/api/v1/runs", headers=_h(tokens["alice"])).status_code == 200  # nothing broke for alice
+    many = client.get("/api/v1/runs", params={"sort": ",".join(["params.lr"] * 500)}, headers=_h(tokens["root"]))
+    assert many.status_code == 400 and "sort" in many.json()["error"]
+
+
+def test_the_last_owner_cannot_leave_or_step_down(server) -> None:
+    client, auth, tokens, *_ = server
+    client.put("/api/v1/projects/vision/members/alice", json={"role": "owner"}, headers=_h(tokens["root"]))
+    assert client.delete("/api/v1/projects/vision/members/alice", headers=_h(tokens["alice"])).status_code == 409
+    assert client.put("/api/v1/projects/vision/members/alice", json={"role": "viewer"},
+                      headers=_h(tokens["alice"])).status_code == 409
+    assert auth.members("vision") == [{"name": "alice", "role": "owner"}]
+
+
+@pytest.mark.parametrize("name", ["boss\n", "a b", "", "-x", "x" * 65])
+def test_user_names_are_checked_whole(server, name: str) -> None:
+    client, _auth, tokens, *_ = server
+    assert client.post("/api/v1/users", json={"name": name}, headers=_h(tokens["root"])).status_code == 400
+
+
+def test_unknown_routes_methods_and_unreadable_bodies_answer_in_the_error_format(server) -> None:
+    client, _auth, tokens, *_ = server
+    for response in (client.get("/api/v1/nope", headers=_h(tokens["root"])),
+                     client.patch("/api/v1/me", headers=_h(tokens["root"])),
+                     client.post("/api/v1/users", content=b'{"name":"\xff\xfe"}',
+                                 headers={**_h(tokens["root"]), "Content-Type": "application/json"})):
+        assert response.status_code in (400, 404, 405, 422), response.text
+        assert set(response.json()) == {"error", "fix"}, response.text
+
+
+def test_the_openapi_spec_declares_bearer_auth_and_the_error_body(server) -> None:
+    client, *_ = server
+    spec = client.get("/api/v1/openapi.json").json()
+    assert any(scheme.get("scheme") == "bearer" for scheme in spec["components"]["securitySchemes"].values())
+    runs_get = spec["paths"]["/api/v1/runs"]["get"]
+    assert runs_get["security"] and {"401", "403", "404"} <= set(runs_get["responses"])
+    assert "ErrorBody" in spec["components"]["schemas"]
+
+
+def test_downsampling_keeps_where_a_metric_became_nan() -> None:
+    import numpy as np
+
+    from striate.tracking.store.base import downsample_m4
+    from striate.tracking.store.codec import MetricSeries
+
+    values = np.linspace(0, 1, 5000)
+    values[1234] = np.nan
+    values[3001] = np.inf
+    steps = np.arange(5000, dtype=np.int64)
+    down = downsample_m4(MetricSeries("loss", steps, steps.astype(float), values), 1000)
+    assert len(down) <= 1000
+    assert 1234 in down.steps.tolist() and 3001 in down.steps.tolist()

@@ -37,6 +37,7 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict]:
 
 
 def test_the_server_refuses_a_database_that_needs_upgrade_then_serves_it(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
     store = str(tmp_path / "store")
     refused = run_cli("server", "create-admin", "root", "--db", store)
     assert refused.returncode != 0 and "striate server upgrade --db" in refused.stderr
@@ -80,3 +81,51 @@ def test_the_server_refuses_a_database_that_needs_upgrade_then_serves_it(tmp_pat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_a_mistyped_db_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    for args in (["server", "upgrade", "--db", str(tmp_path / "typo")],
+                 ["server", "create-admin", "root", "--db", str(tmp_path / "typo")]):
+        result = run_cli(*args)
+        assert result.returncode != 0 and "no store at" in result.stderr and "--db" in result.stderr
+        assert not (tmp_path / "typo").exists()
+
+
+def test_upgrade_of_a_database_from_a_newer_striate_is_one_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = tmp_path / "store"
+    store.mkdir()
+    assert run_cli("server", "upgrade", "--db", str(store)).returncode == 0
+    with sqlite3.connect(store / "striate.db") as conn:
+        conn.execute("UPDATE striate_server_version SET version_num = '0099'")
+    result = run_cli("server", "upgrade", "--db", str(store))
+    assert result.returncode != 0 and "newer than this striate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_users_token_from_the_server_machine(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    run_cli("server", "upgrade", "--db", str(store))
+    assert run_cli("server", "token", "nobody", "--db", str(store)).returncode != 0
+    run_cli("server", "create-admin", "root", "--db", str(store))
+    from striate.server.auth import Auth
+    from striate.tracking.store import open_store
+
+    Auth(open_store(store).engine).create_user("dana")  # type: ignore[attr-defined]
+    issued = run_cli("server", "token", "dana", "--db", str(store))
+    assert issued.returncode == 0 and issued.stdout.strip().startswith("stt_")
+    assert "shown only now" in issued.stderr
+
+
+def test_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    run_cli("server", "upgrade", "--db", str(store))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("server", "--db", str(store), "--port", str(port))
+    assert result.returncode != 0 and "cannot listen on" in result.stderr and "--port" in result.stderr

@@ -89,18 +89,13 @@ def tag(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add (or --remove) tags on a run."""
-    from striate.errors import ConfigError
     from striate.tracking.store import open_store
+    from striate.tracking.store.limits import check_tags
 
-    if any(not t.strip() for t in tags):
-        raise ConfigError("a tag is empty", "give tags with at least one visible character")
+    check_tags(tags)
     opened = open_store(store)
     record = opened.get_run(run)
-    if remove:
-        new = [t for t in record.tags if t not in tags]
-    else:
-        new = record.tags + [t for t in tags if t not in record.tags]
-    opened.update_run(record.id, tags=new)
+    new = opened.change_tags(record.id, remove=tags) if remove else opened.change_tags(record.id, add=tags)
     if as_json:
         print_json({"id": record.id, "tags": new})
     else:

@@ -37,9 +37,24 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
-def upgrade(engine: sa.Engine) -> tuple[str | None, str]:
-    """Apply every pending migration; returns (before, after)."""
+def _refuse_newer(current: str | None, shown_url: str) -> None:
+    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreError(f"the server database {shown_url} is at migration {current}, newer than this striate "
+                         f"knows (newest {head_revision()})", "upgrade striate on this machine")
+
+
+def _upgrade_command(shown_url: str) -> str:
+    # A URL shown with its password masked cannot be pasted back: name the option instead.
+    if "***" in shown_url:
+        return "run `striate server upgrade` with the same --db URL"
+    return f"run `striate server upgrade --db {shown_url}`"
+
+
+def upgrade(engine: sa.Engine, shown_url: str = "the database") -> tuple[str | None, str]:
+    """Apply every pending migration; returns (before, after). Refuses a database from a newer striate."""
     before = current_revision(engine)
+    _refuse_newer(before, shown_url)
     with engine.begin() as conn:
         command.upgrade(_config(conn), "head")
     return before, head_revision()
@@ -50,10 +65,7 @@ def require_current(engine: sa.Engine, shown_url: str) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
-    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
-    if current is not None and current not in known:
-        raise StoreError(f"the server database {shown_url} is at migration {current}, newer than this striate "
-                         f"knows (newest {head})", "upgrade striate on this machine")
+    _refuse_newer(current, shown_url)
     state = "has no server tables" if current is None else f"is at migration {current}, this striate needs {head}"
     raise StoreError(f"the server database {shown_url} {state}",
-                     f"run `striate server upgrade --db {shown_url}` (back the database up first)")
+                     f"{_upgrade_command(shown_url)} (back the database up first)")

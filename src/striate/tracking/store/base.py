@@ -113,7 +113,11 @@ class Store(abc.ABC):
         """(run id, artifact path) of every artifact whose file has this SHA-256."""
 
     @abc.abstractmethod
-    def get_run(self, run_id: str) -> RunRecord:
+    def change_tags(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
+        """Add and remove tags atomically (concurrent changes all land); returns the run's new tags."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str, projects: Sequence[str] | None = None) -> RunRecord:
         """One run by id, unique id prefix or name (RunNotFoundError otherwise; an empty or blank
         reference matches nothing)."""
 
@@ -178,11 +182,16 @@ def chunk_sink(store: Store) -> ChunkSink:
 
 
 def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:
-    """Keep, per bucket, the first, last, minimum and maximum points: spikes survive downsampling."""
+    """Keep, per bucket, the first, last, minimum and maximum points: spikes survive downsampling.
+
+    A bucket holding NaN (a diverged loss) also keeps its first NaN point, so a chart still shows
+    where the run broke; series with NaN use a fifth fewer buckets to stay within ``max_points``."""
     n = len(series)
     if max_points <= 0 or n <= max_points:
         return series
-    buckets = max(1, max_points // 4)
+    nan_values = np.isnan(series.values)
+    has_nan = bool(nan_values.any())
+    buckets = max(1, max_points // (5 if has_nan else 4))
     size = -(-n // buckets)
     padded = np.full(buckets * size, np.nan)
     padded[:n] = series.values
@@ -195,8 +204,13 @@ def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:
     lo = starts + filled_min.argmin(1)
     hi = starts + filled_max.argmax(1)
     last = np.minimum(starts + size - 1, n - 1)
-    keep = np.concatenate([starts[valid], last[valid], lo[valid & ~all_nan], hi[valid & ~all_nan]])
-    index = np.unique(keep)
+    kept = [starts[valid], last[valid], lo[valid & ~all_nan], hi[valid & ~all_nan]]
+    if has_nan:
+        nan_flat = np.zeros(buckets * size, dtype=bool)
+        nan_flat[:n] = nan_values
+        nan_grid = nan_flat.reshape(buckets, size)
+        kept.append((starts + nan_grid.argmax(1))[valid & nan_grid.any(1)])
+    index = np.unique(np.concatenate(kept))
     return MetricSeries(series.key, series.steps[index], series.times[index], series.values[index])
 
 

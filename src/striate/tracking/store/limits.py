@@ -45,6 +45,17 @@ def check_keys(what: str, keys: Iterable[Any]) -> None:
         check_length(what, key, "key")
 
 
+def check_tags(tags: Iterable[Any]) -> None:
+    """ConfigError for a tag that is not text, is blank, holds a control character or is too long."""
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            raise ConfigError("a tag is empty", "give tags with at least one visible character")
+        if any(ch < " " or ch == "\x7f" for ch in tag):
+            raise ConfigError(f"the tag {tag[:40]!r} holds a control character (a newline, a tab, ...)",
+                              "give tags of visible characters and spaces")
+        check_length("tag", tag, "key")
+
+
 def record_problem(record: Any) -> tuple[str, str] | None:
     """(problem, fix) for the first field of a run record that a store cannot hold; None when all fit."""
     from striate.tracking.store.sql import flatten_params

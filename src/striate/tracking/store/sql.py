@@ -167,6 +167,24 @@ class SqlStore(SyncableStore):
                 self._hold_claim(conn, run_id, owner, None)
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
+    def change_tags(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
+        """Add and remove tags in one write transaction (concurrent changes all land); the new tags."""
+        from striate.tracking.store.limits import check_tags
+
+        check_tags(list(add))
+        with self._begin() as conn:
+            query = sa.select(runs.c.tags).where(runs.c.id == run_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # SQLite's BEGIN IMMEDIATE already holds the write lock
+            row = conn.execute(query).first()
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
+            gone = set(remove)
+            tags = [t for t in json.loads(row[0] or "[]") if t not in gone]
+            tags += [t for t in dict.fromkeys(add) if t not in tags]
+            conn.execute(runs.update().where(runs.c.id == run_id).values(tags=json.dumps(tags)))
+        return tags
+
     # -- metric points ---------------------------------------------------------------------------
     def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None,
                   owner: Owner | None = None) -> None:
@@ -420,7 +438,7 @@ class SqlStore(SyncableStore):
             query = query.limit(limit)
         with self.engine.connect() as conn:
             if where or sort:  # after compiling them: a filter that cannot be read says so first
-                check_fields_exist(conn, where, sort)
+                check_fields_exist(conn, where, sort, projects=projects)
             return [row[0] for row in conn.execute(query)]
 
     def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
@@ -434,16 +452,20 @@ class SqlStore(SyncableStore):
         return [found[i] for i in run_ids if i in found]
 
     # -- reads ------------------------------------------------------------------------------------
-    def get_run(self, run_id: str) -> RunRecord:
-        """One run by id, unique prefix or name; an empty or blank reference matches nothing."""
+    def get_run(self, run_id: str, projects: Sequence[str] | None = None) -> RunRecord:
+        """One run by id, unique prefix or name; an empty or blank reference matches nothing.
+
+        ``projects``: look only among the runs of these projects (what a server's caller may see)."""
         if not run_id or not run_id.strip():
             # The empty prefix would match every run: `delete ""` must not pick one.
             raise RunNotFoundError(f"no run {run_id!r}: a run reference cannot be empty",
                                    "give a run id, an id prefix or a name (`striate runs` lists them)")
+        scope = [] if projects is None else [runs.c.project.in_(list(projects))]
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(2)).all()
+            rows = conn.execute(sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True), *scope)
+                                .limit(2)).all()
             if not rows:
-                rows = conn.execute(sa.select(runs).where(runs.c.name == run_id)
+                rows = conn.execute(sa.select(runs).where(runs.c.name == run_id, *scope)
                                     .order_by(runs.c.created_at.desc()).limit(1)).all()
             if not rows:
                 raise RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import string
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -42,27 +42,40 @@ def where_clause(expression: str, dialect: str = "sqlite") -> sa.ColumnElement[b
     return _Compiler(dialect).compile(parse(expression))
 
 
+MAX_SORT_KEYS = 16  # each key is up to three ORDER BY terms; SQLite refuses more than 10,000
+
+
 def order_by_clause(sort: str, dialect: str = "sqlite") -> list[Any]:
     """ORDER BY terms for a sort key such as ``-metrics.test/acc1.max``; runs lacking the value go last."""
     return _Compiler(dialect).order_by(sort)
 
 
-def check_fields_exist(conn: sa.Connection, where: str | None, sort: str | None) -> None:
+def check_fields_exist(conn: sa.Connection, where: str | None, sort: str | None,
+                       projects: Sequence[str] | None = None) -> None:
     """QueryError naming the closest existing field when the filter or sort key names a param or
-    metric that no run in the store has (tracking/query.py, check_known_fields)."""
+    metric that no run in the store has (tracking/query.py, check_known_fields).
+
+    ``projects``: look only at the runs of these projects — the fields of runs a caller may not see
+    must not appear in its error messages, nor decide whether its filter is an error."""
     named: list[tuple[str, list[Field]]] = []
     if where:
         named.append(("in the filter", fields_of(parse(where))))
     if sort:
         named.append(("in the sort key", [parse_sort(part)[0] for part in sort.split(",")]))
     tables = {"param": params, "metric": metric_summary}
+
+    def keys(table: sa.Table) -> sa.Select[Any]:
+        query = sa.select(table.c.key)
+        if projects is not None:
+            query = query.join(runs, runs.c.id == table.c.run_id).where(runs.c.project.in_(list(projects)))
+        return query
+
     missing = [(place, [f]) for place, fields in named for f in fields if f.kind in tables
-               and conn.execute(sa.select(tables[f.kind].c.key).where(tables[f.kind].c.key == f.key).limit(1))
-               .first() is None]
+               and conn.execute(keys(tables[f.kind]).where(tables[f.kind].c.key == f.key).limit(1)).first() is None]
     if not missing:  # the usual case: a few indexed look-ups, no scan of every key
         return
-    param_keys = {row[0] for row in conn.execute(sa.select(params.c.key).distinct())}
-    metric_keys = {row[0] for row in conn.execute(sa.select(metric_summary.c.key).distinct())}
+    param_keys = {row[0] for row in conn.execute(keys(params).distinct())}
+    metric_keys = {row[0] for row in conn.execute(keys(metric_summary).distinct())}
     for place, fields in missing:
         check_known_fields(fields, param_keys, metric_keys, place)
 
@@ -187,7 +200,11 @@ class _Compiler:
     # -- sorting ----------------------------------------------------------------------------------
     def order_by(self, sort: str) -> list[Any]:
         terms = []
-        for part in sort.split(","):
+        parts = sort.split(",")
+        if len(parts) > MAX_SORT_KEYS:
+            raise QueryError(f"the sort names {len(parts)} keys; at most {MAX_SORT_KEYS} are allowed",
+                             "sort by fewer keys (the first few decide the order anyway)")
+        for part in parts:
             field, descending = parse_sort(part)
             # A param sorts by its numeric value, then its text (two columns: SQL cannot mix the types).
             if field.kind == "param":

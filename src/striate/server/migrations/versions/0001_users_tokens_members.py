@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.Float),
         sa.Column("revoked_at", sa.Float),
         sa.Column("last_used_at", sa.Float),
+        sa.Column("parent_id", sa.String(12)),
     )
     op.create_index("ix_server_tokens_user_id", "server_tokens", ["user_id"])
     op.create_table(
