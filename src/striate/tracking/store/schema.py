@@ -61,18 +61,32 @@ params = sa.Table(
     sa.Index("ix_params_key_num", "key", "num"),
 )
 
+# The steps and wall-clock times of the points of one flush, stored once for every metric logged
+# at those points (a flush of 10 keys logged together: one frame, ten chunks). Frames are never
+# changed; a rewrite (truncate) stores new ones and deletes those no chunk refers to any more.
+metric_frames = sa.Table(
+    "metric_frames", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
+    sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
+    sa.Index("ix_metric_frames_run", "run_id", "id"),
+)
+
+# The values of one metric logged in one flush, at the points of its frame.
 metric_chunks = sa.Table(
     "metric_chunks", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("key", sa.String(LIMITS["key"]), nullable=False),
+    sa.Column("frame_id", sa.Integer, sa.ForeignKey("metric_frames.id"), nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
-    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
-    sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
     sa.Column("values", sa.LargeBinary, nullable=False),  # float64
     sa.Column("uid", sa.String(100)),  # set when a chunk arrives by sync: makes re-syncing a no-op
     sa.Index("ix_metric_chunks_run_key", "run_id", "key", "id"),
     sa.Index("ix_metric_chunks_run_uid", "run_id", "uid", unique=True),
+    sa.Index("ix_metric_chunks_frame", "frame_id"),  # finding frames no chunk refers to any more
 )
 
 metric_summary = sa.Table(
@@ -98,7 +112,8 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_sha256", "sha256"),
 )
 
-SCHEMA_VERSION = 2
+# 3: steps and times in metric_frames, shared by the chunks of one flush (2: in every chunk)
+SCHEMA_VERSION = 3
 store_meta = sa.Table(
     "store_meta", metadata,
     sa.Column("key", sa.String(50), primary_key=True),
@@ -124,7 +139,9 @@ def check_version(found: int | None, has_runs: bool, shown: str) -> None:
                          "incompatible striate", MOVE_ASIDE)
     if found is not None and found < SCHEMA_VERSION:
         raise StoreError(f"the store {shown} was written by an older striate (schema {found}, "
-                         f"this striate reads {SCHEMA_VERSION})", MOVE_ASIDE)
+                         f"this striate reads {SCHEMA_VERSION})",
+                         f"{MOVE_ASIDE}; to keep its runs, export each with the striate that wrote it "
+                         "(striate export-run RUN FILE) and import it into the new store (striate import-run FILE)")
     if found is not None and found > SCHEMA_VERSION:
         raise StoreError(f"the store {shown} has schema version {found}, newer than this striate "
                          f"understands ({SCHEMA_VERSION})", "upgrade striate: pip install -U striate")
@@ -139,8 +156,10 @@ def ensure_schema(engine: sa.Engine, write_transaction: Callable[[], ContextMana
     PostgreSQL: an advisory lock), and looks again under the lock: another process may have
     created the store meanwhile."""
     with engine.connect() as conn:
-        found = schema_version(conn)
+        # runs before the version: a creator commits both at once, so a store seen with runs is seen
+        # with its version too (read the other way round, a commit in between looked like no version)
         has_runs = "runs" in sa.inspect(conn).get_table_names()
+        found = schema_version(conn)
     check_version(found, has_runs, shown)
     if found == SCHEMA_VERSION:
         return
