@@ -424,6 +424,7 @@ def test_the_fast_log_path_converts_counts_and_refuses_like_the_method(tmp_path)
     log({"a": 5.0, "b": 5.0}, step=5)  # an earlier step does not move the next one back
     log({"b": 12.0, "a": 12.0})  # the same keys in another order: 12
     log({"a": 13.0, "c": 13.0})  # as many keys, another one
+    log({})  # nothing to record, as before
     with pytest.raises(ConfigError, match="'b'='x'"):
         log({"a": 1.0, "b": "x"})
     with pytest.raises(ConfigError, match="'b'=10000"):

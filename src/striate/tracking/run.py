@@ -109,16 +109,18 @@ class Run:
                               "log before run.finish(), or start a new run with striate.init()")
         keys = tuple(data)
         fast = self._fast.get(keys)
-        if fast is None:
+        if fast is None and keys:
             _check_keys(keys)
             if len(self._fast) >= _MAX_KEY_SETS:
                 self._fast.clear()
             fast = self._fast[keys] = _fast_log(self, keys)
-        # The next call with a dict of these keys goes straight to the closure, while the run is running:
-        # finish() and a lost claim take it away again (checked after, for a writer thread losing the claim now).
-        self.__dict__["log"] = fast
-        if self._lost is not None or self.status != "running":
-            self.__dict__.pop("log", None)
+        if fast is not None:
+            # The next call with a dict of these keys goes straight to the closure while the run is
+            # running: finish() and a lost claim take it away again (checked after, for a writer
+            # thread losing the claim just now).
+            self.__dict__["log"] = fast
+            if self._lost is not None or self.status != "running":
+                self.__dict__.pop("log", None)
         try:
             # Converted now, not when the writer flushes: a tensor or array updated in place
             # afterwards must not change what was logged.
