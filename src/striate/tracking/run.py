@@ -8,11 +8,9 @@ never waits on the database.
 What ``log()`` queues is cheap to make and cheap to batch: the mapping's keys as a tuple and its
 values packed into float64 bytes at call time (struct converts each value with ``__float__``,
 the same rule as ``float()`` minus text, so a tensor updated in place later logs its value at the
-call, and a string or 10**400 is refused at the call). The usual call — a dict with the keys of an
-earlier call — is served by a closure made once per key set (:func:`_fast_log`) and bound as the
-run's ``log`` while it is running: one C call reads the values in the known key order, one packs
-them. The writer joins the packed values of all points with the same keys into one array, and
-writes one chunk per key per flush (the steps and times of a flush are stored once for all keys).
+call, and a string or 10**400 is refused at the call). The writer joins the packed values of all
+points with the same keys into one array, and writes one chunk per key per flush (the store keeps
+the steps and times of a flush once for all its keys).
 """
 
 from __future__ import annotations
@@ -69,9 +67,11 @@ class Run:
         self.artifact_dir = Path(store.artifact_root) / record.id
         self._queue: deque[_Point] = deque()
         self._enqueue = self._queue.append
-        self._last_step = [-1]  # the highest step logged, in a list the fast log() closures share
-        self._open = True  # False once finishing or taken over: the fast log() closures defer to the method
-        self._fast: dict[tuple[str, ...], typing.Callable[..., None]] = {}  # key set (checked) -> its log()
+        self._keys: tuple[str, ...] = ()  # the keys of the last log() call, already checked to be strings
+        self._pack = _packer(0)
+        self._values_of: typing.Callable[[Any], Any] = tuple  # a dict of self._keys -> its values, in that order
+        self._count = -1  # len(self._keys) when the fast path in log() applies
+        self._step = -1
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._drain_lock = threading.Lock()
@@ -107,47 +107,38 @@ class Run:
         if self.status != "running":
             raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
                               "log before run.finish(), or start a new run with striate.init()")
+        if type(data) is dict and len(data) == self._count:
+            # The usual call: a dict with the keys of the last call. One C call fetches its values in
+            # the known key order (a KeyError means other keys), one packs them.
+            try:
+                packed = self._pack(*self._values_of(data))
+                keys = self._keys
+            except KeyError:
+                keys, packed = self._read(data)
+            except (struct.error, TypeError, ValueError, OverflowError):
+                raise _bad_value(data) from None
+        else:
+            keys, packed = self._read(data)
+        if step is None:
+            step = self._step + 1
+        if step > self._step:
+            self._step = step
+        self._enqueue((step, _now(), keys, packed))
+
+    def _read(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], bytes]:
+        """Keys and packed values of any mapping; remembers new keys (checked to be strings once)."""
         keys = tuple(data)
-        fast = self._fast.get(keys)
-        if fast is None and keys:
+        if keys != self._keys:
             _check_keys(keys)
-            if len(self._fast) >= _MAX_KEY_SETS:
-                self._fast.clear()
-            fast = self._fast[keys] = _fast_log(self, keys)
-        if fast is not None:
-            # The next call with a dict of these keys goes straight to the closure while the run is
-            # running: finish() and a lost claim take it away again (checked after, for a writer
-            # thread losing the claim just now).
-            self.__dict__["log"] = fast
-            if self._lost is not None or self.status != "running":
-                self.__dict__.pop("log", None)
+            self._keys, self._pack = keys, _packer(len(keys))
+            # itemgetter returns a tuple only for two keys or more; one key takes this slower path
+            self._values_of, self._count = (operator.itemgetter(*keys), len(keys)) if len(keys) > 1 else (tuple, -1)
         try:
             # Converted now, not when the writer flushes: a tensor or array updated in place
             # afterwards must not change what was logged.
-            packed = _packer(len(keys))(*data.values())
+            return keys, self._pack(*data.values())
         except (struct.error, TypeError, ValueError, OverflowError):
             raise _bad_value(data) from None
-        last = self._last_step
-        if step is None:
-            step = last[0] + 1
-        if step > last[0]:
-            last[0] = step
-        self._enqueue((step, _now(), keys, packed))
-
-    @property
-    def _step(self) -> int:
-        """The highest step logged so far (-1: none)."""
-        return self._last_step[0]
-
-    @_step.setter
-    def _step(self, step: int) -> None:
-        self._last_step[0] = step
-
-    def _end_fast_log(self) -> None:
-        """Every later log() goes through the method again, which refuses it — also through a closure
-        someone kept (``log = run.log``)."""
-        self._open = False
-        self.__dict__.pop("log", None)
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> str:
         """Copy a file into the run's artifact folder (unless already there) and record its SHA-256."""
@@ -197,7 +188,6 @@ class Run:
             raise ConfigError(f"invalid final status {status!r}", "use finished, failed, stopped or crashed")
         if self.status != "running":
             return
-        self._end_fast_log()  # the writer still writes what is queued; nothing is added any more
         self._stopped.set()
         self._wake.set()
         self._writer.join()
@@ -316,7 +306,6 @@ class Run:
                 # Taken over (resumed elsewhere): these points are not ours to write; stop the writer,
                 # and the next log() or finish() tells the training loop.
                 self._lost = exc
-                self._end_fast_log()
                 self._stopped.set()
                 raise
             except Exception:
@@ -326,7 +315,6 @@ class Run:
 
 _Point = tuple[int, float, tuple[str, ...], bytes]  # step, time, keys, the values as packed float64
 _now = time.time
-_MAX_KEY_SETS = 256  # fast log() closures kept per run (a script logging ever new key sets starts over)
 _first, _second, _third, _fourth = (operator.itemgetter(i) for i in range(4))
 _PACKERS: dict[int, typing.Callable[..., bytes]] = {}
 
@@ -337,53 +325,6 @@ def _packer(count: int) -> typing.Callable[..., bytes]:
     if pack is None:
         pack = _PACKERS[count] = struct.Struct(f"<{count}d").pack
     return pack
-
-
-def _fast_log(run: Run, keys: tuple[str, ...]) -> typing.Callable[..., None]:
-    """``run.log`` for a dict with exactly ``keys`` (checked already): everything the method looks up
-    on the run per call is bound here once. Anything else — another mapping, other keys, a value that
-    is not a number, a run that is finishing or was taken over — goes to the method, which serves it
-    (or refuses it with its error)."""
-    # The closure holds the run, as a bound method would (``log = run.log`` keeps the run alive); the
-    # run holds the closure while running, so an abandoned run is freed by the garbage collector.
-    count, pack, enqueue, last, now = len(keys), _packer(len(keys)), run._enqueue, run._last_step, _now
-
-    if count == 1:
-        only = keys[0]
-
-        def log_one(data: Mapping[str, Any], step: int | None = None) -> None:
-            if type(data) is dict and len(data) == 1 and only in data and run._open:
-                try:
-                    packed = pack(data[only])
-                except (struct.error, TypeError, ValueError, OverflowError):
-                    raise _bad_value(data) from None
-                if step is None:
-                    step = last[0] + 1
-                if step > last[0]:
-                    last[0] = step
-                enqueue((step, now(), keys, packed))
-            else:
-                Run.log(run, data, step)
-        return log_one
-
-    values_of = operator.itemgetter(*keys)
-
-    def log(data: Mapping[str, Any], step: int | None = None) -> None:
-        if type(data) is dict and len(data) == count and run._open:
-            try:
-                packed = pack(*values_of(data))
-            except KeyError:  # other keys, as many
-                return Run.log(run, data, step)
-            except (struct.error, TypeError, ValueError, OverflowError):
-                raise _bad_value(data) from None
-            if step is None:
-                step = last[0] + 1
-            if step > last[0]:
-                last[0] = step
-            enqueue((step, now(), keys, packed))
-        else:
-            Run.log(run, data, step)
-    return log
 
 
 def _check_keys(keys: tuple[Any, ...]) -> None:
