@@ -42,4 +42,5 @@ def test_importing_the_app_gives_every_command():
     group = typer.main.get_command(app)
     assert set(group.commands) == {
         "runs", "show", "tag", "note", "archive", "delete", "which", "sync", "compare", "diff", "export",
-        "export-tensorboard", "export-run", "import-run", "resume", "reproduce", "train", "data", "models", "import"}
+        "export-tensorboard", "export-run", "import-run", "resume", "reproduce", "train", "data", "models", "import",
+        "store"}

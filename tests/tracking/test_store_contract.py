@@ -338,8 +338,8 @@ def test_eight_processes_write_their_runs_and_sync_the_same_chunks_into_one(stor
 
 # -- schema versions ------------------------------------------------------------------------------
 @pytest.mark.parametrize("craft,message", [
-    ("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'", "older striate"),
-    # the schema before frames (steps and times in every chunk): refused, naming export-run/import-run
+    ("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'", "much older striate"),
+    # the schema before frames (steps and times in every chunk): refused, naming `striate store upgrade`
     (f"UPDATE store_meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'", "older striate"),
     (f"UPDATE store_meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'", "newer than this striate"),
     ("DROP TABLE store_meta", "records no schema version"),
@@ -353,8 +353,10 @@ def test_schema_version_guards(store: Store, location: str, craft: str, message:
     with pytest.raises(StoreError, match=message) as caught:
         open_store(location)
     assert caught.value.fix  # every refusal says what to do
-    if "older" in message:
+    if "much older" in message:  # too old to upgrade in place: moved run by run
         assert "export-run" in caught.value.fix and "import-run" in caught.value.fix
+    elif "older" in message:  # upgraded in place, by the command the fix names with this very store
+        assert f"striate store upgrade --store {location}" in caught.value.fix
 
 
 def test_a_store_at_this_schema_version_opens_and_keeps_its_runs(store: Store, location: str) -> None:

@@ -17,6 +17,7 @@ from striate.cli import (
     portable_cmd,
     reproduce_cmd,
     runs_cmd,
+    store_cmd,
     train_cmd,
 )
 from striate.cli.common import OneLineErrors
@@ -30,6 +31,7 @@ for module in (runs_cmd, compare_cmd, export_cmd, integrations_cmd, portable_cmd
 app.add_typer(data_cmd.data_app, name="data")
 app.add_typer(models_cmd.models_app, name="models")
 app.add_typer(integrations_cmd.import_app, name="import")
+app.add_typer(store_cmd.store_app, name="store")
 
 
 def main() -> None:

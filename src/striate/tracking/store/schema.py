@@ -8,6 +8,9 @@ the same moment neither fail nor create it twice.
 
 from __future__ import annotations
 
+import shlex
+import urllib.parse
+from pathlib import Path
 from typing import Callable, ContextManager
 
 import sqlalchemy as sa
@@ -50,6 +53,8 @@ runs = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("pid_started_at", sa.Float),
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    # when someone asked the run to stop from elsewhere (the team server); NULL: nobody did
+    sa.Column("stop_requested_at", sa.Float),
 )
 
 params = sa.Table(
@@ -112,7 +117,8 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_sha256", "sha256"),
 )
 
-# 3: steps and times in metric_frames, shared by the chunks of one flush (2: in every chunk)
+# 3: steps and times in metric_frames, shared by the chunks of one flush (2: in every chunk);
+# runs.stop_requested_at. A schema-2 store is brought to 3 in place by upgrade.py (`striate store upgrade`).
 SCHEMA_VERSION = 3
 store_meta = sa.Table(
     "store_meta", metadata,
@@ -122,6 +128,16 @@ store_meta = sa.Table(
 
 
 MOVE_ASIDE = "move it aside and start a new store (or use --store with another folder)"
+UPGRADABLE_FROM = 2  # the oldest schema `striate store upgrade` brings to SCHEMA_VERSION
+
+
+def store_argument(url: sa.URL) -> str:
+    """How to name the store at ``url`` to a command's --store: its folder, or its server URL (no password)."""
+    if url.get_backend_name() == "sqlite":
+        database = (url.database or "").removeprefix("file:").split("?")[0]
+        return str(Path(urllib.parse.unquote(database)).parent)
+    shown = url.render_as_string(hide_password=True)
+    return "postgresql://" + shown.split("://", 1)[1]
 
 
 def schema_version(conn: sa.Connection) -> int | None:
@@ -132,14 +148,22 @@ def schema_version(conn: sa.Connection) -> int | None:
     return None if found is None else int(found)
 
 
-def check_version(found: int | None, has_runs: bool, shown: str) -> None:
-    """Refuse a store written by another schema version: none recorded (but runs exist), older, newer."""
+def check_version(found: int | None, has_runs: bool, shown: str, location: str | None = None) -> None:
+    """Refuse a store written by another schema version: none recorded (but runs exist), older, newer.
+
+    ``location``: the store as --store names it, for the upgrade command the refusal of an older one names."""
     if found is None and has_runs:
         raise StoreError(f"the store {shown} records no schema version: it was written by an older, "
                          "incompatible striate", MOVE_ASIDE)
-    if found is not None and found < SCHEMA_VERSION:
+    if found is not None and UPGRADABLE_FROM <= found < SCHEMA_VERSION:
         raise StoreError(f"the store {shown} was written by an older striate (schema {found}, "
                          f"this striate reads {SCHEMA_VERSION})",
+                         f"upgrade it in place: striate store upgrade --store {shlex.quote(location or shown)} "
+                         "(it keeps a backup of an embedded store's database first)")
+    if found is not None and found < SCHEMA_VERSION:
+        raise StoreError(f"the store {shown} was written by a much older striate (schema {found}, "
+                         f"this striate reads {SCHEMA_VERSION}; `striate store upgrade` upgrades from "
+                         f"schema {UPGRADABLE_FROM})",
                          f"{MOVE_ASIDE}; to keep its runs, export each with the striate that wrote it "
                          "(striate export-run RUN FILE) and import it into the new store (striate import-run FILE)")
     if found is not None and found > SCHEMA_VERSION:
@@ -148,7 +172,7 @@ def check_version(found: int | None, has_runs: bool, shown: str) -> None:
 
 
 def ensure_schema(engine: sa.Engine, write_transaction: Callable[[], ContextManager[sa.Connection]],
-                  shown: str) -> None:
+                  shown: str, location: str | None = None) -> None:
     """Check the store's schema version; create the schema when the database is empty.
 
     The common case (the version matches) is one read. Creation runs inside ``write_transaction``,
@@ -160,14 +184,14 @@ def ensure_schema(engine: sa.Engine, write_transaction: Callable[[], ContextMana
         # with its version too (read the other way round, a commit in between looked like no version)
         has_runs = "runs" in sa.inspect(conn).get_table_names()
         found = schema_version(conn)
-    check_version(found, has_runs, shown)
+    check_version(found, has_runs, shown, location)
     if found == SCHEMA_VERSION:
         return
     with write_transaction() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7461726961)"))  # one creator at a time
         found = schema_version(conn)
-        check_version(found, "runs" in sa.inspect(conn).get_table_names(), shown)
+        check_version(found, "runs" in sa.inspect(conn).get_table_names(), shown, location)
         if found is None:
             metadata.create_all(conn)
             conn.execute(store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))

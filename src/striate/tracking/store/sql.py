@@ -37,6 +37,7 @@ from striate.tracking.store.schema import (
     metric_summary,
     params,
     runs,
+    store_argument,
 )
 
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
@@ -89,7 +90,7 @@ class SqlStore(SyncableStore):
             event.listen(self.engine, "begin", _sqlite_begin)
         shown = self.engine.url.render_as_string(hide_password=True)
         try:
-            ensure_schema(self.engine, self._begin, shown)
+            ensure_schema(self.engine, self._begin, shown, store_argument(self.engine.url))
         except sa.exc.DatabaseError as exc:
             reason = " ".join(str(exc.orig).split())  # one line: drivers add hints on lines of their own
             if not isinstance(exc, sa.exc.OperationalError):  # e.g. "file is not a database"
@@ -147,6 +148,7 @@ class SqlStore(SyncableStore):
             "model": record.model, "notes": record.notes, "error": record.error,
             "reproduction_of": record.reproduction_of, "host": record.host, "pid": record.pid,
             "pid_started_at": record.pid_started_at, "archived": record.archived,
+            "stop_requested_at": record.stop_requested_at,
         }
         for name in _JSON_FIELDS:
             row[name] = json.dumps(getattr(record, name), default=str)
@@ -500,7 +502,8 @@ class SqlStore(SyncableStore):
         for r in rows:
             data = {c: getattr(r, c) for c in ("id", "name", "project", "status", "created_at", "ended_at",
                                                "heartbeat_at", "model", "notes", "error", "reproduction_of",
-                                               "host", "pid", "pid_started_at", "archived")}
+                                               "host", "pid", "pid_started_at", "archived",
+                                               "stop_requested_at")}
             for name in _JSON_FIELDS:
                 data[name] = json.loads(getattr(r, name) or ("[]" if name == "tags" else "{}"))
             records.append(RunRecord(**data, metrics=metrics[r.id], artifacts=arts[r.id]))
