@@ -483,3 +483,44 @@ def test_the_frozen_store_is_packed_as_schema_2_packed_chunks() -> None:
     s = MetricSeries("k", np.array([1, 2], np.int64), np.array([3.0, 4.0]), np.array([np.nan, np.inf]))
     assert pack(s) == PackedChunk("k", np.array([1, 2], "<i8").tobytes(), np.array([3.0, 4.0], "<f8").tobytes(),
                                   np.array([np.nan, np.inf], "<f8").tobytes())
+
+
+def layout(location: str) -> dict[str, Any]:
+    """Tables, columns (type, nullability), indexes and foreign keys, as the database reports them."""
+    engine = raw_engine(location)
+    found: dict[str, Any] = {}
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in sorted(inspector.get_table_names()):
+            found[table] = {
+                # PostgreSQL adds a column last (ALTER TABLE), which no query here depends on
+                "columns": (sorted if conn.dialect.name == "postgresql" else list)(
+                    (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)),
+                "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                                  for i in inspector.get_indexes(table)),
+                "foreign keys": sorted((tuple(f["constrained_columns"]), f["referred_table"],
+                                        tuple(f["referred_columns"])) for f in inspector.get_foreign_keys(table)),
+                "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            }
+    engine.dispose()
+    return found
+
+
+def test_an_upgraded_store_has_the_layout_of_a_new_one(location: str, tmp_path: Path) -> None:
+    write_schema2(location, make_runs(), tmp_path)
+    upgrade.upgrade_store(location)
+    fresh = location + "_fresh" if location.startswith("postgresql") else str(tmp_path / "fresh")
+    if location.startswith("postgresql"):  # a second database on the same server
+        admin = sa.create_engine(raw_engine(location).url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{fresh.rsplit("/", 1)[1]}"'))
+        admin.dispose()
+    try:
+        open_store(fresh)
+        assert layout(location) == layout(fresh)
+    finally:
+        if location.startswith("postgresql"):
+            admin = sa.create_engine(raw_engine(location).url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE "{fresh.rsplit("/", 1)[1]}" WITH (FORCE)'))
+            admin.dispose()
