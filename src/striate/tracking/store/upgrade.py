@@ -118,7 +118,23 @@ def _upgrade(engine: sa.Engine, location: str, shown: str, database: Path | None
             backup = _backup(database) if database is not None else None
             result = _migrate_2_to_3(conn, location)
             result.backup = str(backup) if backup else None
+    if database is not None:
+        _vacuum(database)
     return result
+
+
+def _vacuum(database: Path) -> None:
+    """Give back the pages the old chunk table held (SQLite keeps freed pages in the file until VACUUM).
+
+    The upgrade is committed by now: a VACUUM that cannot run (another process is writing) only
+    leaves the file larger than it needs to be, so it is skipped rather than failing the upgrade."""
+    conn = sqlite3.connect(database, isolation_level=None, timeout=LOCK_WAIT_S)
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError:
+        pass
+    finally:
+        conn.close()
 
 
 def _check_upgradable(found: int | None, shown: str) -> None:
