@@ -526,3 +526,11 @@ def test_an_upgraded_store_has_the_layout_of_a_new_one(location: str, tmp_path: 
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE "{fresh.rsplit("/", 1)[1]}" WITH (FORCE)'))
             admin.dispose()
+
+
+def test_a_server_password_is_never_shown(postgres_url: str) -> None:
+    open_store(postgres_url)
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret@")
+    out = run_cli("store", "upgrade", "--store", with_password)
+    assert out.returncode == 0, out.stderr
+    assert "up to date" in out.stdout and "s3cret" not in out.stdout + out.stderr

@@ -35,6 +35,7 @@ from striate.tracking.store.schema import (
     metric_frames,
     runs,
     schema_version,
+    store_argument,
     store_meta,
 )
 
@@ -80,6 +81,8 @@ def upgrade_store(location: str) -> UpgradeResult:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     shown = engine.url.render_as_string(hide_password=True)
+    if database is None:
+        location = store_argument(engine.url)  # reported back without its password
     try:
         return _upgrade(engine, location, shown, database)
     except sa.exc.OperationalError as exc:
