@@ -113,6 +113,7 @@ def test_a_run_object_taken_over_refuses_log_and_finish_and_drops_its_queued_poi
     folder = tmp_path / "s"
     run = striate.init(store=folder, system_metrics=False, capture_environment=False, capture_console=False)
     run.log({"loss": 1.0}, step=0)
+    kept = run.log  # the fast path, kept by the training loop
     run.flush()
     store = open_store(folder)
     store.update_run(run.id, status="crashed")  # as another host would see a silent run, then resume it
@@ -124,6 +125,8 @@ def test_a_run_object_taken_over_refuses_log_and_finish_and_drops_its_queued_poi
     assert run.claim_lost
     with pytest.raises(StoreError, match="taken over"):
         run.log({"loss": 3.0}, step=2)
+    with pytest.raises(StoreError, match="taken over"):
+        kept({"loss": 3.0}, step=2)
     with pytest.raises(StoreError, match="taken over") as caught:
         run.finish()
     assert caught.value.fix

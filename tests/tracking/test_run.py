@@ -423,3 +423,35 @@ def test_the_readmes_track_your_own_loop_example_runs_as_written(tmp_path, monke
     series = namespace["api"].run(namespace["run"].id).history("loss")
     assert len(series) == 1000 and [a is b for a, b in zip(series, (series.steps, series.times, series.values))] \
         == [True, True, True]
+
+
+def test_log_with_known_keys_converts_counts_and_refuses_like_any_call(tmp_path):
+    """The usual call (a dict with the keys of an earlier call, read with one itemgetter) converts
+    values at the call, numbers steps like any call, refuses what any call refuses, and refuses
+    everything once the run is finished — also when kept as `log = run.log` and called later."""
+    run = striate.init(store=tmp_path, system_metrics=False, capture_console=False, capture_environment=False)
+    running = np.zeros(())
+    for _ in range(3):
+        running += 1  # updated in place after each call
+        run.log({"a": running, "b": 2})  # steps 0, 1, 2
+    log = run.log
+    log({"a": 10.0, "b": 10.0}, step=10)
+    log({"a": 11.0, "b": 11.0})  # the next step: 11
+    log({"a": 5.0, "b": 5.0}, step=5)  # an earlier step does not move the next one back
+    log({"b": 12.0, "a": 12.0})  # the same keys in another order: 12
+    log({"a": 13.0, "c": 13.0})  # as many keys, another one
+    log({})  # nothing to record, as before
+    with pytest.raises(ConfigError, match="'b'='x'"):
+        log({"a": 1.0, "b": "x"})
+    with pytest.raises(ConfigError, match="'b'=10000"):
+        log({"a": 1.0, "b": 10**400})
+    run.finish()
+    for call in (log, run.log):
+        with pytest.raises(ConfigError, match="finished"):
+            call({"a": 1.0, "b": 1.0})
+    store = open_store(tmp_path)
+    a, b = store.history(run.id, "a"), store.history(run.id, "b")
+    assert a.steps.tolist() == [0, 1, 2, 10, 11, 5, 12, 13]
+    assert a.values.tolist() == [1.0, 2.0, 3.0, 10.0, 11.0, 5.0, 12.0, 13.0]
+    assert b.steps.tolist() == [0, 1, 2, 10, 11, 5, 12] and b.values.tolist() == [2, 2, 2, 10, 11, 5, 12]
+    assert store.history(run.id, "c").steps.tolist() == [13]

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 import striate
+import striate.tracking.run as striate_run
 from striate.errors import RunNotFoundError, StoreError
 from striate.tracking.store import MetricChunk, MetricSeries, RunRecord, Store, liveness, open_store
 from striate.tracking.store.base import ClaimLostError, Owner, chunk_sink, chunk_source
@@ -185,6 +186,79 @@ def test_nan_and_inf_round_trip_in_history_and_are_no_value_in_summaries(store: 
                                                          "last_step": 2}
 
 
+def frames_and_chunks(location: str, run_id: str) -> tuple[int, int, int]:
+    """(frame rows, chunk rows, bytes of steps and times stored) of one run, read with plain SQL."""
+    engine = raw_engine(location)
+    with engine.connect() as conn:
+        frames, stored = conn.execute(sa.text(
+            "SELECT count(*), coalesce(sum(length(steps) + length(times)), 0) FROM metric_frames WHERE run_id = :r"),
+            {"r": run_id}).one()
+        chunks = conn.execute(sa.text("SELECT count(*) FROM metric_chunks WHERE run_id = :r"), {"r": run_id}).scalar()
+    engine.dispose()
+    return int(frames), int(chunks), int(stored)
+
+
+def test_a_flush_of_several_keys_stores_its_steps_and_times_once(store: Store, location: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys logged at the same points share one frame; keys logged at other points of the same flush
+    get theirs; every value (NaN and infinities too), step and time reads back exactly, through
+    history, M4 downsampling, summaries, sync, truncation and deletion."""
+    nan, inf = float("nan"), float("inf")
+    monkeypatch.setattr(striate_run, "FLUSH_INTERVAL_S", 3600.0)  # the writer waits: finish() flushes it all at once
+    run = striate.init(store=store, system_metrics=False, capture_console=False, capture_environment=False)
+    for step in range(100):
+        values = {"loss": 1.0 / (step + 1), "acc": step / 100, "lr": 0.1, "odd": [nan, inf, -inf, 2.5][step % 4]}
+        run.log(values, step=step)
+        if step % 10 == 9:
+            run.log({"val_acc": step / 1000, "val_loss": [inf, nan][step % 20 // 10]}, step=step)
+    run.log({"loss": -inf, "acc": nan, "lr": 0.0, "odd": inf}, step=100)
+    run.finish()
+    frames, chunks, stored = frames_and_chunks(location, run.id)
+    assert (frames, chunks) == (2, 6), "one frame for the 4 keys logged together, one for the 2 logged elsewhere"
+    assert stored == (101 + 10) * 16, "each step and time stored once"
+
+    def expect(key: str, steps: list[int], values: list[float]) -> None:
+        got = store.history(run.id, key)
+        np.testing.assert_array_equal(got.steps, steps)
+        np.testing.assert_array_equal(got.values, values)  # NaN equals NaN here
+        assert (np.diff(got.times) >= 0).all() and got.times[0] > 1e9
+    every = list(range(101))
+    expect("loss", every, [1.0 / (s + 1) for s in range(100)] + [-inf])
+    expect("acc", every, [s / 100 for s in range(100)] + [nan])
+    expect("odd", every, [[nan, inf, -inf, 2.5][s % 4] for s in range(100)] + [inf])
+    expect("val_acc", list(range(9, 100, 10)), [s / 1000 for s in range(9, 100, 10)])
+    expect("val_loss", list(range(9, 100, 10)), [[inf, nan][s % 20 // 10] for s in range(9, 100, 10)])
+    assert (store.history(run.id, "loss").times == store.history(run.id, "odd").times).all(), "one clock per point"
+    down = store.history(run.id, "loss", max_points=8)
+    assert down.steps[0] == 0 and down.steps[-1] == 100 and down.values.max() == 1.0
+    metrics = store.get_run(run.id).metrics
+    assert metrics["odd"] == {"last": None, "min": 2.5, "max": 2.5, "count": 101, "last_step": 100}
+    assert metrics["val_loss"] == {"last": None, "min": None, "max": None, "count": 10, "last_step": 99}
+
+    # sync: the chunks travel with their own steps and times, and share frames again where they land
+    source, sink = chunk_source(store), open_store(tmp_path / "sink")
+    sink.create_run(store.get_run(run.id))
+    sent = source.chunks_since(run.id, 0)
+    assert len(sent) == chunks and chunk_sink(sink).put_chunks(run.id, sent) == chunks
+    assert frames_and_chunks(str(tmp_path / "sink"), run.id) == (frames, chunks, stored)
+    for key in ("loss", "odd", "val_loss"):
+        np.testing.assert_array_equal(sink.history(run.id, key).values, store.history(run.id, key).values)
+        np.testing.assert_array_equal(sink.history(run.id, key).times, store.history(run.id, key).times)
+    assert sink.get_run(run.id).metrics == metrics
+
+    # truncation rewrites the frames it cuts (still shared) and leaves none behind unused
+    assert store.truncate_metrics(run.id, after_step=49) == 4 * 51 + 2 * 5
+    frames_after, chunks_after, stored_after = frames_and_chunks(location, run.id)
+    assert frames_after == frames and stored_after == (50 + 5) * 16
+    expect("odd", list(range(50)), [[nan, inf, -inf, 2.5][s % 4] for s in range(50)])
+    expect("val_loss", list(range(9, 50, 10)), [[inf, nan][s % 20 // 10] for s in range(9, 50, 10)])
+    assert store.truncate_metrics(run.id, after_step=-1) == 4 * 50 + 2 * 5
+    assert frames_and_chunks(location, run.id) == (0, 0, 0)
+    store.delete_run(run.id)
+    sink.delete_run(run.id)
+    assert frames_and_chunks(str(tmp_path / "sink"), run.id) == (0, 0, 0)
+
+
 def test_history_downsampling_keeps_extremes_first_and_last(store: Store) -> None:
     run = striate.init(store=store, system_metrics=False, capture_console=False, capture_environment=False)
     for step in range(5000):
@@ -264,7 +338,9 @@ def test_eight_processes_write_their_runs_and_sync_the_same_chunks_into_one(stor
 
 # -- schema versions ------------------------------------------------------------------------------
 @pytest.mark.parametrize("craft,message", [
-    ("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'", "older striate"),
+    ("UPDATE store_meta SET value = '1' WHERE key = 'schema_version'", "much older striate"),
+    # the schema before frames (steps and times in every chunk): refused, naming `striate store upgrade`
+    (f"UPDATE store_meta SET value = '{SCHEMA_VERSION - 1}' WHERE key = 'schema_version'", "older striate"),
     (f"UPDATE store_meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'", "newer than this striate"),
     ("DROP TABLE store_meta", "records no schema version"),
 ])
@@ -277,6 +353,10 @@ def test_schema_version_guards(store: Store, location: str, craft: str, message:
     with pytest.raises(StoreError, match=message) as caught:
         open_store(location)
     assert caught.value.fix  # every refusal says what to do
+    if "much older" in message:  # too old to upgrade in place: moved run by run
+        assert "export-run" in caught.value.fix and "import-run" in caught.value.fix
+    elif "older" in message:  # upgraded in place, by the command the fix names with this very store
+        assert f"striate store upgrade --store {location}" in caught.value.fix
 
 
 def test_a_store_at_this_schema_version_opens_and_keeps_its_runs(store: Store, location: str) -> None:

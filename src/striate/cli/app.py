@@ -19,6 +19,7 @@ from striate.cli import (
     reproduce_cmd,
     runs_cmd,
     server_cmd,
+    store_cmd,
     train_cmd,
 )
 from striate.cli.common import OneLineErrors
@@ -53,6 +54,7 @@ app.add_typer(data_cmd.data_app, name="data")
 app.add_typer(models_cmd.models_app, name="models")
 app.add_typer(integrations_cmd.import_app, name="import")
 app.add_typer(server_cmd.server_app, name="server")
+app.add_typer(store_cmd.store_app, name="store")
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ What ``log()`` queues is cheap to make and cheap to batch: the mapping's keys as
 values packed into float64 bytes at call time (struct converts each value with ``__float__``,
 the same rule as ``float()`` minus text, so a tensor updated in place later logs its value at the
 call, and a string or 10**400 is refused at the call). The writer joins the packed values of all
-points with the same keys into one array, and writes one chunk per key per flush.
+points with the same keys into one array, and writes one chunk per key per flush (the store keeps
+the steps and times of a flush once for all its keys).
 """
 
 from __future__ import annotations

@@ -65,7 +65,11 @@ class Syncer:
                 # spool's copy is older, and sending it would undo what that process recorded.
                 return {"chunks_sent": 0, "artifacts_copied": 0, "superseded": 1}
             remote_artifacts = there.artifacts
-            remote.update_run(record.id, **{f: getattr(record, f) for f in _RECORD_FIELDS})
+            fields = {f: getattr(record, f) for f in _RECORD_FIELDS}
+            if record.stop_requested_at is not None:
+                # carried when the spool has one; a spool without one never clears a stop asked on the server
+                fields["stop_requested_at"] = record.stop_requested_at
+            remote.update_run(record.id, **fields)
         except RunNotFoundError:
             remote.create_run(record)
             remote_artifacts = []

@@ -49,6 +49,9 @@ FORMAT_VERSION = 1
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % LIMITS["id"])  # names a folder: nothing that leaves the store
 _POINTS_PER_BATCH = 1_000_000  # keeps each stored chunk (one row) a few tens of MB at most
 _DERIVED_FIELDS = ("metrics", "artifacts")  # recomputed by the target store as points and files arrive
+# Kept by the store the run is in, never taken from an archive: a stop asked for in another store
+# is no request to stop the run here.
+_LOCAL_FIELDS = ("stop_requested_at",)
 
 
 def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) -> dict[str, Any]:
@@ -360,7 +363,7 @@ def _validated(data: Any, now: float) -> RunRecord:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise _Invalid(f"the run record is incomplete (no {', '.join(missing)})")
-    names = {f.name for f in dataclasses.fields(RunRecord)} - set(_DERIVED_FIELDS)
+    names = {f.name for f in dataclasses.fields(RunRecord)} - set(_DERIVED_FIELDS) - set(_LOCAL_FIELDS)
     values = {k: v for k, v in data.items() if k in names}
     run_id = values["id"]
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
@@ -675,7 +678,7 @@ def _same_run(existing: RunRecord, archived: dict[str, Any]) -> bool:
         env = record.get("environment")
         if isinstance(env, dict):  # the import marker differs between two imports of one archive
             record = {**record, "environment": {k: v for k, v in env.items() if k != "imported_from"}}
-        return record
+        return {k: v for k, v in record.items() if k not in _LOCAL_FIELDS}  # never imported: not compared
 
     mine = json.loads(canonical(dataclasses.asdict(existing)))  # same JSON round trip as the archive had
     return canonical(without_origin(mine)) == canonical(without_origin({**{k: None for k in mine}, **archived}))

@@ -35,6 +35,13 @@ def is_remote(location: str | os.PathLike[str] | None) -> bool:
     return str(location or "").startswith(REMOTE_PREFIXES)
 
 
+def remote_url(location: str) -> str:
+    """The SQLAlchemy URL of a database-server location (a plain postgresql:// URL goes through psycopg 3)."""
+    if location.startswith("postgresql://"):
+        return "postgresql+psycopg://" + location.removeprefix("postgresql://")
+    return location
+
+
 def artifact_root_for_remote() -> Path:
     """Where a database-server store keeps artifact files: ``$STRIATE_ARTIFACTS`` or a user data folder."""
     return Path(os.environ.get("STRIATE_ARTIFACTS") or Path.home() / ".local" / "share" / "striate" / "artifacts")
@@ -50,10 +57,7 @@ def open_store(location: str | os.PathLike[str] | None = None, read_only: bool =
     from striate.tracking.store.sql import SqlStore
 
     if is_remote(location):
-        url = str(location)
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return SqlStore(url, artifact_root_for_remote(), read_only=read_only)
+        return SqlStore(remote_url(str(location)), artifact_root_for_remote(), read_only=read_only)
     if read_only and location is not None:
         check_read_location(Path(location))
     return SqlStore.open_folder(Path(location or default_store_location()), read_only=read_only)
@@ -78,4 +82,4 @@ def check_read_location(folder: Path) -> None:
 
 
 __all__ = ["DATABASE_FILE", "DEFAULT_STORE", "ChunkSink", "ChunkSource", "MetricChunk", "MetricSeries", "RunRecord",
-           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "open_store"]
+           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "open_store", "remote_url"]

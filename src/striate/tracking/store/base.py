@@ -59,6 +59,7 @@ class RunRecord:
     pid: int | None = None
     pid_started_at: float | None = None
     archived: bool = False
+    stop_requested_at: float | None = None  # when a stop was asked for from elsewhere (team server); None: never
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> last/min/max/count/last_step
     artifacts: list[dict[str, Any]] = field(default_factory=list)
 

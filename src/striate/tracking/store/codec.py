@@ -1,10 +1,13 @@
 """The one chunk codec: how metric points are packed into rows, read back and summarized.
 
 A chunk holds the points of one metric logged in one flush: steps as little-endian int64,
-wall-clock times and values as little-endian float64, each array as one byte string. Every
-read and write path of every backend goes through :func:`pack`, :func:`unpack` and
-:func:`summarize`; summaries of a series are always built by merging chunk summaries in order
-(:func:`merge`), whether a flush adds one chunk or a rewrite recomputes them all.
+wall-clock times and values as little-endian float64, each array as one byte string. Stored,
+the steps and times of a flush are one *frame* shared by every chunk logged at the same points
+(:func:`share_frames`): a flush of 10 keys logged together writes its steps and times once, not
+10 times. Every read and write path of every backend goes through :func:`pack` /
+:func:`pack_all`, :func:`share_frames`, :func:`unpack` and :func:`summarize`; summaries of a
+series are always built by merging chunk summaries in order (:func:`merge`), whether a flush
+adds one chunk or a rewrite recomputes them all.
 """
 
 from __future__ import annotations
@@ -96,6 +99,34 @@ def pack(series: MetricSeries) -> PackedChunk:
     return PackedChunk(series.key, np.ascontiguousarray(series.steps, dtype=STEP_DTYPE).tobytes(),
                        np.ascontiguousarray(series.times, dtype=FLOAT_DTYPE).tobytes(),
                        np.ascontiguousarray(series.values, dtype=FLOAT_DTYPE).tobytes())
+
+
+def pack_all(series: Sequence[MetricSeries]) -> list[PackedChunk]:
+    """Series -> chunks; series holding the same step and time arrays (the keys of one flush logged
+    together) get the same bytes objects, so :func:`share_frames` finds them shared at no cost."""
+    frames: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+    packed = []
+    for s in series:
+        ident = (id(s.steps), id(s.times))
+        frame = frames.get(ident)
+        if frame is None:
+            frame = frames[ident] = (np.ascontiguousarray(s.steps, dtype=STEP_DTYPE).tobytes(),
+                                     np.ascontiguousarray(s.times, dtype=FLOAT_DTYPE).tobytes())
+        packed.append(PackedChunk(s.key, frame[0], frame[1],
+                                  np.ascontiguousarray(s.values, dtype=FLOAT_DTYPE).tobytes()))
+    return packed
+
+
+def share_frames(chunks: Sequence[PackedChunk]) -> tuple[list[tuple[bytes, bytes]], list[int]]:
+    """The distinct (steps, times) frames of ``chunks`` in order of first use, and for each chunk the
+    index of its frame: chunks with equal step and time bytes share one frame, whatever their keys."""
+    index: dict[tuple[bytes, bytes], int] = {}
+    refs = []
+    for chunk in chunks:
+        # bytes cache their hash and tuples compare by identity first: a frame shared by
+        # object (pack_all) costs one dict lookup per chunk, not a pass over its bytes
+        refs.append(index.setdefault((chunk.steps, chunk.times), len(index)))
+    return list(index), refs
 
 
 def unpack(key: str, chunks: Sequence[PackedChunk]) -> MetricSeries:

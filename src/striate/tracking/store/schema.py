@@ -8,6 +8,9 @@ the same moment neither fail nor create it twice.
 
 from __future__ import annotations
 
+import shlex
+import urllib.parse
+from pathlib import Path
 from typing import Callable, ContextManager
 
 import sqlalchemy as sa
@@ -50,6 +53,8 @@ runs = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("pid_started_at", sa.Float),
     sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    # when someone asked the run to stop from elsewhere (the team server); NULL: nobody did
+    sa.Column("stop_requested_at", sa.Float),
 )
 
 params = sa.Table(
@@ -61,18 +66,32 @@ params = sa.Table(
     sa.Index("ix_params_key_num", "key", "num"),
 )
 
+# The steps and wall-clock times of the points of one flush, stored once for every metric logged
+# at those points (a flush of 10 keys logged together: one frame, ten chunks). Frames are never
+# changed; a rewrite (truncate) stores new ones and deletes those no chunk refers to any more.
+metric_frames = sa.Table(
+    "metric_frames", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
+    sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
+    sa.Index("ix_metric_frames_run", "run_id", "id"),
+)
+
+# The values of one metric logged in one flush, at the points of its frame.
 metric_chunks = sa.Table(
     "metric_chunks", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(LIMITS["id"]), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("key", sa.String(LIMITS["key"]), nullable=False),
+    sa.Column("frame_id", sa.Integer, sa.ForeignKey("metric_frames.id"), nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
-    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64 little-endian
-    sa.Column("times", sa.LargeBinary, nullable=False),  # float64 Unix seconds
     sa.Column("values", sa.LargeBinary, nullable=False),  # float64
     sa.Column("uid", sa.String(100)),  # set when a chunk arrives by sync: makes re-syncing a no-op
     sa.Index("ix_metric_chunks_run_key", "run_id", "key", "id"),
     sa.Index("ix_metric_chunks_run_uid", "run_id", "uid", unique=True),
+    sa.Index("ix_metric_chunks_frame", "frame_id"),  # finding frames no chunk refers to any more
 )
 
 metric_summary = sa.Table(
@@ -98,7 +117,9 @@ artifacts = sa.Table(
     sa.Index("ix_artifacts_sha256", "sha256"),
 )
 
-SCHEMA_VERSION = 2
+# 3: steps and times in metric_frames, shared by the chunks of one flush (2: in every chunk);
+# runs.stop_requested_at. A schema-2 store is brought to 3 in place by upgrade.py (`striate store upgrade`).
+SCHEMA_VERSION = 3
 store_meta = sa.Table(
     "store_meta", metadata,
     sa.Column("key", sa.String(50), primary_key=True),
@@ -107,6 +128,16 @@ store_meta = sa.Table(
 
 
 MOVE_ASIDE = "move it aside and start a new store (or use --store with another folder)"
+UPGRADABLE_FROM = 2  # the oldest schema `striate store upgrade` brings to SCHEMA_VERSION
+
+
+def store_argument(url: sa.URL) -> str:
+    """How to name the store at ``url`` to a command's --store: its folder, or its server URL (no password)."""
+    if url.get_backend_name() == "sqlite":
+        database = (url.database or "").removeprefix("file:").split("?")[0]
+        return str(Path(urllib.parse.unquote(database)).parent)
+    shown = url.render_as_string(hide_password=True)
+    return "postgresql://" + shown.split("://", 1)[1]
 
 
 def schema_version(conn: sa.Connection) -> int | None:
@@ -117,21 +148,31 @@ def schema_version(conn: sa.Connection) -> int | None:
     return None if found is None else int(found)
 
 
-def check_version(found: int | None, has_runs: bool, shown: str) -> None:
-    """Refuse a store written by another schema version: none recorded (but runs exist), older, newer."""
+def check_version(found: int | None, has_runs: bool, shown: str, location: str | None = None) -> None:
+    """Refuse a store written by another schema version: none recorded (but runs exist), older, newer.
+
+    ``location``: the store as --store names it, for the upgrade command the refusal of an older one names."""
     if found is None and has_runs:
         raise StoreError(f"the store {shown} records no schema version: it was written by an older, "
                          "incompatible striate", MOVE_ASIDE)
-    if found is not None and found < SCHEMA_VERSION:
+    if found is not None and UPGRADABLE_FROM <= found < SCHEMA_VERSION:
         raise StoreError(f"the store {shown} was written by an older striate (schema {found}, "
-                         f"this striate reads {SCHEMA_VERSION})", MOVE_ASIDE)
+                         f"this striate reads {SCHEMA_VERSION})",
+                         f"upgrade it in place: striate store upgrade --store {shlex.quote(location or shown)} "
+                         "(it keeps a backup of an embedded store's database first)")
+    if found is not None and found < SCHEMA_VERSION:
+        raise StoreError(f"the store {shown} was written by a much older striate (schema {found}, "
+                         f"this striate reads {SCHEMA_VERSION}; `striate store upgrade` upgrades from "
+                         f"schema {UPGRADABLE_FROM})",
+                         f"{MOVE_ASIDE}; to keep its runs, export each with the striate that wrote it "
+                         "(striate export-run RUN FILE) and import it into the new store (striate import-run FILE)")
     if found is not None and found > SCHEMA_VERSION:
         raise StoreError(f"the store {shown} has schema version {found}, newer than this striate "
                          f"understands ({SCHEMA_VERSION})", "upgrade striate: pip install -U striate")
 
 
 def ensure_schema(engine: sa.Engine, write_transaction: Callable[[], ContextManager[sa.Connection]],
-                  shown: str) -> None:
+                  shown: str, location: str | None = None) -> None:
     """Check the store's schema version; create the schema when the database is empty.
 
     The common case (the version matches) is one read. Creation runs inside ``write_transaction``,
@@ -139,16 +180,18 @@ def ensure_schema(engine: sa.Engine, write_transaction: Callable[[], ContextMana
     PostgreSQL: an advisory lock), and looks again under the lock: another process may have
     created the store meanwhile."""
     with engine.connect() as conn:
-        found = schema_version(conn)
+        # runs before the version: a creator commits both at once, so a store seen with runs is seen
+        # with its version too (read the other way round, a commit in between looked like no version)
         has_runs = "runs" in sa.inspect(conn).get_table_names()
-    check_version(found, has_runs, shown)
+        found = schema_version(conn)
+    check_version(found, has_runs, shown, location)
     if found == SCHEMA_VERSION:
         return
     with write_transaction() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7461726961)"))  # one creator at a time
         found = schema_version(conn)
-        check_version(found, "runs" in sa.inspect(conn).get_table_names(), shown)
+        check_version(found, "runs" in sa.inspect(conn).get_table_names(), shown, location)
         if found is None:
             metadata.create_all(conn)
             conn.execute(store_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))

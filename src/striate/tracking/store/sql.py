@@ -1,7 +1,9 @@
 """The SQL store: SQLite (the embedded default, WAL) and PostgreSQL through SQLAlchemy Core.
 
-Metric points are stored in chunks — one row per (run, key, flush) holding the arrays packed by
-the codec (codec.py) — so ingestion and read-back cost one row per batch, not per point. A
+Metric points are stored in chunks — one row per (run, key, flush) holding the values packed by
+the codec (codec.py), pointing at the frame row that holds the steps and times of that flush,
+shared by every key logged at the same points — so ingestion and read-back cost one row per
+batch, not per point, and a flush of 10 keys writes its steps and times once. A
 per-(run, key) summary row keeps last/min/max/count for listing and filtering, always built by
 the codec's summary merge. The tables and the version check live in schema.py, the crash policy
 applied when a store is opened in liveness.py.
@@ -27,7 +29,16 @@ from striate.tracking.store import codec
 from striate.tracking.store.base import DATABASE_FILE, ClaimLostError, Owner, RunRecord, SyncableStore, downsample_m4
 from striate.tracking.store.codec import MetricChunk, MetricSeries, PackedChunk, Summary
 from striate.tracking.store.liveness import RunningProcess, crashed_runs
-from striate.tracking.store.schema import artifacts, ensure_schema, metric_chunks, metric_summary, params, runs
+from striate.tracking.store.schema import (
+    artifacts,
+    ensure_schema,
+    metric_chunks,
+    metric_frames,
+    metric_summary,
+    params,
+    runs,
+    store_argument,
+)
 
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
 _IN_BATCH = 500  # ids per IN (...) list
@@ -82,7 +93,7 @@ class SqlStore(SyncableStore):
             event.listen(self.engine, "begin", _sqlite_begin)
         shown = self.engine.url.render_as_string(hide_password=True)
         try:
-            ensure_schema(self.engine, self._begin, shown)
+            ensure_schema(self.engine, self._begin, shown, store_argument(self.engine.url))
         except sa.exc.DatabaseError as exc:
             reason = " ".join(str(exc.orig).split())  # one line: drivers add hints on lines of their own
             if not isinstance(exc, sa.exc.OperationalError):  # e.g. "file is not a database"
@@ -142,6 +153,7 @@ class SqlStore(SyncableStore):
             "model": record.model, "notes": record.notes, "error": record.error,
             "reproduction_of": record.reproduction_of, "host": record.host, "pid": record.pid,
             "pid_started_at": record.pid_started_at, "archived": record.archived,
+            "stop_requested_at": record.stop_requested_at,
         }
         for name in _JSON_FIELDS:
             row[name] = json.dumps(getattr(record, name), default=str)
@@ -197,7 +209,7 @@ class SqlStore(SyncableStore):
                 heartbeat_at = None  # written with the claim
             if series:
                 self._lock_run(conn, run_id)
-                packed = [codec.pack(s) for s in series]
+                packed = codec.pack_all(series)
                 self._insert_chunks(conn, run_id, packed, [None] * len(packed))
                 added: dict[str, Summary] = {}
                 for s in series:  # a batch normally holds each key once; more is merged in order
@@ -208,14 +220,18 @@ class SqlStore(SyncableStore):
 
     def chunks_since(self, run_id: str, after_seq: int) -> list[MetricChunk]:
         """The run's chunks stored after ``after_seq``; a chunk logged here gets the uid ``run:seq``."""
+        query = (_CHUNK_ROWS.add_columns(metric_chunks.c.id, metric_chunks.c.uid, metric_chunks.c.key,
+                                         metric_chunks.c.frame_id)
+                 .where(metric_chunks.c.run_id == run_id, metric_chunks.c.id > after_seq).order_by(metric_chunks.c.id))
+        chunks: list[MetricChunk] = []
+        frames: dict[int, tuple[bytes, bytes]] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(metric_chunks.c.id, metric_chunks.c.uid, metric_chunks.c.key,
-                                          metric_chunks.c.steps, metric_chunks.c.times, metric_chunks.c["values"])
-                                .where(metric_chunks.c.run_id == run_id, metric_chunks.c.id > after_seq)
-                                .order_by(metric_chunks.c.id)).all()
-        # A chunk that itself arrived by sync keeps its uid, so a store synced onward stays idempotent.
-        return [MetricChunk(uid or f"{run_id}:{seq}", key, steps, times, values, seq)
-                for seq, uid, key, steps, times, values in rows]
+            for steps, times, values, seq, uid, key, frame in conn.execute(query):
+                # the chunks of one frame keep one copy of its steps and times (put_chunks shares them again)
+                steps, times = frames.setdefault(frame, (steps, times))
+                # A chunk that itself arrived by sync keeps its uid, so a store synced onward stays idempotent.
+                chunks.append(MetricChunk(uid or f"{run_id}:{seq}", key, steps, times, values, seq))
+        return chunks
 
     def put_chunks(self, run_id: str, chunks: list[MetricChunk]) -> int:
         """Insert the chunks whose uid is new for this run and merge their summaries. Idempotent."""
@@ -247,9 +263,11 @@ class SqlStore(SyncableStore):
         dropped = 0
         with self._begin() as conn:
             self._lock_run(conn, run_id)
-            rows = conn.execute(sa.select(metric_chunks).where(metric_chunks.c.run_id == run_id)
-                                .order_by(metric_chunks.c.id)).all()
+            rows = conn.execute(_CHUNK_ROWS.add_columns(metric_chunks.c.id, metric_chunks.c.key, metric_chunks.c.uid)
+                                .where(metric_chunks.c.run_id == run_id).order_by(metric_chunks.c.id)).all()
             touched: set[str] = set()
+            rewritten: list[PackedChunk] = []
+            uids: list[str | None] = []
             for row in rows:
                 chunk = PackedChunk(row.key, row.steps, row.times, row._mapping["values"])
                 kept = codec.truncate(chunk, after_step)
@@ -259,7 +277,14 @@ class SqlStore(SyncableStore):
                 dropped += chunk.count - (kept.count if kept else 0)
                 conn.execute(metric_chunks.delete().where(metric_chunks.c.id == row.id))
                 if kept is not None:
-                    self._insert_chunks(conn, run_id, [kept], [row.uid])
+                    rewritten.append(kept)
+                    uids.append(row.uid)
+            if rewritten:  # in their order, after the chunks kept whole; chunks cut alike share new frames
+                self._insert_chunks(conn, run_id, rewritten, uids)
+            if touched:  # the frames of the chunks rewritten, when no chunk refers to them any more
+                conn.execute(metric_frames.delete().where(
+                    metric_frames.c.run_id == run_id,
+                    ~sa.exists().where(metric_chunks.c.frame_id == metric_frames.c.id)))
             for key in touched:
                 self._refresh_summary(conn, run_id, key)
         return dropped
@@ -267,8 +292,7 @@ class SqlStore(SyncableStore):
     def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
         """All points of one metric, concatenated from its chunks (M4-downsampled to ``max_points``)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(metric_chunks.c.steps, metric_chunks.c.times, metric_chunks.c["values"])
-                                .where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
+            rows = conn.execute(_CHUNK_ROWS.where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
                                 .order_by(metric_chunks.c.id)).all()
         series = codec.unpack(key, [PackedChunk(key, *row) for row in rows])
         return downsample_m4(series, max_points) if max_points else series
@@ -308,9 +332,16 @@ class SqlStore(SyncableStore):
 
     def _insert_chunks(self, conn: sa.Connection, run_id: str, chunks: Sequence[PackedChunk],
                        uids: Sequence[str | None]) -> None:
+        """Store chunks in order: each distinct (steps, times) once as a frame, each chunk's values once."""
+        frames, refs = codec.share_frames(chunks)
+        frame_ids = []
+        for steps, times in frames:
+            inserted = conn.execute(metric_frames.insert().values(
+                run_id=run_id, count=len(steps) // codec.STEP_DTYPE.itemsize, steps=steps, times=times))
+            frame_ids.append(inserted.inserted_primary_key[0])  # type: ignore[index]  # one row: never None
         conn.execute(metric_chunks.insert(), [
-            {"run_id": run_id, "key": c.key, "count": c.count, "steps": c.steps, "times": c.times,
-             "values": c.values, "uid": uid} for c, uid in zip(chunks, uids)])
+            {"run_id": run_id, "key": c.key, "frame_id": frame_ids[ref], "count": c.count, "values": c.values,
+             "uid": uid} for c, ref, uid in zip(chunks, refs, uids)])
 
     def _merge_summaries(self, conn: sa.Connection, run_id: str, added: dict[str, Summary]) -> None:
         """Merge summaries of points appended after everything stored into the stored summaries."""
@@ -329,8 +360,8 @@ class SqlStore(SyncableStore):
 
     def _refresh_summary(self, conn: sa.Connection, run_id: str, key: str) -> None:
         """Rebuild one summary from all of its chunks (after a rewrite): the same merge, from nothing."""
-        rows = conn.execute(sa.select(metric_chunks.c.steps, metric_chunks.c.times, metric_chunks.c["values"]).where(
-            metric_chunks.c.run_id == run_id, metric_chunks.c.key == key).order_by(metric_chunks.c.id)).all()
+        rows = conn.execute(_CHUNK_ROWS.where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
+                            .order_by(metric_chunks.c.id)).all()
         conn.execute(metric_summary.delete().where(metric_summary.c.run_id == run_id, metric_summary.c.key == key))
         if rows:
             summary = codec.summarize_chunks(PackedChunk(key, *row) for row in rows)
@@ -394,7 +425,7 @@ class SqlStore(SyncableStore):
     def delete_run(self, run_id: str) -> None:
         """Remove a run's rows and its artifact folder."""
         with self._begin() as conn:
-            for table in (metric_chunks, metric_summary, params, artifacts):
+            for table in (metric_chunks, metric_frames, metric_summary, params, artifacts):  # chunks before frames
                 conn.execute(table.delete().where(table.c.run_id == run_id))
             conn.execute(runs.delete().where(runs.c.id == run_id))
         folder = Path(self.artifact_root) / run_id
@@ -519,7 +550,8 @@ class SqlStore(SyncableStore):
         for r in rows:
             data = {c: getattr(r, c) for c in ("id", "name", "project", "status", "created_at", "ended_at",
                                                "heartbeat_at", "model", "notes", "error", "reproduction_of",
-                                               "host", "pid", "pid_started_at", "archived")}
+                                               "host", "pid", "pid_started_at", "archived",
+                                               "stop_requested_at")}
             for name in _JSON_FIELDS:
                 data[name] = json.loads(getattr(r, name) or ("[]" if name == "tags" else "{}"))
             if data["status"] == "running" and r.id in self._presumed_crashed:
@@ -548,6 +580,10 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     mode = "IMMEDIATE" if conn.info.pop("begin_immediate", False) else "DEFERRED"
     conn.exec_driver_sql(f"BEGIN {mode}")
 
+
+# A chunk's points as stored: its frame's steps and times, its own values (a chunk always has its frame).
+_CHUNK_ROWS = sa.select(metric_frames.c.steps, metric_frames.c.times, metric_chunks.c["values"]).select_from(
+    metric_chunks.join(metric_frames, metric_frames.c.id == metric_chunks.c.frame_id))
 
 _UPDATE_SUMMARY = metric_summary.update().where(
     metric_summary.c.run_id == sa.bindparam("b_run"), metric_summary.c.key == sa.bindparam("b_key"))
