@@ -364,3 +364,20 @@ def test_downsampling_keeps_where_a_metric_became_nan() -> None:
     down = downsample_m4(MetricSeries("loss", steps, steps.astype(float), values), 1000)
     assert len(down) <= 1000
     assert 1234 in down.steps.tolist() and 3001 in down.steps.tolist()
+
+
+def test_an_editor_stops_a_running_run_through_the_api(server, tmp_path: Path) -> None:
+    client, auth, tokens, runs, store = server
+    live = striate.init(project="vision", store=str(tmp_path / "store"), capture_console=False,
+                        system_metrics=False, capture_environment=False)
+    try:
+        assert client.post(f"/api/v1/runs/{live.id}/stop", headers=_h(tokens["alice"])).status_code == 403
+        auth.set_role("vision", auth.user_id("alice"), "editor")
+        asked = client.post(f"/api/v1/runs/{live.id}/stop", headers=_h(tokens["alice"]))
+        assert asked.status_code == 200
+        assert store.get_run(live.id).stop_requested_at == asked.json()["stop_requested_at"]
+        finished = client.post(f"/api/v1/runs/{runs['vision']}/stop", headers=_h(tokens["alice"]))
+        assert finished.status_code == 400 and "nothing to stop" in finished.json()["error"]
+        assert client.post(f"/api/v1/runs/{runs['secret']}/stop", headers=_h(tokens["alice"])).status_code == 404
+    finally:
+        live.finish()

@@ -237,6 +237,11 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
         record = visible_run(caller, run_ref, "editor")
         return {"run": record.id, "tags": store.change_tags(record.id, add=body.add, remove=body.remove)}
 
+    @app.post(f"{API}/runs/{{run_ref}}/stop")
+    def stop_run(caller: Caller, run_ref: str) -> dict[str, Any]:
+        record = visible_run(caller, run_ref, "editor")
+        return {"run": record.id, "stop_requested_at": store.request_stop(record.id)}
+
     def require_admin(caller: Principal) -> None:
         if not caller.is_admin:
             raise ForbiddenError("only an admin can do this", "ask an admin of this server")

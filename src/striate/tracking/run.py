@@ -61,6 +61,9 @@ class Run:
         self.config = record.config
         self.summary: dict[str, Any] = {}
         self.status = "running"
+        # Set by the writer when `striate stop` (or the server) asked this run to stop: the training
+        # loop reads it after each step (train/session.py) and ends as `stopped` with a checkpoint.
+        self.stop_requested_at: float | None = None
         # The process that holds the run's claim (this one): every point batch and the final status
         # are written only while the store still names it, so a run resumed elsewhere is not written twice.
         self._owner = Owner(record.host, record.pid, record.pid_started_at)
@@ -302,7 +305,10 @@ class Run:
             if not taken and heartbeat_at is None:
                 return
             try:
-                self.store.log_batch(self.id, _to_series(taken), heartbeat_at=heartbeat_at, owner=self._owner)
+                asked = self.store.log_batch(self.id, _to_series(taken), heartbeat_at=heartbeat_at,
+                                             owner=self._owner)
+                if asked is not None and self.stop_requested_at is None:
+                    self.stop_requested_at = asked
             except ClaimLostError as exc:
                 # Taken over (resumed elsewhere): these points are not ours to write; stop the writer,
                 # and the next log() or finish() tells the training loop.

@@ -65,6 +65,10 @@ class Syncer:
                 # spool's copy is older, and sending it would undo what that process recorded.
                 return {"chunks_sent": 0, "artifacts_copied": 0, "superseded": 1}
             remote_artifacts = there.artifacts
+            if there.stop_requested_at is not None and record.stop_requested_at is None and record.status == "running":
+                # A stop asked on the server reaches the training process through its spool: the
+                # process's writer reads it from there at its next flush.
+                self.spool.request_stop(record.id)
             fields = {f: getattr(record, f) for f in _RECORD_FIELDS}
             if record.stop_requested_at is not None:
                 # carried when the spool has one; a spool without one never clears a stop asked on the server

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from striate.errors import TrainingError
 from striate.train.determinism import rng_state
-from striate.train.events import Callback, EpochEvent, StepEvent, TrainState
+from striate.train.events import STOP_REQUESTED, Callback, EpochEvent, StepEvent, TrainState
 
 if TYPE_CHECKING:
     from striate.config import TrainConfig
@@ -110,6 +110,18 @@ class Checkpointer(Callback):
     def on_epoch(self, state: TrainState, event: EpochEvent) -> None:
         """An epoch checkpoint, holding the position of the next epoch's start."""
         self.save(state, f"epoch-{event.epoch:03d}", kind="epoch")
+
+    def on_end(self, state: TrainState, status: str) -> None:
+        """A run stopped on request saves where it stopped (a step checkpoint), unless an epoch or step
+        checkpoint was just written there. Not after Ctrl-C: the interrupt may have cut a step short."""
+        if status != "stopped" or state.stop_reason != STOP_REQUESTED:
+            return
+        pos = state.position
+        if pos.batches_done in (0, state.steps_per_epoch):
+            return  # at an epoch's start (its checkpoint exists) or its unevaluated end (resume redoes that epoch)
+        if self.run.summary.get("last_checkpoint", {}).get("global_step") == pos.global_step:
+            return
+        self.save(state, f"step-{pos.global_step:08d}", kind="step")
 
     def save(self, state: TrainState, name: str, kind: str) -> None:
         """Write one checkpoint, record it, then prune what it supersedes."""

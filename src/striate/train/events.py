@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from striate.train.metrics import EvalResult
 
 
+# The stop reason of a run stopped by `striate stop` (or the server's stop request): the loop stops
+# between steps, so the Checkpointer can save the exact position for `striate resume`.
+STOP_REQUESTED = "stop requested (striate stop)"
+
+
 @dataclass
 class TrainState:
     """The training objects and counters a subscriber may look at (read-only by convention)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from striate.config import TrainConfig
 from striate.tracking.store import is_remote, open_store
 from striate.train.engine import ResumePoint, TrainResult, resolve_device, train
-from striate.train.events import Callback, Status, quiet
+from striate.train.events import STOP_REQUESTED, Callback, Status, StepEvent, TrainState, quiet
 from striate.train.resume import check_dataset_fingerprint, pin_threads, resume_point
 
 if TYPE_CHECKING:
@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+class StopWhenAsked(Callback):
+    """Ends training after the current step once the run was asked to stop (`striate stop`, the server):
+    the run's writer learns of the request at its next flush (within about a second while training logs)."""
+
+    def on_step(self, state: TrainState, event: StepEvent) -> None:
+        run = state.run
+        if run is not None and run.stop_requested_at is not None:
+            state.request_stop(STOP_REQUESTED)
 
 
 @dataclass
@@ -48,6 +58,7 @@ class Session:
             run = self.open_run()
         self.run_id = run.id
         with run:
+            callbacks = [*callbacks, StopWhenAsked()]
             result = train(self.config, run=run, dataset=self.dataset, callbacks=callbacks, resume=self.resume,
                            pretrained=self.pretrained, status=self.status)
             if result.status != "finished":

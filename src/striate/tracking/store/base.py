@@ -89,9 +89,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None,
-                  owner: Owner | None = None) -> None:
+                  owner: Owner | None = None) -> float | None:
         """Append metric points (the one write primitive for metrics), atomically; with ``owner``,
-        only while that process holds the run's claim (ClaimLostError otherwise, nothing written)."""
+        only while that process holds the run's claim (ClaimLostError otherwise, nothing written),
+        and then returns when a stop was requested for the run (None: not asked)."""
+
+    @abc.abstractmethod
+    def request_stop(self, run_id: str) -> float:
+        """Ask a running run's process to stop after its current step (`striate stop`); when it was asked."""
 
     @abc.abstractmethod
     def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from striate.errors import ConfigError
-from striate.tracking.store.schema import LIMITS
+from striate.tracking.store.schema import LIMITS, flatten_params
 
 _TEXT_FIX = "remove the NUL character or the lone surrogate"
 
@@ -58,7 +58,6 @@ def check_tags(tags: Iterable[Any]) -> None:
 
 def record_problem(record: Any) -> tuple[str, str] | None:
     """(problem, fix) for the first field of a run record that a store cannot hold; None when all fit."""
-    from striate.tracking.store.sql import flatten_params
 
     checks: list[tuple[str, Any, str | None]] = [
         ("run id", record.id, "id"), ("reproduction_of", record.reproduction_of, "id"),

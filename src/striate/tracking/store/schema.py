@@ -11,11 +11,24 @@ from __future__ import annotations
 import shlex
 import urllib.parse
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 import sqlalchemy as sa
 
 from striate.errors import StoreError
+
+
+def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"optimizer.lr": 0.1, ...}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
 
 metadata = sa.MetaData()
 

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from striate.errors import RunNotFoundError, StoreError
+from striate.errors import RunNotFoundError, StoreError, StriateError
 from striate.tracking.store import codec
 from striate.tracking.store.base import DATABASE_FILE, ClaimLostError, Owner, RunRecord, SyncableStore, downsample_m4
 from striate.tracking.store.codec import MetricChunk, MetricSeries, PackedChunk, Summary
@@ -32,6 +32,7 @@ from striate.tracking.store.liveness import RunningProcess, crashed_runs
 from striate.tracking.store.schema import (
     artifacts,
     ensure_schema,
+    flatten_params,
     metric_chunks,
     metric_frames,
     metric_summary,
@@ -61,18 +62,6 @@ def _set_sqlite_reader_pragmas(dbapi_conn: sqlite3.Connection, _record: object) 
     # read-only or immutable connection could not switch it anyway.
     dbapi_conn.isolation_level = None
     dbapi_conn.execute("PRAGMA busy_timeout=30000")
-
-
-def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"optimizer.lr": 0.1, ...}."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 class SqlStore(SyncableStore):
@@ -199,14 +188,18 @@ class SqlStore(SyncableStore):
 
     # -- metric points ---------------------------------------------------------------------------
     def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None,
-                  owner: Owner | None = None) -> None:
+                  owner: Owner | None = None) -> float | None:
         """Append metric points (one chunk per series) and merge their summaries, in one transaction;
-        with ``owner``, only while that process holds the run's claim (checked in the same transaction)."""
+        with ``owner``, only while that process holds the run's claim (checked in the same transaction),
+        and then returns when a stop was requested for the run (None: not asked to stop)."""
         series = [s for s in series if len(s)]
+        stop_requested_at = None
         with self._begin() as conn:
             if owner is not None:
                 self._hold_claim(conn, run_id, owner, heartbeat_at)
                 heartbeat_at = None  # written with the claim
+                stop_requested_at = conn.execute(sa.select(runs.c.stop_requested_at)
+                                                 .where(runs.c.id == run_id)).scalar()
             if series:
                 self._lock_run(conn, run_id)
                 packed = codec.pack_all(series)
@@ -217,6 +210,7 @@ class SqlStore(SyncableStore):
                 self._merge_summaries(conn, run_id, added)
             if heartbeat_at is not None:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=heartbeat_at))
+        return stop_requested_at
 
     def chunks_since(self, run_id: str, after_seq: int) -> list[MetricChunk]:
         """The run's chunks stored after ``after_seq``; a chunk logged here gets the uid ``run:seq``."""
@@ -373,8 +367,24 @@ class SqlStore(SyncableStore):
         with self._begin() as conn:
             result = conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status != "running").values(
                 status="running", ended_at=None, heartbeat_at=time.time(), error=None, host=host, pid=pid,
-                pid_started_at=pid_started_at))
+                pid_started_at=pid_started_at, stop_requested_at=None))  # a resumed run starts with no stop asked
             return bool(result.rowcount)
+
+    def request_stop(self, run_id: str) -> float:
+        """Ask the run's training process to stop (it learns of it at its next flush); when it was asked.
+        StriateError when the run is not running; asking twice keeps the first time."""
+        now = time.time()
+        with self._begin() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running",
+                                             runs.c.stop_requested_at.is_(None)).values(stop_requested_at=now))
+            row = conn.execute(sa.select(runs.c.status, runs.c.name, runs.c.stop_requested_at)
+                               .where(runs.c.id == run_id)).first()
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
+        if row.status != "running":
+            raise StriateError(f"run {row.name} ({run_id[:8]}) is {row.status}: there is nothing to stop",
+                               "`striate runs --where \"status = 'running'\"` lists the running runs")
+        return float(row.stop_requested_at)
 
     def mark_stale_runs_crashed(self, now: float, wait: bool = True) -> int:
         """Runs still `running` that the crash policy (liveness.py) takes for dead become `crashed`.
