@@ -109,3 +109,17 @@ def test_data_get_of_a_verified_dataset_imports_no_torch(tmp_path):
 def test_the_probe_sees_torch_when_a_command_imports_it(store):
     # `models show` builds the model: the check above would catch a quick command doing the same.
     assert "torch" in loaded_by(["models", "show", "lenet5"], store)["loaded"]
+
+
+def test_the_lazy_tracking_exports_are_the_real_objects():
+    # striate.tracking imports its client and read API on first use (so the store alone stays light).
+    import striate.tracking as tracking
+    from striate.tracking import api, run
+
+    assert (tracking.init, tracking.log, tracking.Run, tracking.active_run) == (run.init, run.log, run.Run,
+                                                                                run.active_run)
+    assert (tracking.Api, tracking.RunView) == (api.Api, api.RunView)
+    assert striate.init is run.init and striate.Api is api.Api
+    assert set(tracking.__all__) <= set(dir(tracking))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tracking.nope  # noqa: B018
