@@ -22,7 +22,13 @@ repetitions, commands interleaved in each repetition. On a shared machine the CP
 the steadier figure; the targets (issue 11) are wall seconds on a quiet machine. Also reports
 the CPU seconds other programs used meanwhile (0 on a quiet machine).
 
-Command: cd /work/main && .venv/bin/python benchmarks/cli_startup.py [--reps 5]
+``--baseline-src DIR``: also run each read command (``--help`` ... ``tag``) with ``PYTHONPATH=DIR``,
+a ``src`` folder of another commit (``git archive COMMIT src | tar -x -C /tmp/base``), interleaved
+with this tree's in every repetition; and report for both the ``python -X importtime`` total (the
+sum of the top-level modules' cumulative microseconds: the import cost, without the command's own
+work), median over the repetitions. ``--quick``: only ``import torch`` and the read commands.
+
+Command: cd /work/main && .venv/bin/python benchmarks/cli_startup.py [--reps 5] [--baseline-src DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -72,6 +78,19 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float
     return wall, cpu, done
 
 
+def import_seconds(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Total import time of one child process: ``-X importtime``'s top-level cumulative microseconds, summed."""
+    done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True, env=env,
+                          cwd=cwd)
+    total = 0
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and not line.startswith("import time: self"):
+            _, cumulative, name = line[len("import time:"):].split("|")
+            if not name.startswith("  "):  # one space after the bar: a top-level import
+                total += int(cumulative)
+    return total / 1e6
+
+
 def write_dataset(folder: Path, n_train: int, n_test: int) -> dict[str, tuple[str, str]]:
     """Gzipped IDX files of random images; role -> (file name, content SHA-256)."""
     rng = np.random.default_rng(0)
@@ -91,6 +110,8 @@ def write_dataset(folder: Path, n_train: int, n_test: int) -> dict[str, tuple[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--baseline-src", type=Path, help="a src folder of another commit, measured beside this one")
+    parser.add_argument("--quick", action="store_true", help="only import torch and the read commands")
     args = parser.parse_args()
     python = sys.executable
     root = Path(tempfile.mkdtemp(prefix="striate-startup-"))
@@ -101,7 +122,7 @@ def main() -> None:
     # --- set-up: two runs, a verified dataset -------------------------------------------------
     small = write_dataset(root / "small", 2048, 512)
     del small
-    big = write_dataset(root / "big", 60_000, 10_000)
+    big = write_dataset(root / "big", 60_000, 10_000) if not args.quick else {}
     spec = json.dumps(big)
     trains = []
     for _ in range(2):
@@ -110,7 +131,9 @@ def main() -> None:
         trains.append(json.loads(done.stdout))
     run_a, run_b = trains[0]["id"][:8], trains[1]["id"][:8]
     data_get = [python, "-c", DATA_GET, spec, "data", "get", "bench-synthetic", "--local-only"]
-    timed([python, "-c", DATA_GET, spec, "data", "get", "bench-synthetic", "--from", str(root / "big")], env, root)
+    if not args.quick:
+        timed([python, "-c", DATA_GET, spec, "data", "get", "bench-synthetic", "--from", str(root / "big")], env,
+              root)
 
     commands: dict[str, list[str]] = {
         "import torch": [python, "-c", "import torch"],
@@ -129,6 +152,16 @@ def main() -> None:
         "train (1 epoch, 2,048 images)": [*striate, "train", "lenet5", "--data", str(root / "small"), "--epochs", "1",
                                           "--no-progress", "--json"],
     }
+    read = ["--help", "runs", "show RUN", "compare A B", "tag RUN x"]
+    if args.quick:
+        commands = {k: v for k, v in commands.items() if k == "import torch" or k in read}
+    envs = {name: env for name in commands}
+    if args.baseline_src:
+        base_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+        for name in read:
+            commands[f"{name} (baseline)"] = commands[name]
+            envs[f"{name} (baseline)"] = base_env
+    imports: dict[str, list[float]] = {k: [] for k in commands if k.split(" (")[0] in read and args.baseline_src}
     walls: dict[str, list[float]] = {k: [] for k in commands}
     cpus: dict[str, list[float]] = {k: [] for k in commands}
     overheads: list[float] = []
@@ -138,11 +171,13 @@ def main() -> None:
         for name, argv in commands.items():
             if name == "data get (hashing every file)":
                 (root / "cache" / "verified.json").unlink(missing_ok=True)
-            wall, cpu, done = timed(argv, env, root)
+            wall, cpu, done = timed(argv, envs[name], root)
             walls[name].append(wall)
             cpus[name].append(cpu)
             if name.startswith("train"):
                 overheads.append(wall - json.loads(done.stdout)["summary"]["wall_seconds"])
+        for name in imports:
+            imports[name].append(import_seconds(commands[name], envs[name], root))
         noise.append(other_cpu_since(start))
 
     def median(values: list[float]) -> float:
@@ -150,12 +185,17 @@ def main() -> None:
 
     results = {name: {"wall_s": median(walls[name]), "cpu_s": median(cpus[name])} for name in commands}
     torch_wall = results["import torch"]["wall_s"]
-    train_overhead = median(overheads)
-    results["train overhead (wall minus recorded training + evaluation)"] = {"wall_s": train_overhead}
-    results["train overhead beyond import torch"] = {"wall_s": round(train_overhead - torch_wall, 3)}
-    results["train overhead beyond import torch + torch._dynamo"] = {
-        "wall_s": round(train_overhead - results["import torch + torch._dynamo"]["wall_s"], 3)}
-    met = {name: results[name]["wall_s"] <= limit for name, limit in TARGETS.items()}
+    for name in imports:
+        results[name]["importtime_s"] = median(imports[name])
+    for name in results:
+        results[name]["x_import_torch"] = round(results[name]["wall_s"] / torch_wall, 3)
+    if overheads:
+        train_overhead = median(overheads)
+        results["train overhead (wall minus recorded training + evaluation)"] = {"wall_s": train_overhead}
+        results["train overhead beyond import torch"] = {"wall_s": round(train_overhead - torch_wall, 3)}
+        results["train overhead beyond import torch + torch._dynamo"] = {
+            "wall_s": round(train_overhead - results["import torch + torch._dynamo"]["wall_s"], 3)}
+    met = {name: results[name]["wall_s"] <= limit for name, limit in TARGETS.items() if name in results}
     print(json.dumps({
         "benchmark": "cli_startup", "command": command_line(), "reps": args.reps,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},

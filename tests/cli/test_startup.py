@@ -51,6 +51,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           capture_console=False, system_metrics=False, capture_environment=False) as run:
             for step in range(3):
                 run.log({"train/loss": 1.0 / (step + 1), "test/acc1": 0.2 * step}, step=step)
+            run.log({"final/acc1": 0.5 + lr}, step=3)  # one point: compare draws value bars, not a plot
     return root
 
 
@@ -62,6 +63,35 @@ def test_quick_commands_import_no_torch(store, args):
     result = loaded_by([*args, "--store", "store"] if args[0] in ("runs", "show", "compare", "tag")
                        and "--help" not in args else args, store)
     assert result == {"code": 0, "loaded": []}
+
+
+# Lighter than torch, but each was a large share of a read command's start-up (issue 11, item 1):
+# the filter parser (lark, and building its tables), the run client with its capture and thread
+# machinery, and the plotting library.
+LIGHT = ("lark", "striate.tracking.run", "striate.tracking.capture", "striate.tracking.spool", "plotext")
+
+
+def light_loaded_by(args: list[str], cwd: Path) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(LIGHT), *args, "--store", "store"], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    result = json.loads(done.stderr.strip().splitlines()[-1])
+    assert result["code"] == 0, done.stderr
+    return list(result["loaded"])
+
+
+@pytest.mark.parametrize("args", [
+    ["runs"], ["runs", "--sort", "-metrics.test/acc1", "--columns", "id,params.lr,metrics.test/acc1.max"],
+    ["show", "run-0"], ["compare", "run-0", "run-1", "--metric", "final/acc1"], ["tag", "run-0", "y"],
+    ["runs", "--json"],
+], ids=lambda a: " ".join(a))
+def test_read_commands_import_no_parser_run_client_or_plotting(store, args):
+    assert light_loaded_by(args, store) == []
+
+
+def test_the_light_probe_sees_what_a_filter_and_a_chart_import(store):
+    # The checks above can fail: a filter needs the parser, a metric with several points the plot.
+    assert light_loaded_by(["runs", "--where", "params.lr > 0.1"], store) == ["lark"]
+    assert light_loaded_by(["compare", "run-0", "run-1"], store) == ["plotext"]
 
 
 def test_data_get_of_a_verified_dataset_imports_no_torch(tmp_path):
@@ -79,3 +109,17 @@ def test_data_get_of_a_verified_dataset_imports_no_torch(tmp_path):
 def test_the_probe_sees_torch_when_a_command_imports_it(store):
     # `models show` builds the model: the check above would catch a quick command doing the same.
     assert "torch" in loaded_by(["models", "show", "lenet5"], store)["loaded"]
+
+
+def test_the_lazy_tracking_exports_are_the_real_objects():
+    # striate.tracking imports its client and read API on first use (so the store alone stays light).
+    import striate.tracking as tracking
+    from striate.tracking import api, run
+
+    assert (tracking.init, tracking.log, tracking.Run, tracking.active_run) == (run.init, run.log, run.Run,
+                                                                                run.active_run)
+    assert (tracking.Api, tracking.RunView) == (api.Api, api.RunView)
+    assert striate.init is run.init and striate.Api is api.Api
+    assert set(tracking.__all__) <= set(dir(tracking))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tracking.nope  # noqa: B018

@@ -92,14 +92,14 @@ def metric_chart(records: list[RunRecord], histories: dict[str, MetricSeries], m
     """A terminal line chart of ``metric`` for each run (plotext), ``width`` columns wide: each run
     with its own marker (told apart without colour), whole-number step ticks, and an accuracy axis
     within [0, 1]. Where no run has more than one point, a line per run with a bar and the value."""
-    import plotext as plt
-
     finite = {r.id: np.isfinite(histories[r.id].values) for r in records}
     drawn = [r for r in records if finite[r.id].any()]
     if not drawn:
         return f"(no run has finite points for {metric!r})"
     if all(int(finite[r.id].sum()) <= 1 for r in drawn):
         return _value_bars(drawn, histories, metric, width)
+    import plotext as plt  # here, not above: the value bars need no plotting library
+
     plt.clear_figure()
     plt.theme("clear")
     plt.plotsize(max(40, min(width, 120)), 20)

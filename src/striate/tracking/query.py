@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from lark import Lark, Token, Transformer, Tree
-from lark.exceptions import LarkError, VisitError
+from typing import TYPE_CHECKING, Any
 
 from striate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lark import Lark, Token, Tree
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -59,7 +60,6 @@ SINGLE_QUOTED: /'[^']*'/
 %ignore WS
 """
 
-_PARSER = Lark(GRAMMAR, parser="lalr")
 MAX_LENGTH = 4000  # characters; real filters are a few dozen
 MAX_TERMS = 64  # comparisons in one filter
 MAX_DEPTH = 32  # nested not / parentheses
@@ -160,7 +160,11 @@ class BoolOp:
     items: tuple[Any, ...]
 
 
-class _ToAst(Transformer):  # type: ignore[type-arg]
+class _ToAstRules:
+    """The parse tree's rules turned into Comparison/BoolOp nodes; mixed into a lark Transformer by
+    ``_lark()``, so that importing this module does not import lark (issue 11: `striate runs` without
+    ``--where`` never parses a filter)."""
+
     def number(self, items: list[Token]) -> float:
         return Number(str(items[0]))
 
@@ -199,6 +203,15 @@ class _ToAst(Transformer):  # type: ignore[type-arg]
         return BoolOp("not", tuple(items))
 
 
+@functools.cache
+def _lark() -> tuple[Lark, type]:
+    """The filter parser and the tree-to-nodes transformer class, built on first use (building the LALR
+    tables is most of this module's import cost). No parse-table cache file: lark's is a pickle."""
+    from lark import Lark, Transformer
+
+    return Lark(GRAMMAR, parser="lalr"), type("_ToAst", (_ToAstRules, Transformer), {})
+
+
 def parse(expression: str) -> Comparison | BoolOp:
     """Parse a filter expression into Comparison/BoolOp nodes; QueryError naming the position when invalid."""
     if not isinstance(expression, str):
@@ -207,8 +220,11 @@ def parse(expression: str) -> Comparison | BoolOp:
         raise QueryError(f"the filter is {len(expression)} characters long, over {MAX_LENGTH}",
                          "filter on fewer terms, or select in steps (e.g. by project or tag first)")
     check_text("filter", expression)
+    from lark.exceptions import LarkError, VisitError
+
+    parser, to_ast = _lark()
     try:
-        tree = _PARSER.parse(expression)
+        tree = parser.parse(expression)
     except LarkError as exc:
         column = getattr(exc, "column", None)
         where = f" at column {column}" if column is not None else ""
@@ -216,7 +232,7 @@ def parse(expression: str) -> Comparison | BoolOp:
         raise QueryError(f"cannot parse the filter {shown!r}{where}", _FIX) from None
     _check_size(tree)  # before the transformer, which recurses once per level
     try:
-        return _ToAst().transform(tree)
+        return to_ast().transform(tree)  # type: ignore[no-any-return]
     except VisitError as exc:
         if isinstance(exc.orig_exc, ConfigError):
             raise exc.orig_exc from None
@@ -226,6 +242,8 @@ def parse(expression: str) -> Comparison | BoolOp:
 def _check_size(tree: Tree | Token) -> None:
     """QueryError when the tree is deeper than MAX_DEPTH or has more than MAX_TERMS comparisons (walked
     without recursion: the tree may be thousands of levels deep)."""
+    from lark import Tree
+
     terms, stack = 0, [(tree, 0)]
     while stack:
         node, depth = stack.pop()
