@@ -196,3 +196,24 @@ def test_the_unknown_field_hint_when_nothing_is_close() -> None:
     with pytest.raises(QueryError, match="the metrics recorded are: loss"):
         check_known_fields([Field("metric", "zzzz")], {"lr"}, {"loss"}, "in the filter")
     check_known_fields([Field("param", "lr")], set(), set(), "in the filter")  # an empty store: nothing to check
+
+
+# -- issue 11 review: long names, resume hints, copyable commands ---------------------------------------
+@pytest.mark.parametrize("length", [60, 85, 150])
+def test_runs_never_crops_a_long_name_nor_drops_the_id(tmp_path: Path, length: int) -> None:
+    location = tmp_path / "s"
+    name = "n" * (length - 1) + "z"
+    run = striate.init(name=name, config={"lr": 0.1, "epochs": 1}, store=location, model="lenet5",
+                       system_metrics=False)
+    run.log({"test/acc1": 0.9}, step=1)
+    run.finish()
+    out = run_cli("runs", "--store", str(location), env=NARROW)
+    assert out.returncode == 0, out.stderr
+    assert name in out.stdout and run.id[:8] in out.stdout and "…" not in out.stdout, out.stdout
+    assert re.search(rf"{run.id[:8]}\s+{name}", out.stdout), out.stdout
+    if "hidden" in out.stdout:  # the note fits the width and names every hidden column
+        note = out.stdout[out.stdout.index("hidden"):]
+        assert all(len(line) <= 80 for line in note.splitlines()), note
+        assert "id" not in note.split(":")[1].split(", ") and "started" in note
+    else:  # one block per run: every column still there
+        assert "started" in out.stdout and "best test acc 90.00%" in out.stdout

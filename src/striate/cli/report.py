@@ -118,6 +118,10 @@ def print_runs(records: list[RunRecord], empty_note: str = "no runs") -> None:
     columns = [c for c in columns if c[0] != "tags" or any(r.tags for r in records)]
     widths = {h: max(cell_len(h), *(cell_len(row[h]) for row in rows)) for h, _, _ in columns}
     priority = {h: p for h, _, p in columns}
+    if widths["id"] + widths["name"] + 2 > console.width:
+        # id and name cannot share one row whole: one block per run instead, nothing cut or hidden
+        print_blocks([{h: row[h] for h, _, _ in columns} for row in rows])
+        return
     shown, hidden = fit_columns(widths, priority, console.width, lambda n: 2 * n - 2)
     table = Table(*shown, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in table.columns:  # nothing is cut with an ellipsis: a cell too long wraps whole
@@ -133,14 +137,15 @@ def print_runs(records: list[RunRecord], empty_note: str = "no runs") -> None:
     if hidden:
         names = {h: n for h, n, _ in columns}
         hidden = [h for h in widths if h in hidden]  # in display order
-        for note in (f"hidden to fit {console.width} columns: {', '.join(hidden)} (wider terminal, or --columns "
-                     f"{','.join(names[h] for h in shown[:2] + hidden)})",
-                     f"hidden to fit {console.width} columns: {', '.join(hidden)} (see them with --columns)",
-                     f"hidden: {', '.join(hidden)} (see them with --columns)",
-                     f"hidden: {', '.join(hidden)} (--columns)"):
-            if cell_len(note) <= console.width:
-                break
-        console.print(note, markup=False, highlight=False, style="dim", soft_wrap=True)
+        # names every hidden column: the longest form that fits one line, else the shortest wrapped at
+        # spaces to the width (never cut; the --columns value only where it fits whole)
+        listed = ", ".join(hidden)
+        notes = [f"hidden to fit {console.width} columns: {listed} (wider terminal, or --columns "
+                 f"{','.join(names[h] for h in shown[:2] + hidden)})",
+                 f"hidden to fit {console.width} columns: {listed} (see them with --columns)",
+                 f"hidden: {listed} (see them with --columns)", f"hidden: {listed} (--columns)"]
+        note = next((n for n in notes if cell_len(n) <= console.width), notes[-1])
+        console.print(note, markup=False, highlight=False, style="dim", overflow="fold")
 
 
 def print_column_table(rows: list[dict[str, Any]]) -> None:
@@ -161,9 +166,19 @@ def print_column_table(rows: list[dict[str, Any]]) -> None:
             table.add_row(*(escape(row[h]) for h in headers))
         console.print(table)
         return
+    print_blocks(cells)
+
+
+def print_blocks(cells: list[dict[str, str]]) -> None:
+    """One block per run: its id and name on a line of their own (whole, one logical line), then
+    ``column value`` pairs wrapped at the width."""
+    from rich.cells import cell_len
+
+    headers = list(cells[0]) if cells else []
     lead = [h for h in ("id", "name") if h in headers]
     for row in cells:
-        console.print("  ".join(row[h] for h in lead) or "run", markup=False, highlight=False, style="bold")
+        console.print("  ".join(row[h] for h in lead) or "run", markup=False, highlight=False, style="bold",
+                      soft_wrap=True)
         line = " "
         for h in headers:
             if h in lead:
