@@ -124,10 +124,12 @@ def record(status: str, **summary: object) -> RunRecord:
 
 
 def test_a_stopped_run_says_where_it_stopped_and_how_to_continue(capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = {"weights": "checkpoints/step.safetensors", "state": "checkpoints/step.state.pt", "global_step": 345}
     print_train_summary(record("stopped", epochs_completed=1, test_acc1=0.8, best_test_acc1=0.8,
-                               train_samples_per_s=0.0, stop_reason="interrupted (Ctrl-C)"), "elsewhere")
+                               train_samples_per_s=0.0, stop_reason="interrupted (Ctrl-C)",
+                               last_checkpoint=checkpoint), "elsewhere")
     text = " ".join(capsys.readouterr().out.split())
-    assert "stopped in epoch 2/5 at step 345 (interrupted (Ctrl-C))" in text
+    assert "stopped in epoch 2/5 at step 345, interrupted (Ctrl-C)" in text and "((" not in text
     assert "after 1 epoch," in text and "1 epochs" not in text and "0 samples/s" not in text
     assert re.search(r"continue it: .*striate resume 01234567 --store elsewhere", text), text
     print_train_summary(record("stopped"), "striate-runs")
@@ -145,7 +147,8 @@ def test_show_of_a_stopped_run_gives_the_resume_command(tmp_path: Path) -> None:
     out = run_cli("show", "halted", "--store", str(tmp_path / "s"), env=NARROW)
     assert "…" not in out.stdout
     text = " ".join(out.stdout.split())
-    assert "stopped in epoch 1/4 at step 120" in text and f"resume {run.id[:8]} --store" in text
+    assert "stopped in epoch 1/4 at step 120" in text and "striate resume" not in text  # no checkpoint to resume from
+    assert f"no checkpoint to resume from; run it again: python -m striate reproduce {run.id[:8]} --store" in text
 
 
 # -- item 9: charts that read well ------------------------------------------------------------------------
@@ -217,3 +220,35 @@ def test_runs_never_crops_a_long_name_nor_drops_the_id(tmp_path: Path, length: i
         assert "id" not in note.split(":")[1].split(", ") and "started" in note
     else:  # one block per run: every column still there
         assert "started" in out.stdout and "best test acc 90.00%" in out.stdout
+
+
+def test_resume_is_offered_only_with_a_checkpoint_and_says_what_it_redoes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    print_train_summary(record("crashed", epochs_completed=1), "striate-runs")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "striate resume" not in text and "no checkpoint to resume from; run it again:" in text
+    assert "striate reproduce 01234567" in text
+    checkpoint = {"weights": "checkpoints/e.safetensors", "state": "checkpoints/e.state.pt", "global_step": 234}
+    print_train_summary(record("stopped", epochs_completed=1, stopped_at_step=300, last_checkpoint=checkpoint,
+                               stop_reason="interrupted (Ctrl-C)"), "striate-runs")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "stopped in epoch 2/5 at step 300, interrupted (Ctrl-C)" in text, text
+    assert "continue it from its checkpoint at step 234 (the 66 steps after it are redone):" in text
+    assert "striate resume 01234567" in text
+
+
+def test_printed_commands_are_never_broken_by_a_newline(tmp_path: Path) -> None:
+    location = tmp_path / ("a-store-with-a-rather-long-path-name" * 2)
+    run = striate.init(name="halted", config={"epochs": 4}, store=location, system_metrics=False)
+    run.log({"train/loss": 0.5}, step=120)
+    run.finish(status="stopped")
+    out = run_cli("show", "halted", "--store", str(location), env=NARROW)  # captured: a pipe, not a tty
+    assert f"python -m striate reproduce {run.id[:8]} --store {location}" in out.stdout.splitlines()[4], out.stdout
+    from striate.cli.common import console
+
+    record_ = open_store(location).get_run(run.id)
+    with console.capture() as captured:
+        print_train_summary(record_, str(location))
+    lines = captured.get().splitlines()
+    assert any(line.endswith(f"show {run.id[:8]} --store {location}") for line in lines), lines
+    assert any(line.endswith(f"runs --store {location}") for line in lines), lines

@@ -222,10 +222,38 @@ def print_train_summary(r: RunRecord, store_location: str) -> None:
                   f"{fmt_pct(s.get('best_test_acc1'))}" if epochs else "no epoch completed, so no test accuracy")
         console.print(f"{head} {escape(stopped_at(r))}: {tested}{timing}", highlight=False)
         if r.status in RESUMABLE:
-            console.print(f"continue it:  [bold]{escape(f'{prog} resume {r.id[:8]}{store_flag}')}[/]",
-                          highlight=False)
-    console.print(f"look at it again:  [bold]{escape(f'{prog} show {r.id[:8]}{store_flag}')}[/]   "
-                  f"all runs:  [bold]{escape(f'{prog} runs{store_flag}')}[/]", highlight=False)
+            print_continue_hint(r, prog, store_flag)
+    # each command on a line of its own, never broken by a newline, so it copies and pastes whole
+    print_command("look at it again:", f"{prog} show {r.id[:8]}{store_flag}")
+    print_command("all runs:", f"{prog} runs{store_flag}")
+
+
+def print_command(label: str, command: str) -> None:
+    """``label  command`` on one line that is never hard-wrapped (the terminal folds it, if it must)."""
+    console.print(f"{escape(label)}  [bold]{escape(command)}[/]", highlight=False, soft_wrap=True)
+
+
+def print_continue_hint(r: RunRecord, prog: str, store_flag: str) -> None:
+    """How to continue a run that did not finish: `resume` from its checkpoint (saying which steps it
+    redoes), or `reproduce` when it has no checkpoint to resume from."""
+    checkpoint = r.summary.get("last_checkpoint")
+    if not checkpoint:
+        print_command("no checkpoint to resume from; run it again:", f"{prog} reproduce {r.id[:8]}{store_flag}")
+        return
+    label = "continue it:"
+    stop, at = stop_step(r), checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
+    if isinstance(at, int) and stop > at:
+        label = (f"continue it from its checkpoint at step {at} (the {plural(stop - at, 'step')} after it "
+                 "are redone):")
+    print_command(label, f"{prog} resume {r.id[:8]}{store_flag}")
+
+
+def print_setup_interrupted(session: Any) -> None:
+    """The one line `train` prints for Ctrl-C before its first training step."""
+    run_id = getattr(session, "run_id", "") if session is not None else ""
+    recorded = f" (run {run_id[:8]} is recorded as stopped, with no checkpoint)" if run_id else ""
+    console.print(f"stopped before training began: interrupted (Ctrl-C) during set-up{recorded}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 RESUMABLE = ("stopped", "crashed", "failed")  # the statuses `striate resume` continues
@@ -236,9 +264,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def stop_step(r: RunRecord) -> int:
+    """The last training step a run took (recorded when it stopped; else its last logged step)."""
+    recorded = r.summary.get("stopped_at_step")
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    return max((int(m.get("last_step") or 0) for m in r.metrics.values()), default=0)
+
+
 def stopped_at(r: RunRecord) -> str:
-    """Where a run that did not finish stopped: ``in epoch 2/5 at step 345 (interrupted (Ctrl-C))``."""
-    last_step = max((int(m.get("last_step") or 0) for m in r.metrics.values()), default=0)
+    """Where a run that did not finish stopped: ``in epoch 2/5 at step 345, interrupted (Ctrl-C)``."""
+    last_step = stop_step(r)
     done = int(r.summary.get("epochs_completed") or 0)
     total = r.config.get("epochs")
     epoch_end = (r.metrics.get("epoch") or {}).get("last_step")
@@ -249,7 +285,7 @@ def stopped_at(r: RunRecord) -> str:
     else:
         where = "before its first step"
     reason = r.summary.get("stop_reason")
-    return f"{where}{f' ({reason})' if reason else ''}"
+    return f"{where}{f', {reason}' if reason else ''}"
 
 
 def invoked_as() -> str:
@@ -290,8 +326,8 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
         console.print(f"[red]error: {escape(r.error)}[/]", highlight=False)
     if r.status in RESUMABLE:
         store_flag = f" --store {shlex.quote(store_option)}" if store_option else ""
-        console.print(f"{r.status} {escape(stopped_at(r))}; continue it:  "
-                      f"[bold]{escape(f'{invoked_as()} resume {r.id[:8]}{store_flag}')}[/]", highlight=False)
+        console.print(f"{r.status} {escape(stopped_at(r))}", highlight=False)
+        print_continue_hint(r, invoked_as(), store_flag)
     config = folding_table("setting", "value", title="config")
     for k, v in r.config.items():
         config.add_row(escape(k), escape(_num(v)))
