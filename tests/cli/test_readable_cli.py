@@ -252,3 +252,11 @@ def test_printed_commands_are_never_broken_by_a_newline(tmp_path: Path) -> None:
     lines = captured.get().splitlines()
     assert any(line.endswith(f"show {run.id[:8]} --store {location}") for line in lines), lines
     assert any(line.endswith(f"runs --store {location}") for line in lines), lines
+
+
+def test_compare_with_a_metric_no_run_has_names_the_closest(store: Path) -> None:
+    out = run_cli("compare", *LONG_NAMES, "--store", str(store), "--metric", "test/acc")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "'test/acc'" in out.stderr and "did you mean 'test/acc1'?" in out.stderr
+    ok = run_cli("compare", *LONG_NAMES, "--store", str(store), "--metric", "train/loss", env=NARROW)
+    assert ok.returncode == 0, ok.stderr
