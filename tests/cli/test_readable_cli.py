@@ -260,3 +260,18 @@ def test_compare_with_a_metric_no_run_has_names_the_closest(store: Path) -> None
     assert "'test/acc'" in out.stderr and "did you mean 'test/acc1'?" in out.stderr
     ok = run_cli("compare", *LONG_NAMES, "--store", str(store), "--metric", "train/loss", env=NARROW)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_columns_typos_and_empty_columns(store: Path) -> None:
+    out = run_cli("runs", "--store", str(store), "--columns", "paramz.lr")
+    assert out.returncode == 2 and "did you mean params.lr?" in out.stderr, out.stderr
+    out = run_cli("runs", "--store", str(store), "--columns", "")
+    assert out.returncode == 2 and "--columns names no column" in out.stderr, out.stderr
+
+
+def test_epoch_lines_are_never_hard_wrapped(synthetic_data: Path, tmp_path: Path) -> None:
+    out = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", str(tmp_path / "s"),
+                  "--no-progress", env=NARROW)
+    assert out.returncode == 0, out.stderr
+    (line,) = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
+    assert "samples/s" in line, out.stdout

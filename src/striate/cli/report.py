@@ -413,12 +413,20 @@ def select_columns(records: list[RunRecord], columns: list[str]) -> list[dict[st
              "duration": lambda r: fmt_duration(r.duration_s), "started": lambda r: fmt_time(r.created_at),
              "notes": lambda r: r.notes}
     getters: list[tuple[str, Callable[[RunRecord], Any]]] = []
+    if not columns:
+        raise ConfigError("--columns names no column", f"name some, e.g. --columns id,name,params.lr "
+                                                       f"(fields: {', '.join(basic)}, params.KEY, metrics.KEY)")
     for column in columns:
         if column in basic:
             getters.append((column, basic[column]))
             continue
         if not column.startswith(("params.", "param.", "config.", "metrics.", "metric.")):
-            close = difflib.get_close_matches(column, [*basic, "params.", "metrics."], n=1, cutoff=0.6)
+            head, dot, rest = column.partition(".")
+            if dot:  # a misspelt prefix: suggest the whole field with the right one (paramz.lr -> params.lr)
+                close = [f"{c}.{rest}" for c in difflib.get_close_matches(head, ["params", "metrics"], n=1,
+                                                                         cutoff=0.6)]
+            else:
+                close = difflib.get_close_matches(column, list(basic), n=1, cutoff=0.6)
             raise ConfigError(f"unknown field {column!r} in --columns",
                               f"{f'did you mean {close[0]}? ' if close else ''}use {', '.join(basic)}, params.KEY "
                               "or metrics.KEY[.last|.min|.max|.count]")
