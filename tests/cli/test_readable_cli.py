@@ -275,3 +275,20 @@ def test_epoch_lines_are_never_hard_wrapped(synthetic_data: Path, tmp_path: Path
     assert out.returncode == 0, out.stderr
     (line,) = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
     assert "samples/s" in line, out.stdout
+
+
+def test_show_keeps_metric_keys_and_artifact_paths_whole(tmp_path: Path) -> None:
+    location = tmp_path / "s"
+    run = striate.init(name="m", config={"epochs": 1}, store=location, system_metrics=False)
+    run.log({"system/process_cpu_percent": 12.345678, "system/process_memory_rss_mb": 1234.5678}, step=10)
+    art = tmp_path / "a.safetensors"
+    art.write_bytes(b"x" * 100)
+    run.log_artifact(art, "checkpoints/epoch-001-a-rather-long-name.safetensors", kind="checkpoint")
+    run.finish()
+    out = run_cli("show", "m", "--store", str(location), env=NARROW)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, out.stdout
+    for whole in ("system/process_cpu_percent", "system/process_memory_rss_mb",
+                  "checkpoints/epoch-001-a-rather-long-name.safetensors"):
+        assert any(whole in line for line in lines), out.stdout

@@ -333,11 +333,10 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
         config.add_row(escape(k), escape(_num(v)))
     console.print(config)
     if r.metrics:
-        metrics = folding_table("metric", "last", "min", "max", "points", "last step", title="metrics")
-        for k, m in sorted(r.metrics.items()):
-            metrics.add_row(escape(k), *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]),
-                            str(m["last_step"]))
-        console.print(metrics)
+        headers = ("metric", "last", "min", "max", "points", "last step")
+        metric_rows = [[k, *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]), str(m["last_step"])]
+                       for k, m in sorted(r.metrics.items())]
+        print_keyed(headers, metric_rows, "metrics")
     summary = folding_table("key", "value", title="summary")
     for k, v in r.summary.items():
         if k in ("checkpoints", "per_class_acc1", "exports"):
@@ -368,10 +367,22 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
                       f"{env.get('hostname')}  {code}", highlight=False)
         console.print(f"command: {' '.join(env.get('command', []))}", highlight=False, markup=False)
     if r.artifacts:
-        arts = folding_table("artifact", "kind", "size", "sha256", title="artifacts")
-        for a in r.artifacts:
-            arts.add_row(escape(a["path"]), a["kind"], f"{a['size']:,}", a["sha256"][:16])
-        console.print(arts)
+        art_rows = [[a["path"], a["kind"], f"{a['size']:,}", a["sha256"][:16]] for a in r.artifacts]
+        print_keyed(("artifact", "kind", "size", "sha256"), art_rows, "artifacts")
+
+
+def print_keyed(headers: tuple[str, ...], rows: list[list[str]], title: str) -> None:
+    """Rows keyed by their first cell (a metric key, an artifact path) that is never split: a table where
+    it fits, else each key on a line of its own with the other columns below it."""
+    table = whole_first_table(headers, rows, title)
+    if table is not None:
+        console.print(table)
+        return
+    console.print(title, style="bold", highlight=False, markup=False)
+    for row in rows:
+        console.print(row[0], markup=False, highlight=False, soft_wrap=True)
+        console.print("    " + "  ".join(f"{h} {v}" for h, v in zip(headers[1:], row[1:])), markup=False,
+                      highlight=False)
 
 
 def folding_table(*headers: str, title: str) -> Table:
@@ -379,6 +390,33 @@ def folding_table(*headers: str, title: str) -> Table:
     table = Table(*headers, title=title)
     for column in table.columns:
         column.overflow = "fold"
+    return table
+
+
+def fits_whole(headers: tuple[str, ...], rows: list[list[str]]) -> bool:
+    """Whether a compact table (no side borders) of ``rows`` keeps every first-column cell (metric
+    keys, artifact paths) on one line at this width, the other columns folding down to their longest word."""
+    from rich.cells import cell_len
+
+    others = sum(max((cell_len(w) for w in [*headers[i].split(), *(row[i] for row in rows)]), default=0)
+                 for i in range(1, len(headers)))
+    longest = max((cell_len(row[0]) for row in rows), default=0)
+    return longest + others + 2 * (len(headers) - 1) <= console.width
+
+
+def whole_first_table(headers: tuple[str, ...], rows: list[list[str]], title: str) -> Table | None:
+    """A table whose first column (keys, paths) is never split, or None when that cannot fit the width."""
+    from rich import box
+
+    if not fits_whole(headers, rows):
+        return None
+    table = Table(*headers, title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for column in table.columns:
+        column.overflow = "fold"
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(*map(escape, row))
     return table
 
 
