@@ -292,3 +292,13 @@ def test_show_keeps_metric_keys_and_artifact_paths_whole(tmp_path: Path) -> None
     for whole in ("system/process_cpu_percent", "system/process_memory_rss_mb",
                   "checkpoints/epoch-001-a-rather-long-name.safetensors"):
         assert any(whole in line for line in lines), out.stdout
+
+
+def test_data_ls_never_cuts_a_folder(synthetic_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    cache = tmp_path / ("a-cache-folder-with-a-long-name-" * 2)
+    shutil.copytree(synthetic_data, cache / "datasets" / "mnist")
+    out = run_cli("data", "ls", env={**NARROW, "STRIATE_CACHE": str(cache)})
+    assert out.returncode == 0, out.stderr
+    assert str(cache / "datasets" / "mnist") in out.stdout and "…" not in out.stdout, out.stdout
