@@ -302,3 +302,15 @@ def test_data_ls_never_cuts_a_folder(synthetic_data: Path, tmp_path: Path) -> No
     out = run_cli("data", "ls", env={**NARROW, "STRIATE_CACHE": str(cache)})
     assert out.returncode == 0, out.stderr
     assert str(cache / "datasets" / "mnist") in out.stdout and "…" not in out.stdout, out.stdout
+
+
+def test_chart_legend_is_below_the_plot_not_over_it() -> None:
+    a, b = (RunRecord(id=f"{c}" * 16, name=f"run-{c}", project="p", status="finished", created_at=1.0,
+                      ended_at=2.0, heartbeat_at=2.0)
+            for c in "ab")
+    text = metric_chart([a, b], {a.id: series([234, 469, 703], [0.5, 0.9, 0.99]),
+                                 b.id: series([234, 469, 703], [0.4, 0.8, 0.97])}, "test/acc1", width=80)
+    lines = text.splitlines()
+    bottom = max(i for i, line in enumerate(lines) if "└" in line)
+    legend = [i for i, line in enumerate(lines) if "run-a" in line or "run-b" in line]
+    assert len(legend) == 2 and min(legend) > bottom, text
