@@ -314,3 +314,19 @@ def test_chart_legend_is_below_the_plot_not_over_it() -> None:
     bottom = max(i for i, line in enumerate(lines) if "└" in line)
     legend = [i for i, line in enumerate(lines) if "run-a" in line or "run-b" in line]
     assert len(legend) == 2 and min(legend) > bottom, text
+
+
+def test_ctrl_c_while_setting_up_says_training_never_began(synthetic_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the data loads: one line, exit 130, no resume hint (a signal's KeyboardInterrupt,
+    raised where loading would be: timing a real SIGINT into a sub-second load is not reliable)."""
+    import striate.data.loader
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(striate.data.loader, "load_dataset", interrupted)
+    out = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", str(tmp_path / "s"),
+                  "--no-progress", env=NARROW)
+    assert out.returncode == 130, out.stderr
+    assert out.stdout.strip() == "stopped before training began: interrupted (Ctrl-C) during set-up", out.stdout
