@@ -124,10 +124,12 @@ def record(status: str, **summary: object) -> RunRecord:
 
 
 def test_a_stopped_run_says_where_it_stopped_and_how_to_continue(capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = {"weights": "checkpoints/step.safetensors", "state": "checkpoints/step.state.pt", "global_step": 345}
     print_train_summary(record("stopped", epochs_completed=1, test_acc1=0.8, best_test_acc1=0.8,
-                               train_samples_per_s=0.0, stop_reason="interrupted (Ctrl-C)"), "elsewhere")
+                               train_samples_per_s=0.0, stop_reason="interrupted (Ctrl-C)",
+                               last_checkpoint=checkpoint), "elsewhere")
     text = " ".join(capsys.readouterr().out.split())
-    assert "stopped in epoch 2/5 at step 345 (interrupted (Ctrl-C))" in text
+    assert "stopped in epoch 2/5 at step 345, interrupted (Ctrl-C)" in text and "((" not in text
     assert "after 1 epoch," in text and "1 epochs" not in text and "0 samples/s" not in text
     assert re.search(r"continue it: .*striate resume 01234567 --store elsewhere", text), text
     print_train_summary(record("stopped"), "striate-runs")
@@ -145,7 +147,8 @@ def test_show_of_a_stopped_run_gives_the_resume_command(tmp_path: Path) -> None:
     out = run_cli("show", "halted", "--store", str(tmp_path / "s"), env=NARROW)
     assert "…" not in out.stdout
     text = " ".join(out.stdout.split())
-    assert "stopped in epoch 1/4 at step 120" in text and f"resume {run.id[:8]} --store" in text
+    assert "stopped in epoch 1/4 at step 120" in text and "striate resume" not in text  # no checkpoint to resume from
+    assert f"no checkpoint to resume from; run it again: python -m striate reproduce {run.id[:8]} --store" in text
 
 
 # -- item 9: charts that read well ------------------------------------------------------------------------
@@ -196,3 +199,134 @@ def test_the_unknown_field_hint_when_nothing_is_close() -> None:
     with pytest.raises(QueryError, match="the metrics recorded are: loss"):
         check_known_fields([Field("metric", "zzzz")], {"lr"}, {"loss"}, "in the filter")
     check_known_fields([Field("param", "lr")], set(), set(), "in the filter")  # an empty store: nothing to check
+
+
+# -- issue 11 review: long names, resume hints, copyable commands ---------------------------------------
+@pytest.mark.parametrize("length", [60, 85, 150])
+def test_runs_never_crops_a_long_name_nor_drops_the_id(tmp_path: Path, length: int) -> None:
+    location = tmp_path / "s"
+    name = "n" * (length - 1) + "z"
+    run = striate.init(name=name, config={"lr": 0.1, "epochs": 1}, store=location, model="lenet5",
+                       system_metrics=False)
+    run.log({"test/acc1": 0.9}, step=1)
+    run.finish()
+    out = run_cli("runs", "--store", str(location), env=NARROW)
+    assert out.returncode == 0, out.stderr
+    assert name in out.stdout and run.id[:8] in out.stdout and "…" not in out.stdout, out.stdout
+    assert re.search(rf"{run.id[:8]}\s+{name}", out.stdout), out.stdout
+    if "hidden" in out.stdout:  # the note fits the width and names every hidden column
+        note = out.stdout[out.stdout.index("hidden"):]
+        assert all(len(line) <= 80 for line in note.splitlines()), note
+        assert "id" not in note.split(":")[1].split(", ") and "started" in note
+    else:  # one block per run: every column still there
+        assert "started" in out.stdout and "best test acc 90.00%" in out.stdout
+
+
+def test_resume_is_offered_only_with_a_checkpoint_and_says_what_it_redoes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    print_train_summary(record("crashed", epochs_completed=1), "striate-runs")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "striate resume" not in text and "no checkpoint to resume from; run it again:" in text
+    assert "striate reproduce 01234567" in text
+    checkpoint = {"weights": "checkpoints/e.safetensors", "state": "checkpoints/e.state.pt", "global_step": 234}
+    print_train_summary(record("stopped", epochs_completed=1, stopped_at_step=300, last_checkpoint=checkpoint,
+                               stop_reason="interrupted (Ctrl-C)"), "striate-runs")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "stopped in epoch 2/5 at step 300, interrupted (Ctrl-C)" in text, text
+    assert "continue it from its checkpoint at step 234 (the 66 steps after it are redone):" in text
+    assert "striate resume 01234567" in text
+
+
+def test_printed_commands_are_never_broken_by_a_newline(tmp_path: Path) -> None:
+    location = tmp_path / ("a-store-with-a-rather-long-path-name" * 2)
+    run = striate.init(name="halted", config={"epochs": 4}, store=location, system_metrics=False)
+    run.log({"train/loss": 0.5}, step=120)
+    run.finish(status="stopped")
+    out = run_cli("show", "halted", "--store", str(location), env=NARROW)  # captured: a pipe, not a tty
+    assert f"python -m striate reproduce {run.id[:8]} --store {location}" in out.stdout.splitlines()[4], out.stdout
+    from striate.cli.common import console
+
+    record_ = open_store(location).get_run(run.id)
+    with console.capture() as captured:
+        print_train_summary(record_, str(location))
+    lines = captured.get().splitlines()
+    assert any(line.endswith(f"show {run.id[:8]} --store {location}") for line in lines), lines
+    assert any(line.endswith(f"runs --store {location}") for line in lines), lines
+
+
+def test_compare_with_a_metric_no_run_has_names_the_closest(store: Path) -> None:
+    out = run_cli("compare", *LONG_NAMES, "--store", str(store), "--metric", "test/acc")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "'test/acc'" in out.stderr and "did you mean 'test/acc1'?" in out.stderr
+    ok = run_cli("compare", *LONG_NAMES, "--store", str(store), "--metric", "train/loss", env=NARROW)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_columns_typos_and_empty_columns(store: Path) -> None:
+    out = run_cli("runs", "--store", str(store), "--columns", "paramz.lr")
+    assert out.returncode == 2 and "did you mean params.lr?" in out.stderr, out.stderr
+    out = run_cli("runs", "--store", str(store), "--columns", "")
+    assert out.returncode == 2 and "--columns names no column" in out.stderr, out.stderr
+
+
+def test_epoch_lines_are_never_hard_wrapped(synthetic_data: Path, tmp_path: Path) -> None:
+    out = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", str(tmp_path / "s"),
+                  "--no-progress", env=NARROW)
+    assert out.returncode == 0, out.stderr
+    (line,) = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
+    assert "samples/s" in line, out.stdout
+
+
+def test_show_keeps_metric_keys_and_artifact_paths_whole(tmp_path: Path) -> None:
+    location = tmp_path / "s"
+    run = striate.init(name="m", config={"epochs": 1}, store=location, system_metrics=False)
+    run.log({"system/process_cpu_percent": 12.345678, "system/process_memory_rss_mb": 1234.5678}, step=10)
+    art = tmp_path / "a.safetensors"
+    art.write_bytes(b"x" * 100)
+    run.log_artifact(art, "checkpoints/epoch-001-a-rather-long-name.safetensors", kind="checkpoint")
+    run.finish()
+    out = run_cli("show", "m", "--store", str(location), env=NARROW)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, out.stdout
+    for whole in ("system/process_cpu_percent", "system/process_memory_rss_mb",
+                  "checkpoints/epoch-001-a-rather-long-name.safetensors"):
+        assert any(whole in line for line in lines), out.stdout
+
+
+def test_data_ls_never_cuts_a_folder(synthetic_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    cache = tmp_path / ("a-cache-folder-with-a-long-name-" * 2)
+    shutil.copytree(synthetic_data, cache / "datasets" / "mnist")
+    out = run_cli("data", "ls", env={**NARROW, "STRIATE_CACHE": str(cache)})
+    assert out.returncode == 0, out.stderr
+    assert str(cache / "datasets" / "mnist") in out.stdout and "…" not in out.stdout, out.stdout
+
+
+def test_chart_legend_is_below_the_plot_not_over_it() -> None:
+    a, b = (RunRecord(id=f"{c}" * 16, name=f"run-{c}", project="p", status="finished", created_at=1.0,
+                      ended_at=2.0, heartbeat_at=2.0)
+            for c in "ab")
+    text = metric_chart([a, b], {a.id: series([234, 469, 703], [0.5, 0.9, 0.99]),
+                                 b.id: series([234, 469, 703], [0.4, 0.8, 0.97])}, "test/acc1", width=80)
+    lines = text.splitlines()
+    bottom = max(i for i, line in enumerate(lines) if "└" in line)
+    legend = [i for i, line in enumerate(lines) if "run-a" in line or "run-b" in line]
+    assert len(legend) == 2 and min(legend) > bottom, text
+
+
+def test_ctrl_c_while_setting_up_says_training_never_began(synthetic_data: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the data loads: one line, exit 130, no resume hint (a signal's KeyboardInterrupt,
+    raised where loading would be: timing a real SIGINT into a sub-second load is not reliable)."""
+    import striate.data.loader
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(striate.data.loader, "load_dataset", interrupted)
+    out = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", str(tmp_path / "s"),
+                  "--no-progress", env=NARROW)
+    assert out.returncode == 130, out.stderr
+    assert out.stdout.strip() == "stopped before training began: interrupted (Ctrl-C) during set-up", out.stdout

@@ -32,6 +32,15 @@ def compare(
                           f"name{'s' if len(runs) == 1 else ''} only {records[0].name} ({records[0].id[:8]})",
                           f"name another run too, e.g. `striate compare {runs[0]} OTHER` "
                           "(`striate show RUN` shows one run)")
+    if (chart or as_json) and not any(metric in r.metrics for r in records):  # a typo, not an empty chart
+        import difflib
+
+        keys = sorted({k for r in records for k in r.metrics})
+        close = difflib.get_close_matches(metric, keys, n=1, cutoff=0.4)
+        shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
+        raise ConfigError(f"none of these runs has the metric {metric!r} (--metric)",
+                          f"{f'did you mean {close[0]!r}? ' if close else ''}"
+                          f"{f'their metrics: {shown}' if keys else 'they logged no metrics'}")
     histories = {r.id: opened.history(r.id, metric, max_points=400) for r in records}
     data = comparison(records)
     if as_json:

@@ -110,7 +110,7 @@ def metric_chart(records: list[RunRecord], histories: dict[str, MetricSeries], m
         low, high = min(low, float(values.min())), max(high, float(values.max()))
         first, last = min(first, float(steps.min())), max(last, float(steps.max()))
         marker = SERIES_MARKERS[i % len(SERIES_MARKERS)]
-        plt.plot(steps.tolist(), values.tolist(), marker=marker, label=f"{r.name} ({r.id[:8]})")
+        plt.plot(steps.tolist(), values.tolist(), marker=marker)  # the legend goes below, not over the plot
     if _is_fraction(metric):
         low, high = max(0.0, low), min(1.0, high)
     pad = (high - low) * 0.05 or abs(high) * 0.05 or 0.05
@@ -122,7 +122,8 @@ def metric_chart(records: list[RunRecord], histories: dict[str, MetricSeries], m
     plt.xticks(_integer_ticks(first, last))
     plt.title(metric)
     plt.xlabel("step")
-    return str(plt.build())
+    legend = [f"  {SERIES_MARKERS[i % len(SERIES_MARKERS)]} {r.name} ({r.id[:8]})" for i, r in enumerate(drawn)]
+    return "\n".join([str(plt.build()), *legend])
 
 
 def _value_bars(records: list[RunRecord], histories: dict[str, MetricSeries], metric: str, width: int) -> str:

@@ -90,12 +90,26 @@ def ls(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("dataset", "classes", "where", "size", "folder")
-    for row in rows:
-        table.add_row(str(row["dataset"]), str(row["classes"]), str(row["where"]),
-                      _fmt_bytes(row["bytes"]) if row["bytes"] is not None else "-",
-                      escape(str(row["folder"] or "-")))
+    from rich.cells import cell_len
+
+    cells = [[str(row["dataset"]), str(row["classes"]), str(row["where"]),
+              _fmt_bytes(row["bytes"]) if row["bytes"] is not None else "-", str(row["folder"] or "-")]
+             for row in rows]
+    headers = ["dataset", "classes", "where", "size", "folder"]
+    widths = [max(cell_len(h), *(cell_len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    # a folder is never cut: in its column where it fits whole, else on a line of its own below the table
+    inline = sum(widths) + 3 * len(widths) + 1 <= console.width
+    table = Table(*headers[:5 if inline else 4])
+    for column in table.columns:
+        column.no_wrap = column.header in ("dataset", "folder")
+        column.overflow = "fold"
+    for cell in cells:
+        table.add_row(*map(escape, cell[:5 if inline else 4]))
     console.print(table)
+    if not inline:
+        for cell in cells:
+            if cell[4] != "-":
+                console.print(f"{cell[0]} folder: {cell[4]}", markup=False, highlight=False, soft_wrap=True)
     if any(not row["available"] for row in rows):
         console.print("`striate data get NAME` fetches and verifies one", highlight=False)
     console.print("a folder of IDX files works too: `--data FOLDER` (classes from its classes.txt)",

@@ -61,7 +61,7 @@ class ProgressBar(Callback):
         console.print(
             f"epoch {event.epoch:>3}/{event.epochs}  train loss {event.train_loss:.4f} acc {event.train_acc1:.2%}  |  "
             f"test loss {ev.loss:.4f} top-1 {ev.top1:.2%} top-5 {ev.top5:.2%}  |  {event.samples_per_s:,.0f} samples/s",
-            highlight=False)
+            highlight=False, soft_wrap=True)  # never a hard newline inside (console.log, pipes)
 
     def on_end(self, state: TrainState, status: str) -> None:
         """Close the bar."""

@@ -118,6 +118,10 @@ def print_runs(records: list[RunRecord], empty_note: str = "no runs") -> None:
     columns = [c for c in columns if c[0] != "tags" or any(r.tags for r in records)]
     widths = {h: max(cell_len(h), *(cell_len(row[h]) for row in rows)) for h, _, _ in columns}
     priority = {h: p for h, _, p in columns}
+    if widths["id"] + widths["name"] + 2 > console.width:
+        # id and name cannot share one row whole: one block per run instead, nothing cut or hidden
+        print_blocks([{h: row[h] for h, _, _ in columns} for row in rows])
+        return
     shown, hidden = fit_columns(widths, priority, console.width, lambda n: 2 * n - 2)
     table = Table(*shown, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in table.columns:  # nothing is cut with an ellipsis: a cell too long wraps whole
@@ -133,14 +137,15 @@ def print_runs(records: list[RunRecord], empty_note: str = "no runs") -> None:
     if hidden:
         names = {h: n for h, n, _ in columns}
         hidden = [h for h in widths if h in hidden]  # in display order
-        for note in (f"hidden to fit {console.width} columns: {', '.join(hidden)} (wider terminal, or --columns "
-                     f"{','.join(names[h] for h in shown[:2] + hidden)})",
-                     f"hidden to fit {console.width} columns: {', '.join(hidden)} (see them with --columns)",
-                     f"hidden: {', '.join(hidden)} (see them with --columns)",
-                     f"hidden: {', '.join(hidden)} (--columns)"):
-            if cell_len(note) <= console.width:
-                break
-        console.print(note, markup=False, highlight=False, style="dim", soft_wrap=True)
+        # names every hidden column: the longest form that fits one line, else the shortest wrapped at
+        # spaces to the width (never cut; the --columns value only where it fits whole)
+        listed = ", ".join(hidden)
+        notes = [f"hidden to fit {console.width} columns: {listed} (wider terminal, or --columns "
+                 f"{','.join(names[h] for h in shown[:2] + hidden)})",
+                 f"hidden to fit {console.width} columns: {listed} (see them with --columns)",
+                 f"hidden: {listed} (see them with --columns)", f"hidden: {listed} (--columns)"]
+        note = next((n for n in notes if cell_len(n) <= console.width), notes[-1])
+        console.print(note, markup=False, highlight=False, style="dim", overflow="fold")
 
 
 def print_column_table(rows: list[dict[str, Any]]) -> None:
@@ -161,9 +166,19 @@ def print_column_table(rows: list[dict[str, Any]]) -> None:
             table.add_row(*(escape(row[h]) for h in headers))
         console.print(table)
         return
+    print_blocks(cells)
+
+
+def print_blocks(cells: list[dict[str, str]]) -> None:
+    """One block per run: its id and name on a line of their own (whole, one logical line), then
+    ``column value`` pairs wrapped at the width."""
+    from rich.cells import cell_len
+
+    headers = list(cells[0]) if cells else []
     lead = [h for h in ("id", "name") if h in headers]
     for row in cells:
-        console.print("  ".join(row[h] for h in lead) or "run", markup=False, highlight=False, style="bold")
+        console.print("  ".join(row[h] for h in lead) or "run", markup=False, highlight=False, style="bold",
+                      soft_wrap=True)
         line = " "
         for h in headers:
             if h in lead:
@@ -207,10 +222,38 @@ def print_train_summary(r: RunRecord, store_location: str) -> None:
                   f"{fmt_pct(s.get('best_test_acc1'))}" if epochs else "no epoch completed, so no test accuracy")
         console.print(f"{head} {escape(stopped_at(r))}: {tested}{timing}", highlight=False)
         if r.status in RESUMABLE:
-            console.print(f"continue it:  [bold]{escape(f'{prog} resume {r.id[:8]}{store_flag}')}[/]",
-                          highlight=False)
-    console.print(f"look at it again:  [bold]{escape(f'{prog} show {r.id[:8]}{store_flag}')}[/]   "
-                  f"all runs:  [bold]{escape(f'{prog} runs{store_flag}')}[/]", highlight=False)
+            print_continue_hint(r, prog, store_flag)
+    # each command on a line of its own, never broken by a newline, so it copies and pastes whole
+    print_command("look at it again:", f"{prog} show {r.id[:8]}{store_flag}")
+    print_command("all runs:", f"{prog} runs{store_flag}")
+
+
+def print_command(label: str, command: str) -> None:
+    """``label  command`` on one line that is never hard-wrapped (the terminal folds it, if it must)."""
+    console.print(f"{escape(label)}  [bold]{escape(command)}[/]", highlight=False, soft_wrap=True)
+
+
+def print_continue_hint(r: RunRecord, prog: str, store_flag: str) -> None:
+    """How to continue a run that did not finish: `resume` from its checkpoint (saying which steps it
+    redoes), or `reproduce` when it has no checkpoint to resume from."""
+    checkpoint = r.summary.get("last_checkpoint")
+    if not checkpoint:
+        print_command("no checkpoint to resume from; run it again:", f"{prog} reproduce {r.id[:8]}{store_flag}")
+        return
+    label = "continue it:"
+    stop, at = stop_step(r), checkpoint.get("global_step") if isinstance(checkpoint, dict) else None
+    if isinstance(at, int) and stop > at:
+        label = (f"continue it from its checkpoint at step {at} (the {plural(stop - at, 'step')} after it "
+                 "are redone):")
+    print_command(label, f"{prog} resume {r.id[:8]}{store_flag}")
+
+
+def print_setup_interrupted(session: Any) -> None:
+    """The one line `train` prints for Ctrl-C before its first training step."""
+    run_id = getattr(session, "run_id", "") if session is not None else ""
+    recorded = f" (run {run_id[:8]} is recorded as stopped, with no checkpoint)" if run_id else ""
+    console.print(f"stopped before training began: interrupted (Ctrl-C) during set-up{recorded}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 RESUMABLE = ("stopped", "crashed", "failed")  # the statuses `striate resume` continues
@@ -221,9 +264,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def stop_step(r: RunRecord) -> int:
+    """The last training step a run took (recorded when it stopped; else its last logged step)."""
+    recorded = r.summary.get("stopped_at_step")
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    return max((int(m.get("last_step") or 0) for m in r.metrics.values()), default=0)
+
+
 def stopped_at(r: RunRecord) -> str:
-    """Where a run that did not finish stopped: ``in epoch 2/5 at step 345 (interrupted (Ctrl-C))``."""
-    last_step = max((int(m.get("last_step") or 0) for m in r.metrics.values()), default=0)
+    """Where a run that did not finish stopped: ``in epoch 2/5 at step 345, interrupted (Ctrl-C)``."""
+    last_step = stop_step(r)
     done = int(r.summary.get("epochs_completed") or 0)
     total = r.config.get("epochs")
     epoch_end = (r.metrics.get("epoch") or {}).get("last_step")
@@ -234,7 +285,7 @@ def stopped_at(r: RunRecord) -> str:
     else:
         where = "before its first step"
     reason = r.summary.get("stop_reason")
-    return f"{where}{f' ({reason})' if reason else ''}"
+    return f"{where}{f', {reason}' if reason else ''}"
 
 
 def invoked_as() -> str:
@@ -275,18 +326,17 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
         console.print(f"[red]error: {escape(r.error)}[/]", highlight=False)
     if r.status in RESUMABLE:
         store_flag = f" --store {shlex.quote(store_option)}" if store_option else ""
-        console.print(f"{r.status} {escape(stopped_at(r))}; continue it:  "
-                      f"[bold]{escape(f'{invoked_as()} resume {r.id[:8]}{store_flag}')}[/]", highlight=False)
+        console.print(f"{r.status} {escape(stopped_at(r))}", highlight=False)
+        print_continue_hint(r, invoked_as(), store_flag)
     config = folding_table("setting", "value", title="config")
     for k, v in r.config.items():
         config.add_row(escape(k), escape(_num(v)))
     console.print(config)
     if r.metrics:
-        metrics = folding_table("metric", "last", "min", "max", "points", "last step", title="metrics")
-        for k, m in sorted(r.metrics.items()):
-            metrics.add_row(escape(k), *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]),
-                            str(m["last_step"]))
-        console.print(metrics)
+        headers = ("metric", "last", "min", "max", "points", "last step")
+        metric_rows = [[k, *(_num(m[c]) for c in ("last", "min", "max")), str(m["count"]), str(m["last_step"])]
+                       for k, m in sorted(r.metrics.items())]
+        print_keyed(headers, metric_rows, "metrics")
     summary = folding_table("key", "value", title="summary")
     for k, v in r.summary.items():
         if k in ("checkpoints", "per_class_acc1", "exports"):
@@ -317,10 +367,22 @@ def print_run(r: RunRecord, store_option: str | None = None) -> None:
                       f"{env.get('hostname')}  {code}", highlight=False)
         console.print(f"command: {' '.join(env.get('command', []))}", highlight=False, markup=False)
     if r.artifacts:
-        arts = folding_table("artifact", "kind", "size", "sha256", title="artifacts")
-        for a in r.artifacts:
-            arts.add_row(escape(a["path"]), a["kind"], f"{a['size']:,}", a["sha256"][:16])
-        console.print(arts)
+        art_rows = [[a["path"], a["kind"], f"{a['size']:,}", a["sha256"][:16]] for a in r.artifacts]
+        print_keyed(("artifact", "kind", "size", "sha256"), art_rows, "artifacts")
+
+
+def print_keyed(headers: tuple[str, ...], rows: list[list[str]], title: str) -> None:
+    """Rows keyed by their first cell (a metric key, an artifact path) that is never split: a table where
+    it fits, else each key on a line of its own with the other columns below it."""
+    table = whole_first_table(headers, rows, title)
+    if table is not None:
+        console.print(table)
+        return
+    console.print(title, style="bold", highlight=False, markup=False)
+    for row in rows:
+        console.print(row[0], markup=False, highlight=False, soft_wrap=True)
+        console.print("    " + "  ".join(f"{h} {v}" for h, v in zip(headers[1:], row[1:])), markup=False,
+                      highlight=False)
 
 
 def folding_table(*headers: str, title: str) -> Table:
@@ -328,6 +390,33 @@ def folding_table(*headers: str, title: str) -> Table:
     table = Table(*headers, title=title)
     for column in table.columns:
         column.overflow = "fold"
+    return table
+
+
+def fits_whole(headers: tuple[str, ...], rows: list[list[str]]) -> bool:
+    """Whether a compact table (no side borders) of ``rows`` keeps every first-column cell (metric
+    keys, artifact paths) on one line at this width, the other columns folding down to their longest word."""
+    from rich.cells import cell_len
+
+    others = sum(max((cell_len(w) for w in [*headers[i].split(), *(row[i] for row in rows)]), default=0)
+                 for i in range(1, len(headers)))
+    longest = max((cell_len(row[0]) for row in rows), default=0)
+    return longest + others + 2 * (len(headers) - 1) <= console.width
+
+
+def whole_first_table(headers: tuple[str, ...], rows: list[list[str]], title: str) -> Table | None:
+    """A table whose first column (keys, paths) is never split, or None when that cannot fit the width."""
+    from rich import box
+
+    if not fits_whole(headers, rows):
+        return None
+    table = Table(*headers, title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for column in table.columns:
+        column.overflow = "fold"
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(*map(escape, row))
     return table
 
 
@@ -362,12 +451,20 @@ def select_columns(records: list[RunRecord], columns: list[str]) -> list[dict[st
              "duration": lambda r: fmt_duration(r.duration_s), "started": lambda r: fmt_time(r.created_at),
              "notes": lambda r: r.notes}
     getters: list[tuple[str, Callable[[RunRecord], Any]]] = []
+    if not columns:
+        raise ConfigError("--columns names no column", f"name some, e.g. --columns id,name,params.lr "
+                                                       f"(fields: {', '.join(basic)}, params.KEY, metrics.KEY)")
     for column in columns:
         if column in basic:
             getters.append((column, basic[column]))
             continue
         if not column.startswith(("params.", "param.", "config.", "metrics.", "metric.")):
-            close = difflib.get_close_matches(column, [*basic, "params.", "metrics."], n=1, cutoff=0.6)
+            head, dot, rest = column.partition(".")
+            if dot:  # a misspelt prefix: suggest the whole field with the right one (paramz.lr -> params.lr)
+                close = [f"{c}.{rest}" for c in difflib.get_close_matches(head, ["params", "metrics"], n=1,
+                                                                         cutoff=0.6)]
+            else:
+                close = difflib.get_close_matches(column, list(basic), n=1, cutoff=0.6)
             raise ConfigError(f"unknown field {column!r} in --columns",
                               f"{f'did you mean {close[0]}? ' if close else ''}use {', '.join(basic)}, params.KEY "
                               "or metrics.KEY[.last|.min|.max|.count]")

@@ -41,7 +41,7 @@ def list_runs(
         empty_note = "no runs shown: every run is archived (--archived shows them)"
     else:
         empty_note = "no runs in this store yet (`striate train` records one)"
-    if columns:
+    if columns is not None:
         rows = select_columns(records, [c.strip() for c in columns.split(",") if c.strip()])
         if as_json:
             print_json(rows)

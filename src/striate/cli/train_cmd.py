@@ -106,6 +106,11 @@ def train_command(
             print_config(config)
         result = run_prepared(session, progress=progress and not as_json, echo=not as_json)
         run_id = session.run_id
+    except KeyboardInterrupt:  # Ctrl-C while setting up (loading data, opening the run): nothing to resume
+        from striate.cli.report import print_setup_interrupted
+
+        print_setup_interrupted(started.get("session"))
+        sys.exit(130)
     except Exception as exc:
         if as_json:  # a script reading stdout learns what failed (and which run, if one was created)
             _print_json_failure(exc, started.get("session"))

@@ -53,6 +53,7 @@ class TrainResult:
     confusion: list[list[int]] = field(default_factory=list)
     run_id: str | None = None
     stop_reason: str | None = None  # why a stopped run stopped (Ctrl-C, a stop request, a pruner)
+    global_step: int = 0  # the last training step taken (where a stopped run stopped)
 
 
 def resolve_device(config: TrainConfig) -> torch.device:
@@ -278,6 +279,7 @@ def _train(config: TrainConfig, device: torch.device, run: Run | None, dataset: 
         for cb in callbacks:
             cb.on_end(state, "failed")
         raise
+    result.global_step = pos.global_step
     if state.stop_reason is not None:
         result.status = "stopped"
         result.stop_reason = state.stop_reason

@@ -63,6 +63,7 @@ class Session:
                            pretrained=self.pretrained, status=self.status)
             if result.status != "finished":
                 run.summary["stop_reason"] = result.stop_reason
+                run.summary["stopped_at_step"] = result.global_step
                 run.finish(result.status)
         return result
 
