@@ -160,3 +160,36 @@ def test_show_tag_and_delete_refuse_an_ambiguous_reference_and_change_nothing(tm
     assert all(not r.tags for r in opened.list_runs()), "nothing tagged"
     shown = run_cli("show", made[1].id[:10], "--store", store)
     assert shown.returncode == 0 and "twin" in shown.stdout
+
+
+def test_train_json_prints_a_usage_error_as_json_too(tmp_path):
+    store = str(tmp_path / "store")
+    bad = run_cli("train", "lenet5", "--epochs", "abc", "--store", store, "--json")
+    assert bad.returncode == 2 and "--epochs" in bad.stderr  # Click's usage message, as without --json
+    out = json.loads(bad.stdout)
+    assert out["id"] is None and out["status"] is None and "--epochs" in out["error"] and out["exit_code"] == 2
+    assert out["fix"]
+    plain = run_cli("train", "lenet5", "--epochs", "abc", "--store", store)
+    assert plain.returncode == 2 and plain.stdout == "" and "--epochs" in plain.stderr
+
+
+def test_an_image_size_below_the_models_minimum_fails_before_a_run_exists(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    run_cli("runs", "--store", str(store))  # an existing, empty store
+    small = run_cli("train", "lenet5", "--data", str(synthetic_data), "--image-size", "4", "--store", str(store),
+                    "--json")
+    assert small.returncode == 2 and "minimum of 32" in small.stderr
+    assert json.loads(small.stdout)["id"] is None
+    assert open_store(store).list_runs() == [], "no failed run record left behind"
+
+
+def test_a_failed_train_leaves_no_new_store_folder_behind(synthetic_data, tmp_path):
+    (synthetic_data / "classes.txt").write_text("only\ntwo\n")
+    new = tmp_path / "new" / "store"
+    done = run_cli("train", "--data", str(synthetic_data), "--store", str(new))
+    assert done.returncode == 2 and "classes.txt" in done.stderr
+    assert not (tmp_path / "new").exists(), "the folders train made for the store are gone again"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    done = run_cli("train", "--data", str(synthetic_data), "--store", str(kept))
+    assert done.returncode == 2 and kept.is_dir(), "a folder that existed before stays"
