@@ -145,8 +145,9 @@ def test_show_tag_and_delete_refuse_an_ambiguous_reference_and_change_nothing(tm
                            created_at=time.time() + len(made), ended_at=None, heartbeat_at=time.time())
         opened.create_run(record)
         made.append(record)
+    # named like the start of solo's id
     shadow = RunRecord(id=uuid.uuid4().hex, name=made[2].id[:8], project="p", status="finished",
-                       created_at=time.time() + 9, ended_at=None, heartbeat_at=time.time())  # named like the start of solo's id
+                       created_at=time.time() + 9, ended_at=None, heartbeat_at=time.time())
     opened.create_run(shadow)
     for args, ref in ((("show",), "twin"), (("tag",), "twin"), (("delete",), "twin"), (("show",), made[2].id[:8])):
         extra = {"tag": ["best"], "delete": ["--yes"]}.get(args[0], [])

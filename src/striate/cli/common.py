@@ -101,7 +101,7 @@ TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
 # Click's UsageError as Typer raises it (Typer carries its own copy of Click, not the `click` package).
-_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 class OneLineErrors(TyperGroup):
@@ -118,7 +118,8 @@ class OneLineErrors(TyperGroup):
         except _USAGE_ERROR as exc:
             argv = ctx.meta.get("striate.argv") or []
             words = argv[:argv.index("--")] if "--" in argv else argv
-            if exc.ctx is not None and exc.ctx.info_name == "train" and "--json" in words:  # a script reading stdout learns what failed
+            if exc.ctx is not None and exc.ctx.info_name == "train" and "--json" in words:
+                # a script reading stdout learns what failed
                 print_json({"id": None, "status": None, "error": exc.format_message(),
                             "fix": "see `striate train --help`", "exit_code": exc.exit_code})
             raise  # Click prints its usage message on stderr, as without --json

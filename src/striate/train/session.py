@@ -10,8 +10,8 @@ How an outcome maps to a status (an exception: ``failed``; Ctrl-C: ``stopped``; 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from striate.config import TrainConfig
