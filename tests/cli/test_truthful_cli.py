@@ -130,3 +130,67 @@ def test_a_folder_dataset_is_named_by_its_folder_with_classes_from_classes_txt(t
     assert plain.returncode == 0
     newest = open_store(store).get_run(json.loads(plain.stdout)["id"])
     assert newest.dataset["name"] == "shapes" and newest.dataset["classes"] == [str(i) for i in range(10)]
+
+
+def test_show_tag_and_delete_refuse_an_ambiguous_reference_and_change_nothing(tmp_path):
+    import uuid
+
+    from striate.tracking.store import RunRecord
+
+    store = str(tmp_path / "store")
+    opened = open_store(store)
+    made = []
+    for name in ("twin", "twin", "solo"):
+        record = RunRecord(id=uuid.uuid4().hex, name=name, project="p", status="finished",
+                           created_at=time.time() + len(made), ended_at=None, heartbeat_at=time.time())
+        opened.create_run(record)
+        made.append(record)
+    # named like the start of solo's id
+    shadow = RunRecord(id=uuid.uuid4().hex, name=made[2].id[:8], project="p", status="finished",
+                       created_at=time.time() + 9, ended_at=None, heartbeat_at=time.time())
+    opened.create_run(shadow)
+    for args, ref in ((("show",), "twin"), (("tag",), "twin"), (("delete",), "twin"), (("show",), made[2].id[:8])):
+        extra = {"tag": ["best"], "delete": ["--yes"]}.get(args[0], [])
+        done = run_cli(*args, ref, *extra, "--store", store)
+        assert done.returncode != 0, (args, done.stdout)
+        said = done.stdout + done.stderr
+        assert "ambiguous" in said and "first characters" in said, said
+    said = run_cli("show", "twin", "--store", store).stderr + run_cli("show", "twin", "--store", store).stdout
+    assert made[0].id[:12] in said and made[1].id[:12] in said
+    assert {r.id for r in opened.list_runs()} == {r.id for r in made} | {shadow.id}, "nothing deleted"
+    assert all(not r.tags for r in opened.list_runs()), "nothing tagged"
+    shown = run_cli("show", made[1].id[:10], "--store", store)
+    assert shown.returncode == 0 and "twin" in shown.stdout
+
+
+def test_train_json_prints_a_usage_error_as_json_too(tmp_path):
+    store = str(tmp_path / "store")
+    bad = run_cli("train", "lenet5", "--epochs", "abc", "--store", store, "--json")
+    assert bad.returncode == 2 and "--epochs" in bad.stderr  # Click's usage message, as without --json
+    out = json.loads(bad.stdout)
+    assert out["id"] is None and out["status"] is None and "--epochs" in out["error"] and out["exit_code"] == 2
+    assert out["fix"]
+    plain = run_cli("train", "lenet5", "--epochs", "abc", "--store", store)
+    assert plain.returncode == 2 and plain.stdout == "" and "--epochs" in plain.stderr
+
+
+def test_an_image_size_below_the_models_minimum_fails_before_a_run_exists(synthetic_data, tmp_path):
+    store = tmp_path / "store"
+    run_cli("runs", "--store", str(store))  # an existing, empty store
+    small = run_cli("train", "lenet5", "--data", str(synthetic_data), "--image-size", "4", "--store", str(store),
+                    "--json")
+    assert small.returncode == 2 and "minimum of 32" in small.stderr
+    assert json.loads(small.stdout)["id"] is None
+    assert open_store(store).list_runs() == [], "no failed run record left behind"
+
+
+def test_a_failed_train_leaves_no_new_store_folder_behind(synthetic_data, tmp_path):
+    (synthetic_data / "classes.txt").write_text("only\ntwo\n")
+    new = tmp_path / "new" / "store"
+    done = run_cli("train", "--data", str(synthetic_data), "--store", str(new))
+    assert done.returncode == 2 and "classes.txt" in done.stderr
+    assert not (tmp_path / "new").exists(), "the folders train made for the store are gone again"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    done = run_cli("train", "--data", str(synthetic_data), "--store", str(kept))
+    assert done.returncode == 2 and kept.is_dir(), "a folder that existed before stays"

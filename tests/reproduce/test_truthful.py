@@ -78,7 +78,15 @@ def test_diff_names_an_untracked_file_one_run_had(synthetic_data, tmp_path):
     assert "untracked files only in" in human.stdout and "scratch.py" in human.stdout
     assert "no differences" not in human.stdout
     contents = run_cli("diff", with_scratch[:8], changed[:8], "--store", str(store))
-    assert "same names, different contents" in contents.stdout and "no differences" not in contents.stdout
+    assert "different contents: scratch.py" in contents.stdout and "no differences" not in contents.stdout
+    (repo / "scratch.py").write_text("x = 3\n")
+    (repo / "scratch2.py").write_text("y = 1\n")
+    both = train(store, synthetic_data, *one, cwd=repo)  # one file changed AND one file added
+    done = run_cli("diff", changed[:8], both[:8], "--store", str(store), "--json")
+    code = json.loads(done.stdout)["code"]
+    assert code["untracked_files"] == [[], ["scratch2.py"]] and code["untracked_changed"] == ["scratch.py"]
+    human = run_cli("diff", changed[:8], both[:8], "--store", str(store))
+    assert "scratch2.py" in human.stdout and "different contents: scratch.py" in human.stdout
 
 
 def test_a_foreign_record_never_makes_reproduce_use_its_recorded_repository(synthetic_data, tmp_path):

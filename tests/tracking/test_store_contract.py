@@ -481,6 +481,55 @@ def test_an_empty_or_blank_reference_matches_no_run(store: Store, reference: str
     assert caught.value.fix
 
 
+def test_a_name_shared_by_several_runs_is_ambiguous_and_lists_them(store: Store) -> None:
+    older, newer, other = new_record("twin"), new_record("twin"), new_record("single")
+    newer.created_at = older.created_at + 1
+    for record in (older, newer, other):
+        store.create_run(record)
+    with pytest.raises(RunNotFoundError, match="ambiguous.*2 runs are named 'twin'") as caught:
+        store.get_run("twin")
+    assert older.id[:12] in str(caught.value) and newer.id[:12] in str(caught.value)
+    assert "first characters" in caught.value.fix
+    assert store.get_run(older.id).id == older.id and store.get_run(newer.id[:10]).id == newer.id
+    assert store.get_run("single").id == other.id
+
+
+def test_a_name_that_is_also_another_runs_id_prefix_is_ambiguous(store: Store) -> None:
+    target = new_record()
+    store.create_run(target)
+    named = new_record(target.id[:8])  # a run named like the first 8 characters of the other's id
+    store.create_run(named)
+    with pytest.raises(RunNotFoundError, match="ambiguous.*2 runs match") as caught:
+        store.get_run(target.id[:8])
+    assert target.id[:12] in str(caught.value) and named.id[:12] in str(caught.value)
+    assert store.get_run(target.id).id == target.id and store.get_run(named.id).id == named.id
+
+
+def test_a_full_id_wins_over_a_name_equal_to_it(store: Store) -> None:
+    target = new_record()
+    store.create_run(target)
+    store.create_run(new_record(target.id))
+    assert store.get_run(target.id).id == target.id
+
+
+def test_an_ambiguous_reference_lists_at_most_five_runs_and_counts_the_rest(store: Store) -> None:
+    for _ in range(7):
+        store.create_run(new_record("many"))
+    with pytest.raises(RunNotFoundError, match="7 runs are named 'many'.*and 2 more") as caught:
+        store.get_run("many")
+    assert str(caught.value).count("(many)") == 5
+
+
+def test_a_reference_is_looked_up_only_in_the_projects_given(store: Store) -> None:
+    mine, theirs = new_record("same"), new_record("same")
+    theirs.project = "elsewhere"
+    store.create_run(mine)
+    store.create_run(theirs)
+    assert store.get_run("same", projects=["contract"]).id == mine.id
+    with pytest.raises(RunNotFoundError, match="no run"):
+        store.get_run(theirs.id, projects=["contract"])
+
+
 def test_delete_with_an_empty_reference_deletes_nothing(store: Store, location: str) -> None:
     from tests.conftest import run_cli
 

@@ -100,13 +100,29 @@ def _flag_type(self: TyperOption, ctx: Any, _typed: Any = TyperOption.display_ty
 TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
+# Click's UsageError as Typer raises it (Typer carries its own copy of Click, not the `click` package).
+_USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 class OneLineErrors(TyperGroup):
     """The root command group: a striate or database error from any command ends as one red line and
     its exit code, the same whether the app runs as `striate` or in a test's CliRunner."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["striate.argv"] = list(args)  # the words as given, for a usage error under `train --json`
+        return cast(list[str], super().parse_args(ctx, args))
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except _USAGE_ERROR as exc:
+            argv = ctx.meta.get("striate.argv") or []
+            words = argv[:argv.index("--")] if "--" in argv else argv
+            if exc.ctx is not None and exc.ctx.info_name == "train" and "--json" in words:
+                # a script reading stdout learns what failed
+                print_json({"id": None, "status": None, "error": exc.format_message(),
+                            "fix": "see `striate train --help`", "exit_code": exc.exit_code})
+            raise  # Click prints its usage message on stderr, as without --json
         except Exception as exc:
             code = error_line(exc)
             if code is None:

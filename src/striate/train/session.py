@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from striate.config import TrainConfig
-from striate.tracking.store import is_remote, open_store
+from striate.errors import ConfigError
+from striate.tracking.store import Store, is_remote, open_store
 from striate.train.engine import ResumePoint, TrainResult, resolve_device, train
 from striate.train.events import STOP_REQUESTED, Callback, Status, StepEvent, TrainState, quiet
 from striate.train.resume import check_dataset_fingerprint, pin_threads, resume_point
@@ -83,21 +85,32 @@ def new_session(config: TrainConfig, store_location: str, *, reproduction_of: st
     store = None
     if remote:
         _check_server(store_location, warn)  # an unreachable server is not fatal: the run is spooled
+        made = None
     else:
+        made = _first_missing(Path(store_location))  # what opening the store creates, if anything
         store = open_store(store_location)
-    models.info(config.model)
-    resolve_device(config)
-    with status(f"loading {config.data}"):
-        dataset = load_dataset(config.data)
-    pretrained = None
-    if config.pretrained:
-        from striate.train.pretrained import load_pretrained, read_state_dict, resolve_pretrained
+    try:
+        entry = models.info(config.model)
+        min_size = entry.min_size(config.model_options)
+        if config.image_size and config.image_size < min_size:
+            raise ConfigError(f"image_size={config.image_size} is below {config.model}'s minimum of "
+                              f"{min_size} px", f"use --image-size {min_size} or more")
+        resolve_device(config)
+        with status(f"loading {config.data}"):
+            dataset = load_dataset(config.data)
+        pretrained = None
+        if config.pretrained:
+            from striate.train.pretrained import load_pretrained, read_state_dict, resolve_pretrained
 
-        weights = resolve_pretrained(config.pretrained, store_location, config.model)  # a file, or a run's weights
-        pretrained = read_state_dict(weights)
-        fresh = models.create(config.model, num_classes=len(dataset.classes), in_channels=dataset.image_shape[0],
-                              **config.model_options)
-        load_pretrained(fresh, weights, len(dataset.classes), state=pretrained)
+            weights = resolve_pretrained(config.pretrained, store_location, config.model)  # a file, or a run's weights
+            pretrained = read_state_dict(weights)
+            fresh = models.create(config.model, num_classes=len(dataset.classes),
+                                  in_channels=dataset.image_shape[0], **config.model_options)
+            load_pretrained(fresh, weights, len(dataset.classes), state=pretrained)
+    except BaseException:
+        if made is not None and store is not None:
+            _remove_new_store(made, store)  # bad input leaves no empty store folder behind
+        raise
 
     def open_run() -> Run:
         return init(project=config.project, name=config.name or None, config=config.to_dict(), tags=config.tags,
@@ -105,6 +118,31 @@ def new_session(config: TrainConfig, store_location: str, *, reproduction_of: st
                     reproduction_of=reproduction_of)
 
     return Session(config, dataset, open_run, pretrained=pretrained, status=status)
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None if it exists)."""
+    folder = folder.absolute()
+    if folder.exists() or folder.is_symlink():
+        return None
+    while not folder.parent.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _remove_new_store(made: Path, store: Store) -> None:
+    """Remove the store folder (and the folders above it) this session created, if it holds no run."""
+    import shutil
+
+    try:
+        if store.list_runs(limit=1):
+            return
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+        shutil.rmtree(made)
+    except Exception:  # tidying must never hide the error that caused it
+        pass
 
 
 def resume_session(store_location: str, run_ref: str, status: Status = quiet) -> Session:

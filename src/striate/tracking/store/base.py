@@ -124,8 +124,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_run(self, run_id: str, projects: Sequence[str] | None = None) -> RunRecord:
-        """One run by id, unique id prefix or name (RunNotFoundError otherwise; an empty or blank
-        reference matches nothing)."""
+        """One run by full id, unique id prefix or unique name (RunNotFoundError otherwise, also when
+        the reference fits several runs; an empty or blank reference matches nothing).
+        ``projects``: look only among the runs of these projects."""
 
     @abc.abstractmethod
     def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:

@@ -42,6 +42,7 @@ from striate.tracking.store.schema import (
 )
 
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
+_AMBIGUOUS_SHOWN = 5  # candidates an ambiguous run reference lists
 _IN_BATCH = 500  # ids per IN (...) list
 
 
@@ -494,7 +495,10 @@ class SqlStore(SyncableStore):
 
     # -- reads ------------------------------------------------------------------------------------
     def get_run(self, run_id: str, projects: Sequence[str] | None = None) -> RunRecord:
-        """One run by id, unique prefix or name; an empty or blank reference matches nothing.
+        """One run by full id, unique id prefix or unique name; an empty or blank reference matches
+        nothing. A reference that fits several runs (an id prefix of two runs, a name two runs
+        share, or one run's name that starts another run's id) is an error listing them: it never
+        picks one silently. A full id always wins.
 
         ``projects``: look only among the runs of these projects (what a server's caller may see)."""
         if not run_id or not run_id.strip():
@@ -503,16 +507,26 @@ class SqlStore(SyncableStore):
                                    "give a run id, an id prefix or a name (`striate runs` lists them)")
         scope = [] if projects is None else [runs.c.project.in_(list(projects))]
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True), *scope)
-                                .limit(2)).all()
-            if not rows:
-                rows = conn.execute(sa.select(runs).where(runs.c.name == run_id, *scope)
-                                    .order_by(runs.c.created_at.desc()).limit(1)).all()
+            rows = conn.execute(sa.select(runs).where(runs.c.id == run_id, *scope)).all()
+            if rows:
+                return self._records(conn, rows)[0]
+            match = sa.or_(runs.c.id.startswith(run_id, autoescape=True), runs.c.name == run_id)
+            rows = conn.execute(sa.select(runs).where(match, *scope)
+                                .order_by(runs.c.created_at.desc()).limit(_AMBIGUOUS_SHOWN + 1)).all()
             if not rows:
                 raise RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
-            if len(rows) > 1:
-                raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous", "give more characters of the id")
-            return self._records(conn, rows)[0]
+            if len(rows) == 1:
+                return self._records(conn, rows)[0]
+            named = sa.func.sum(sa.case((runs.c.name == run_id, 1), else_=0))
+            total, by_name = conn.execute(sa.select(sa.func.count(), named).select_from(runs)
+                                          .where(match, *scope)).one()
+            shown = ", ".join(f"{r.id[:12]} ({r.name})" for r in rows[:_AMBIGUOUS_SHOWN])
+            more = f", and {total - _AMBIGUOUS_SHOWN} more" if total > _AMBIGUOUS_SHOWN else ""
+            what = (f"{total} runs are named {run_id!r}" if by_name == total
+                    else f"{total} runs match {run_id!r} (by id prefix or name)")
+            raise RunNotFoundError(f"ambiguous run reference: {what}: {shown}{more}",
+                                   "give the run's id, or enough of its first characters to match only it "
+                                   "(`striate runs` lists ids and names)")
 
     def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:
         """Runs, newest first (archived ones included)."""
