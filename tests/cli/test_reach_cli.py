@@ -110,6 +110,17 @@ def test_history_prints_csv_for_piping(recorded: tuple[Path, str]) -> None:
     assert "train/loss  (5 points)" in keys.stdout
 
 
+def test_history_json_keeps_nan_and_infinities_apart(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    run = striate.init(name="diverged", store=store, system_metrics=False)
+    for step, value in enumerate([1.0, float("nan"), float("inf"), float("-inf")]):
+        run.log({"train/loss": value}, step=step)
+    run.finish()
+    done = run_cli("history", "diverged", "-m", "train/loss", "--json", "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["values"] == [1.0, "NaN", "Infinity", "-Infinity"]
+
+
 def test_history_of_an_unknown_key_names_the_closest(recorded: tuple[Path, str]) -> None:
     store, run_id = recorded
     done = run_cli("history", run_id[:8], "--metric", "test/acc", "--csv", "--store", str(store))

@@ -76,6 +76,7 @@ def history(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print every recorded point of one metric of a run: step, time, value."""
+    import math
     from datetime import datetime
 
     from striate.errors import ConfigError
@@ -98,7 +99,10 @@ def history(
     series = metric_history(opened, record, metric, max_points=max_points)
     steps, times, values = series.steps.tolist(), series.times.tolist(), series.values.tolist()
     if as_json:
-        print_json({"id": record.id, "metric": metric, "steps": steps, "times": times, "values": values})
+        # NaN and ±inf (a diverged loss) as the strings the team server also uses; JSON has no such numbers
+        shown = [v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+                 for v in values]
+        print_json({"id": record.id, "metric": metric, "steps": steps, "times": times, "values": shown})
     elif csv:
         out = sys.stdout  # plain text, no console: a pipe gets exactly the rows
         out.write("step,time,value\n")
