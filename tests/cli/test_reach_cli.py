@@ -95,6 +95,36 @@ def test_a_downloaded_file_that_no_longer_matches_its_hash_is_refused(recorded: 
     assert not (tmp_path / "dl" / "notes.txt").exists()
 
 
+def test_one_damaged_file_means_nothing_is_downloaded(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    store, run_id = recorded
+    (store / "artifacts" / run_id / "notes.txt").write_text("tampered")  # sorts after model.safetensors
+    done = run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "dl"), "--store", str(store))
+    assert done.returncode != 0 and "notes.txt" in done.stderr and "nothing was copied" in done.stderr
+    assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").rglob("*"))
+
+
+def test_an_artifact_without_a_recorded_hash_is_reported_unchecked(recorded: tuple[Path, str],
+                                                                   tmp_path: Path) -> None:
+    store, run_id = recorded
+    opened = open_store(store)
+    opened.remove_artifact(run_id, "notes.txt")
+    opened.add_artifact(run_id, "notes.txt", "file", 99, "")  # no hash, and a wrong size, recorded
+    done = run_cli("artifacts", run_id[:8], "notes.txt", "-d", str(tmp_path / "dl"), "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert "not checked (no recorded hash)" in done.stdout and "sha256" not in done.stdout
+    assert "(5 B, not checked" in done.stdout  # the size of the file written, not the recorded 99
+
+
+def test_a_symlink_in_the_download_folder_is_named(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    store, run_id = recorded
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "dl" / "checkpoints").symlink_to(tmp_path / "elsewhere")
+    done = run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "dl"), "--store", str(store))
+    assert done.returncode != 0 and "contains a symlink at" in done.stderr and "checkpoints" in done.stderr
+    assert "altered" not in done.stderr and not any((tmp_path / "elsewhere").iterdir())
+
+
 def test_history_prints_csv_for_piping(recorded: tuple[Path, str]) -> None:
     store, run_id = recorded
     done = run_cli("history", "files-run", "--metric", "train/loss", "--csv", "--store", str(store))

@@ -43,7 +43,8 @@ def artifacts(
             print_json(done)
             return
         for item in done:
-            console.print(f"{item['file']} ({_size(item['size'])}, sha256 {item['sha256'][:12]} checked)",
+            check = f"sha256 {item['sha256'][:12]} checked" if item["checked"] else "not checked (no recorded hash)"
+            console.print(f"{item['file']} ({_size(item['size'])}, {check})",
                           highlight=False, markup=False)
         console.print(f"downloaded {len(done)} file(s) of {record.name} ({record.id[:8]}), "
                       f"{_size(sum(i['size'] for i in done))}, to {escape(str(download))}", highlight=False)
