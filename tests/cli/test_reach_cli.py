@@ -185,6 +185,20 @@ def test_pretrained_takes_a_run_reference(synthetic_data: Path, tmp_path: Path) 
     assert wrong.returncode != 0 and f"run {source_id[:8]} (source-run) trained lenet5, not alexnet" in wrong.stderr
     nothing = run_cli("train", "lenet5", "--pretrained", "no-such-run", *base)
     assert nothing.returncode != 0 and "neither a weight file nor a run" in nothing.stderr
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "source-run").write_bytes(b"not weights")  # a file that shares the run's name
+    both = run_cli("train", "lenet5", "--pretrained", "source-run", *base, cwd=here)
+    assert both.returncode != 0 and "names both the file" in both.stderr and "./source-run" in both.stderr
+    assert source_id in both.stderr
+    as_file = run_cli("train", "lenet5", "--pretrained", "./source-run", *base, cwd=here)
+    assert as_file.returncode != 0 and "names both" not in as_file.stderr and "cannot read" in as_file.stderr
+    opened = open_store(store)
+    entry = next(a for a in opened.get_run(source_id).artifacts if a["path"] == "model.safetensors")
+    opened.remove_artifact(source_id, "model.safetensors")
+    opened.add_artifact(source_id, "model.safetensors", entry["kind"], entry["size"], "")  # no hash recorded
+    unverified = run_cli("train", "lenet5", "--pretrained", source_id[:8], *base)
+    assert unverified.returncode != 0 and "no recorded SHA-256" in unverified.stderr
     os.remove(Path(store) / "artifacts" / source_id / "model.safetensors")
     for path in (Path(store) / "artifacts" / source_id / "checkpoints").glob("*.safetensors"):
         path.unlink()
