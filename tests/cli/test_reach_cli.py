@@ -125,6 +125,14 @@ def test_a_symlink_in_the_download_folder_is_named(recorded: tuple[Path, str], t
     assert "altered" not in done.stderr and not any((tmp_path / "elsewhere").iterdir())
 
 
+def test_which_of_a_missing_path_says_it_does_not_exist(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    store, _ = recorded
+    missing = run_cli("which", str(tmp_path / "nonexist"), "--store", str(store))
+    assert missing.returncode != 0 and "nonexist does not exist" in missing.stderr
+    folder = run_cli("which", str(tmp_path), "--store", str(store))
+    assert folder.returncode != 0 and "is not a regular file" in folder.stderr
+
+
 def test_history_prints_csv_for_piping(recorded: tuple[Path, str]) -> None:
     store, run_id = recorded
     done = run_cli("history", "files-run", "--metric", "train/loss", "--csv", "--store", str(store))
