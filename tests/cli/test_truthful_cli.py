@@ -130,33 +130,3 @@ def test_a_folder_dataset_is_named_by_its_folder_with_classes_from_classes_txt(t
     assert plain.returncode == 0
     newest = open_store(store).get_run(json.loads(plain.stdout)["id"])
     assert newest.dataset["name"] == "shapes" and newest.dataset["classes"] == [str(i) for i in range(10)]
-
-
-def test_show_tag_and_delete_refuse_an_ambiguous_reference_and_change_nothing(tmp_path):
-    import uuid
-
-    from striate.tracking.store import RunRecord
-
-    store = str(tmp_path / "store")
-    opened = open_store(store)
-    made = []
-    for name in ("twin", "twin", "solo"):
-        record = RunRecord(id=uuid.uuid4().hex, name=name, project="p", status="finished",
-                           created_at=time.time() + len(made), ended_at=None)
-        opened.create_run(record)
-        made.append(record)
-    shadow = RunRecord(id=uuid.uuid4().hex, name=made[2].id[:8], project="p", status="finished",
-                       created_at=time.time() + 9, ended_at=None)  # named like the start of solo's id
-    opened.create_run(shadow)
-    for args, ref in ((("show",), "twin"), (("tag",), "twin"), (("delete",), "twin"), (("show",), made[2].id[:8])):
-        extra = {"tag": ["best"], "delete": ["--yes"]}.get(args[0], [])
-        done = run_cli(*args, ref, *extra, "--store", store)
-        assert done.returncode != 0, (args, done.stdout)
-        said = done.stdout + done.stderr
-        assert "ambiguous" in said and "first characters" in said, said
-    said = run_cli("show", "twin", "--store", store).stderr + run_cli("show", "twin", "--store", store).stdout
-    assert made[0].id[:12] in said and made[1].id[:12] in said
-    assert {r.id for r in opened.list_runs()} == {r.id for r in made} | {shadow.id}, "nothing deleted"
-    assert all(not r.tags for r in opened.list_runs()), "nothing tagged"
-    shown = run_cli("show", made[1].id[:10], "--store", store)
-    assert shown.returncode == 0 and "twin" in shown.stdout

@@ -170,23 +170,15 @@ def run_diff(a: RunRecord, b: RunRecord) -> dict[str, Any]:
 
 
 def _untracked_diff(a: RunRecord, b: RunRecord) -> dict[str, Any]:
-    """Untracked files (recorded by name; the source files among them snapshotted) that differ between
-    two runs: names only one run had, and names both had whose contents differ."""
+    """Untracked files (recorded by name; the source files among them snapshotted) that differ between two runs."""
     ua = set((a.environment.get("git") or {}).get("untracked") or [])
     ub = set((b.environment.get("git") or {}).get("untracked") or [])
     found: dict[str, Any] = {}
     if ua != ub:
         found["untracked_files"] = [sorted(ua - ub), sorted(ub - ua)]  # [only in a, only in b]
-    snap_a, snap_b = a.summary.get("code_snapshot") or {}, b.summary.get("code_snapshot") or {}
-    sa, sb = snap_a.get("sha256"), snap_b.get("sha256")
-    both = ua & ub
-    ha, hb = snap_a.get("file_sha256"), snap_b.get("file_sha256")
-    if isinstance(ha, dict) and isinstance(hb, dict):  # per-file hashes: name each changed file
-        changed = sorted(n for n in both if (n in ha or n in hb) and ha.get(n) != hb.get(n))
-        if changed:
-            found["untracked_changed"] = changed
-    elif both and sa != sb and (ua == ub or sa and sb):
-        # Runs recorded before per-file hashes: only the snapshots as a whole can be compared.
+    sa = (a.summary.get("code_snapshot") or {}).get("sha256")
+    sb = (b.summary.get("code_snapshot") or {}).get("sha256")
+    if ua == ub and ua and sa != sb:  # same names, other contents
         found["untracked_contents"] = [sa, sb]
     in_repo = (a.environment.get("git") or {}).get("in_repo") or (b.environment.get("git") or {}).get("in_repo")
     if not in_repo and sa != sb:  # outside git the snapshot of the folder is the code
@@ -214,15 +206,9 @@ def print_run_diff(a: RunRecord, b: RunRecord, data: dict[str, Any]) -> None:
             if files:
                 console.print(f"untracked files only in {escape(run.name)} ({run.id[:8]}): "
                               f"{escape(', '.join(files))}", highlight=False)
-    changed = code.pop("untracked_changed", None)
-    if changed:
-        same = False
-        console.print(f"untracked files in both runs with different contents: {escape(', '.join(changed))}",
-                      highlight=False)
     if code.pop("untracked_contents", None):
         same = False
-        console.print("untracked files: their snapshots differ (these runs recorded no per-file hashes, "
-                      "so which file changed is not known)", highlight=False)
+        console.print("untracked files: same names, different contents (their snapshots differ)", highlight=False)
     for key, (va, vb) in code.items():
         same = False
         console.print(f"code {escape(str(key))}: [red]{escape(str(va))}[/] -> [green]{escape(str(vb))}[/]",

@@ -268,5 +268,3 @@ def snapshot_code(run: Any, env: dict[str, Any]) -> None:
             kind = "code-snapshot"
         run.log_artifact(info["path"], f"code/{Path(info['path']).name}", kind=kind)
         run.summary["code_snapshot"] = {k: info[k] for k in ("sha256", "files", "bytes", "truncated")}
-        if git.get("in_repo"):  # a few untracked files: their hashes let `diff` name the one that changed
-            run.summary["code_snapshot"]["file_sha256"] = info["file_sha256"]

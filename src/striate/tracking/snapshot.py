@@ -181,7 +181,6 @@ def _write_archive(root: Path, files: list[str], dest: Path, max_total_bytes: in
     dest.mkdir(parents=True, exist_ok=True)
     total = count = 0
     truncated = False
-    hashes: dict[str, str] = {}
     fd, tmp_name = tempfile.mkstemp(prefix=".code-", suffix=".tar.gz.tmp", dir=dest)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -211,7 +210,6 @@ def _write_archive(root: Path, files: list[str], dest: Path, max_total_bytes: in
                         info.uid = info.gid = 0
                         info.uname = info.gname = ""
                         tar.addfile(info, io.BytesIO(data))
-                        hashes[rel] = hashlib.sha256(data).hexdigest()
                         total += len(data)
                         count += 1
         sha = writer.digest.hexdigest()
@@ -223,4 +221,4 @@ def _write_archive(root: Path, files: list[str], dest: Path, max_total_bytes: in
         raise
     archive_digest = hashlib.sha256(final.read_bytes()).hexdigest()
     return {"sha256": sha, "archive_sha256": archive_digest, "files": count, "bytes": total,
-            "skipped": skipped, "truncated": truncated, "path": str(final), "file_sha256": hashes}
+            "skipped": skipped, "truncated": truncated, "path": str(final)}
