@@ -61,8 +61,10 @@ def test_a_member_over_the_byte_cap_is_refused_before_the_rest_is_read(tmp_path:
 
 def test_too_many_members_is_refused_at_the_first_one_over(tmp_path: Path) -> None:
     archive = write_cut(tmp_path / "a.tar.gz", [1] * 20)
-    with open_archive(archive) as tar, pytest.raises(ConfigError, match="more than 5 members"):
-        check_members(tar, archive, max_members=5)
+    with open_archive(archive) as tar, pytest.raises(ConfigError, match="more than 5 members") as refused:
+        check_members(tar, archive, max_members=5, limit_hint="raise STRIATE_IMPORT_MAX_BYTES")
+    # The byte limit's setting does not move the member cap: the fix must not point there.
+    assert "STRIATE_IMPORT_MAX_BYTES" not in str(refused.value) and "no setting raises it" in str(refused.value)
     # Without the cap the same archive is read to its damaged end: one clear error, no traceback.
     with open_archive(archive) as tar, pytest.raises(ConfigError, match="cannot read"):
         check_members(tar, archive)

@@ -47,7 +47,9 @@ def test_onnx_round_trip_of_a_registered_model(tmp_path):
     # LeNet-5's 250 KB of weights stay inside the .onnx file: no side file, and the CLI names the one file.
     assert result.files == [str(tmp_path / "lenet5.onnx")] and not (tmp_path / "lenet5.onnx.data").exists()
     (tmp_path / "old.onnx.data").write_bytes(b"stale")  # an earlier large export's side file is not left behind
-    done = run_cli("export", "lenet5", "-o", str(tmp_path / "old.onnx"))
+    refused = run_cli("export", "lenet5", "-o", str(tmp_path / "old.onnx"))  # the side file is an output too
+    assert refused.returncode != 0 and "old.onnx.data already exists" in refused.stderr
+    done = run_cli("export", "lenet5", "-o", str(tmp_path / "old.onnx"), "--force")
     assert done.returncode == 0, done.stderr
     assert "wrote " in done.stdout and "old.onnx" in done.stdout and not (tmp_path / "old.onnx.data").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx", "old.onnx"]
@@ -187,3 +189,51 @@ def test_an_unwritable_output_is_one_error_before_exporting(tmp_path):
     for output in ("/proc/striate-test.onnx", str(tmp_path)):  # no file can be created there / a folder
         with pytest.raises(StriateError, match=r"cannot write .* — fix: choose a writable --output"):
             export("lenet5", "onnx", output=output)
+
+
+def test_an_existing_output_is_replaced_only_with_force_and_never_inside_a_store(synthetic_data, tmp_path):
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"keep me")
+    refused = run_cli("export", "lenet5", "-f", "torchscript", "-o", str(out))
+    assert refused.returncode != 0 and "already exists" in refused.stderr and "--force" in refused.stderr
+    assert out.read_bytes() == b"keep me"
+    done = run_cli("export", "lenet5", "-f", "torchscript", "-o", str(out), "--force")
+    assert done.returncode == 0, done.stderr
+    assert torch.jit.load(str(out))(torch.randn(1, 1, 32, 32)).shape == (1, 10)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+    link = tmp_path / "link.pt"
+    link.symlink_to(out)
+    refused = run_cli("export", "lenet5", "-f", "torchscript", "-o", str(link), "--force")
+    assert refused.returncode != 0 and "not a regular file" in refused.stderr and link.is_symlink()
+
+    store = tmp_path / "store"
+    trained = run_cli("train", "lenet5", "--data", str(synthetic_data), "--epochs", "1", "--batch-size", "64",
+                      "--store", str(store), "--json")
+    assert trained.returncode == 0, trained.stderr
+    run_id = json.loads(trained.stdout)["id"]
+    database = store / "striate.db"
+    weights = store / "artifacts" / run_id / "model.safetensors"
+    before = weights.read_bytes()
+    (tmp_path / "db-link").symlink_to(database)
+    for target in (database, weights, tmp_path / "db-link", store / "new.pt"):
+        for extra in ([], ["--force"]):
+            refused = run_cli("export", "lenet5", "-f", "torchscript", "-o", str(target), *extra)
+            assert refused.returncode != 0 and "inside the store folder" in refused.stderr, refused.stderr
+            refused = run_cli("export", run_id[:8], "--store", str(store), "-o", str(target), *extra)
+            assert refused.returncode != 0 and "inside the store folder" in refused.stderr, refused.stderr
+    # SQLite may checkpoint its log into the file on close, so the database is checked for its run, not its bytes.
+    assert database.read_bytes().startswith(b"SQLite format 3") and weights.read_bytes() == before
+    from striate.tracking.store import open_store
+
+    assert open_store(store).get_run(run_id).id == run_id and not (store / "new.pt").exists()
+
+
+def test_an_interrupted_export_leaves_no_file(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        Path(args[1]).write_bytes(b"half")  # the exporter had started writing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.jit, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export("lenet5", "torchscript", tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []

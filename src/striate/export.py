@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from striate.archives import give_user_mode
 from striate.errors import ModelError, RunNotFoundError, StriateError
 from striate.models.registry import is_spec_path
 
@@ -70,15 +74,20 @@ class _Source:
 
 def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
            input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None,
-           store: str | None = None) -> ExportResult:
-    """Export model name, spec file or run id ``target`` as ``fmt`` (onnx or torchscript) and verify it."""
+           store: str | None = None, force: bool = False) -> ExportResult:
+    """Export model name, spec file or run id ``target`` as ``fmt`` (onnx or torchscript) and verify it.
+
+    An existing output is replaced only with ``force`` (and only a regular file); nothing is ever
+    written inside a store folder or artifact root. The files are written in a temporary folder
+    beside the output and moved into place at the end: an interrupted export leaves no half file."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
     if num_classes is not None and num_classes < 1:
         raise ExportError(f"--classes {num_classes} is not a class count", "give 1 or more, e.g. --classes 10")
     source = resolve(target, input_shape, num_classes, store)
     path = Path(output) if output else Path(source.stem + FORMATS[fmt])
-    _check_writable(path)
+    side_file = Path(f"{path}.data")
+    _check_writable(path, [path, side_file] if fmt == "onnx" else [path], force, source, store)
     model = source.model.eval()
     # Export with a batch of 2 and check with 3: a batch of 1 could be baked into the graph unnoticed.
     example = torch.randn(2, *source.input_shape, generator=torch.Generator().manual_seed(0))
@@ -91,13 +100,26 @@ def export(target: str, fmt: str = "onnx", output: str | Path | None = None,
         raise ExportError(f"{source.description} cannot run on a {shape} input: {str(exc).splitlines()[0]}",
                           "give --input with the model's channels and at least its minimum size "
                           "(`striate models` lists them)") from None
-    side_file = Path(f"{path}.data")
-    if fmt == "onnx" and side_file.is_file() and not side_file.is_symlink():
-        side_file.unlink()  # an earlier export's weights: left beside a new single-file export it would mislead
-    if fmt == "onnx":
-        diff, dynamic = _onnx(model, example, check, expected, path)
-    else:
-        diff, dynamic = _torchscript(model, example, check, expected, path), True
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent))
+    try:
+        staged = staging / path.name  # same base name: an .onnx file names its .onnx.data side file
+        if fmt == "onnx":
+            diff, dynamic = _onnx(model, example, check, expected, staged)
+        else:
+            diff, dynamic = _torchscript(model, example, check, expected, staged), True
+        staged_side = Path(f"{staged}.data")
+        for written in (staged, staged_side):
+            if written.exists():
+                give_user_mode(written)  # mkdtemp's folder is private; the files follow the umask
+        if staged_side.exists():
+            os.replace(staged_side, side_file)
+        elif fmt == "onnx" and side_file.is_file() and not side_file.is_symlink():
+            side_file.unlink()  # an earlier export's weights (replaced with --force): it would mislead
+        os.replace(staged, path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}", "choose a writable --output") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if not diff <= TOLERANCE:  # also catches NaN
         raise ExportError(f"the exported {fmt} model differs from PyTorch by {diff:.3g} (limit {TOLERANCE:g}); "
                           f"kept {path} for inspection", "report this model; try the other format meanwhile")
@@ -137,10 +159,29 @@ def _record_export(source: _Source, result: ExportResult) -> str:
     return ""
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before the (slow) export when the output cannot be written: one error, not an exporter traceback."""
-    import tempfile
+def _check_writable(path: Path, outputs: list[Path], force: bool, source: _Source, store: str | None) -> None:
+    """Fail before the (slow) export when the output cannot be written: one error, not an exporter traceback.
 
+    Refused: an existing output without ``force``; anything but a regular file even with it; and any
+    path inside a store folder or artifact root (the database or a run's recorded weights)."""
+    from striate.tracking.store import default_store_location, is_remote, store_owning
+
+    roots: list[str | None] = []
+    for location in (source.store_location, store, default_store_location()):
+        if location and not is_remote(location):
+            roots.append(str(Path(location) / "artifacts"))
+    owner = store_owning(path, *roots)
+    if owner is not None:
+        raise ExportError(f"cannot write {path}: it is inside the store folder {owner}, where it would replace "
+                          "the store's database or a run's files", "choose an --output outside the store folder")
+    for existing in outputs:
+        if existing.is_symlink() or (existing.exists() and not existing.is_file()):
+            if existing.is_dir() and not existing.is_symlink():
+                break  # a folder: reported below as unwritable
+            raise ExportError(f"cannot write {existing}: it is not a regular file",
+                              "choose a file name for --output")
+        if existing.exists() and not force:
+            raise ExportError(f"{existing} already exists", "choose another --output, or pass --force to replace it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):

@@ -95,6 +95,44 @@ def test_a_downloaded_file_that_no_longer_matches_its_hash_is_refused(recorded: 
     assert not (tmp_path / "dl" / "notes.txt").exists()
 
 
+def test_one_damaged_file_means_nothing_is_downloaded(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    store, run_id = recorded
+    (store / "artifacts" / run_id / "notes.txt").write_text("tampered")  # sorts after model.safetensors
+    done = run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "dl"), "--store", str(store))
+    assert done.returncode != 0 and "notes.txt" in done.stderr and "nothing was copied" in done.stderr
+    assert not (tmp_path / "dl").exists() or not any((tmp_path / "dl").rglob("*"))
+
+
+def test_an_artifact_without_a_recorded_hash_is_reported_unchecked(recorded: tuple[Path, str],
+                                                                   tmp_path: Path) -> None:
+    store, run_id = recorded
+    opened = open_store(store)
+    opened.remove_artifact(run_id, "notes.txt")
+    opened.add_artifact(run_id, "notes.txt", "file", 99, "")  # no hash, and a wrong size, recorded
+    done = run_cli("artifacts", run_id[:8], "notes.txt", "-d", str(tmp_path / "dl"), "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert "not checked (no recorded hash)" in done.stdout and "sha256" not in done.stdout
+    assert "(5 B, not checked" in done.stdout  # the size of the file written, not the recorded 99
+
+
+def test_a_symlink_in_the_download_folder_is_named(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    store, run_id = recorded
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "dl" / "checkpoints").symlink_to(tmp_path / "elsewhere")
+    done = run_cli("artifacts", run_id[:8], "-d", str(tmp_path / "dl"), "--store", str(store))
+    assert done.returncode != 0 and "contains a symlink at" in done.stderr and "checkpoints" in done.stderr
+    assert "altered" not in done.stderr and not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_which_of_a_missing_path_says_it_does_not_exist(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    store, _ = recorded
+    missing = run_cli("which", str(tmp_path / "nonexist"), "--store", str(store))
+    assert missing.returncode != 0 and "nonexist does not exist" in missing.stderr
+    folder = run_cli("which", str(tmp_path), "--store", str(store))
+    assert folder.returncode != 0 and "is not a regular file" in folder.stderr
+
+
 def test_history_prints_csv_for_piping(recorded: tuple[Path, str]) -> None:
     store, run_id = recorded
     done = run_cli("history", "files-run", "--metric", "train/loss", "--csv", "--store", str(store))
@@ -108,6 +146,17 @@ def test_history_prints_csv_for_piping(recorded: tuple[Path, str]) -> None:
     assert len(human.stdout.splitlines()) == 6
     keys = run_cli("history", run_id[:8], "--store", str(store))
     assert "train/loss  (5 points)" in keys.stdout
+
+
+def test_history_json_keeps_nan_and_infinities_apart(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    run = striate.init(name="diverged", store=store, system_metrics=False)
+    for step, value in enumerate([1.0, float("nan"), float("inf"), float("-inf")]):
+        run.log({"train/loss": value}, step=step)
+    run.finish()
+    done = run_cli("history", "diverged", "-m", "train/loss", "--json", "--store", str(store))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["values"] == [1.0, "NaN", "Infinity", "-Infinity"]
 
 
 def test_history_of_an_unknown_key_names_the_closest(recorded: tuple[Path, str]) -> None:
@@ -144,6 +193,20 @@ def test_pretrained_takes_a_run_reference(synthetic_data: Path, tmp_path: Path) 
     assert wrong.returncode != 0 and f"run {source_id[:8]} (source-run) trained lenet5, not alexnet" in wrong.stderr
     nothing = run_cli("train", "lenet5", "--pretrained", "no-such-run", *base)
     assert nothing.returncode != 0 and "neither a weight file nor a run" in nothing.stderr
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "source-run").write_bytes(b"not weights")  # a file that shares the run's name
+    both = run_cli("train", "lenet5", "--pretrained", "source-run", *base, cwd=here)
+    assert both.returncode != 0 and "names both the file" in both.stderr and "./source-run" in both.stderr
+    assert source_id in both.stderr
+    as_file = run_cli("train", "lenet5", "--pretrained", "./source-run", *base, cwd=here)
+    assert as_file.returncode != 0 and "names both" not in as_file.stderr and "cannot read" in as_file.stderr
+    opened = open_store(store)
+    entry = next(a for a in opened.get_run(source_id).artifacts if a["path"] == "model.safetensors")
+    opened.remove_artifact(source_id, "model.safetensors")
+    opened.add_artifact(source_id, "model.safetensors", entry["kind"], entry["size"], "")  # no hash recorded
+    unverified = run_cli("train", "lenet5", "--pretrained", source_id[:8], *base)
+    assert unverified.returncode != 0 and "no recorded SHA-256" in unverified.stderr
     os.remove(Path(store) / "artifacts" / source_id / "model.safetensors")
     for path in (Path(store) / "artifacts" / source_id / "checkpoints").glob("*.safetensors"):
         path.unlink()

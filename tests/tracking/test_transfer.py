@@ -215,3 +215,18 @@ def test_force_replaces_files_never_devices_folders_or_links(tmp_path):
         with pytest.raises(ConfigError, match="is not a regular file"):
             export_run(store, run.id, out, overwrite=True)
     assert Path("/dev/null").is_char_device() and target.read_text() == "keep"
+
+
+def test_force_never_writes_inside_the_store(tmp_path: Path, stores: tuple[SqlStore, SqlStore]) -> None:
+    source, _ = stores
+    make_run(source)
+    folder = tmp_path / "a"
+    database = folder / "striate.db"
+    before = database.read_bytes()
+    recorded = sorted(p for p in (folder / "artifacts").rglob("*") if p.is_file())
+    (tmp_path / "db-link").symlink_to(database)
+    for out in (database, recorded[0], tmp_path / "db-link", folder / "run.tar.gz"):
+        refused = run_cli("export-run", RUN_ID, str(out), "--store", str(folder), "--force")
+        assert refused.returncode == 2 and "inside the store folder" in refused.stderr, refused.stderr
+    assert database.read_bytes() == before and not (folder / "run.tar.gz").exists()
+    assert sorted(p for p in (folder / "artifacts").rglob("*") if p.is_file()) == recorded

@@ -64,3 +64,16 @@ def test_an_interrupted_save_keeps_the_old_file_and_no_temporary(tmp_path, monke
         ckpt.save_weights(model, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_weights_follow_the_umask_like_other_artifacts(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        ckpt.save_weights(torch.nn.Linear(2, 2), tmp_path / "model.safetensors")
+        ckpt.save_training_state(tmp_path / "state.pt", {"epoch": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "state.pt").stat().st_mode & 0o777 == 0o644

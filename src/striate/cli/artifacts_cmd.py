@@ -43,7 +43,8 @@ def artifacts(
             print_json(done)
             return
         for item in done:
-            console.print(f"{item['file']} ({_size(item['size'])}, sha256 {item['sha256'][:12]} checked)",
+            check = f"sha256 {item['sha256'][:12]} checked" if item["checked"] else "not checked (no recorded hash)"
+            console.print(f"{item['file']} ({_size(item['size'])}, {check})",
                           highlight=False, markup=False)
         console.print(f"downloaded {len(done)} file(s) of {record.name} ({record.id[:8]}), "
                       f"{_size(sum(i['size'] for i in done))}, to {escape(str(download))}", highlight=False)
@@ -76,6 +77,7 @@ def history(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print every recorded point of one metric of a run: step, time, value."""
+    import math
     from datetime import datetime
 
     from striate.errors import ConfigError
@@ -98,7 +100,10 @@ def history(
     series = metric_history(opened, record, metric, max_points=max_points)
     steps, times, values = series.steps.tolist(), series.times.tolist(), series.values.tolist()
     if as_json:
-        print_json({"id": record.id, "metric": metric, "steps": steps, "times": times, "values": values})
+        # NaN and ±inf (a diverged loss) as the strings the team server also uses; JSON has no such numbers
+        shown = [v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+                 for v in values]
+        print_json({"id": record.id, "metric": metric, "steps": steps, "times": times, "values": shown})
     elif csv:
         out = sys.stdout  # plain text, no console: a pipe gets exactly the rows
         out.write("step,time,value\n")

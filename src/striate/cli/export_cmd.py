@@ -24,13 +24,14 @@ def export_command(
     classes: Optional[int] = typer.Option(None, "--classes", help="output classes for a fresh model (default 10)"),
     store: Optional[str] = typer.Option(None, "--store", help="store folder holding the run (default "
                                                                 "./striate-runs or $STRIATE_STORE)"),
+    force: bool = typer.Option(False, "--force", help="replace the output file if it exists"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Export a run's trained weights (or a model with fresh weights) and check the file against PyTorch."""
     from striate.export import export
 
     shape = parse_input_shape(input_shape) if input_shape else None
-    result = export(target, fmt.lower(), output, shape, classes, store)
+    result = export(target, fmt.lower(), output, shape, classes, store, force=force)
     if as_json:
         print_json(result.to_dict())
         return

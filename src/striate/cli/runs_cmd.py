@@ -183,6 +183,7 @@ def which(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Trace a file back to the run(s) that produced it, by its SHA-256 (artifacts and exported models)."""
+    import os
     from pathlib import Path
 
     from striate.errors import ConfigError, RunNotFoundError
@@ -191,7 +192,8 @@ def which(
 
     path = Path(file)
     if not path.is_file():
-        raise ConfigError(f"{path} is not a file", "pass the path of a weight file, artifact or exported model")
+        problem = "is not a regular file" if os.path.lexists(path) else "does not exist"
+        raise ConfigError(f"{path} {problem}", "pass the path of a weight file, artifact or exported model")
     digest, rows = find_file(open_store(store, read_only=True), path)
     if not rows:
         raise RunNotFoundError(f"no run in this store produced {path} (sha256 {digest[:16]})",

@@ -41,7 +41,8 @@ def select_artifacts(record: RunRecord, path: str | None = None) -> list[dict[st
 def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | None = None,
                        overwrite: bool = False) -> list[dict[str, Any]]:
     """Copy the run's artifacts (all, or ``path``) into ``dest``, keeping their relative paths; return them
-    with the file each was written to. Nothing is copied when any chosen path is unsafe or missing."""
+    with the file each was written to, its size, and whether its hash was checked (False: none recorded).
+    Nothing is copied when any chosen path is unsafe or missing or any file fails its recorded hash."""
     chosen = select_artifacts(record, path)
     source_root = (Path(store.artifact_root) / record.id).resolve()
     dest = Path(dest)
@@ -54,6 +55,11 @@ def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | 
         if problem is None and not source.is_relative_to(source_root):
             problem = "it leads out of the run's artifact folder"
         if problem is None and not target.is_relative_to(target_root):
+            link = _first_link(target_root, rel)
+            if link is not None:  # the record is fine: the user's folder holds a link that leads elsewhere
+                raise ConfigError(f"{dest} contains a symlink at {link}: artifact {rel} would be written through it "
+                                  "outside the folder; nothing was copied",
+                                  "remove the link, or download into another folder")
             problem = f"it would be written outside {dest}"
         if problem:
             raise StoreError(f"refusing artifact path {rel!r} of run {record.id[:8]}: {problem}",
@@ -64,6 +70,12 @@ def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | 
         if target.exists() and not overwrite and not (target.is_file() and file_sha256(target) == artifact["sha256"]):
             raise ConfigError(f"{target} already exists", "choose an empty folder, or pass --force to replace it")
         plan.append((artifact, source, target))
+    for artifact, source, _ in plan:  # every hash before any copy: a damaged file leaves no partial download
+        if artifact["sha256"] and (digest := file_sha256(source)) != artifact["sha256"]:
+            raise StoreError(f"artifact {artifact['path']} of run {record.id[:8]} does not match its recorded "
+                             f"SHA-256 (file {digest[:12]}, recorded {artifact['sha256'][:12]})",
+                             "the stored file was changed or damaged; nothing was copied (download the others "
+                             "by path)")
     done = []
     for artifact, source, target in plan:
         try:
@@ -84,6 +96,18 @@ def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | 
         except OSError as exc:
             raise ConfigError(f"cannot write {target}: {exc.strerror or exc}",
                               "choose a folder you can write to, with free space") from None
-        done.append({**artifact, "file": str(target)})
+        # size: of the file written; checked: False when no hash was recorded (nothing to verify against)
+        done.append({**artifact, "file": str(target), "size": target.stat().st_size,
+                     "checked": bool(artifact["sha256"])})
     return done
+
+
+def _first_link(root: Path, rel: str) -> Path | None:
+    """The first symlink on the way from ``root`` down ``rel``, if any."""
+    here = root
+    for part in Path(rel).parts:
+        here = here / part
+        if here.is_symlink():
+            return here
+    return None
 

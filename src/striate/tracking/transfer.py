@@ -58,6 +58,12 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
     """Write run ``run_id`` of ``store`` — record, metric points, artifacts — to the archive ``out``."""
     record = store.get_run(run_id)
     out = Path(out)
+    from striate.tracking.store import store_owning
+
+    owner = store_owning(out, store.artifact_root)
+    if owner is not None:  # --force or not: the store's database or a run's files would be replaced
+        raise ConfigError(f"cannot write {out}: it is inside the store folder {owner}",
+                          "write the archive outside the store folder")
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists", "choose another file name, or pass --force to replace it")
     if (out.exists() or out.is_symlink()) and not (out.is_file() and not out.is_symlink()):

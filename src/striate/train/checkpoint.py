@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from striate.archives import give_user_mode
 from striate.errors import TrainingError
 from striate.train.determinism import rng_state
 from striate.train.events import STOP_REQUESTED, Callback, EpochEvent, StepEvent, TrainState
@@ -77,6 +78,7 @@ def _atomic(path: Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
+        give_user_mode(tmp)  # safetensors writes 0600: weights follow the umask like every other artifact
         os.replace(tmp, path)
     except (OSError, RuntimeError, SafetensorError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from striate.errors import ConfigError, RunNotFoundError
+from striate.errors import ConfigError, RunNotFoundError, StriateError
 from striate.models.registry import ModelInfo, info_of
 
 
@@ -14,16 +14,27 @@ def resolve_pretrained(ref: str, store_location: str | None, model: str) -> Path
     """The weight file ``--pretrained REF`` names: a file path as given, else the run REF (id, id prefix or
     name) of the store: its final ``model.safetensors``, or its latest checkpoint when it has none.
 
-    The run must have trained ``model`` (its architecture), and the file must match its recorded SHA-256.
+    The run must have trained ``model`` (its architecture), and the file must match its recorded SHA-256
+    (a file without a recorded hash cannot be verified, and is refused). A bare REF that is both a file
+    here and a run of the store is an error: ``./REF`` names the file, the run's id the run.
     """
-    path = Path(ref)
-    if path.is_file():
-        return path
     from striate.archives import unsafe_name
     from striate.tracking.store import default_store_location, holds_store, open_store
     from striate.tracking.store.base import file_sha256
 
+    path = Path(ref)
     location = str(store_location or default_store_location())
+    if path.is_file():
+        if "/" not in ref and "\\" not in ref and not location.startswith(("http://", "https://")) and (
+                "://" in location or holds_store(location)):
+            try:
+                record = open_store(location, read_only=True).get_run(ref)
+            except StriateError:  # not a run (or not one run): the file it is
+                return path
+            raise ConfigError(f"--pretrained {ref!r} names both the file {path} and run {record.id[:8]} "
+                              f"({record.name}) in {location}",
+                              f"write ./{ref} for the file, or the run id {record.id} for the run")
+        return path
     looks_like_file = path.suffix in (".safetensors", ".pth", ".pt", ".bin") or "/" in ref or "\\" in ref
     if looks_like_file or location.startswith(("http://", "https://")) or (
             "://" not in location and not holds_store(location)):
@@ -54,7 +65,10 @@ def resolve_pretrained(ref: str, store_location: str | None, model: str) -> Path
                 or not weights.is_file():
             continue
         expected = recorded[rel].get("sha256")
-        if expected and file_sha256(weights) != expected:
+        if not expected:
+            raise ConfigError(f"run {record.id[:8]}'s {rel} has no recorded SHA-256, so it cannot be verified",
+                              "pick another run, or pass a weight file you trust by its path")
+        if file_sha256(weights) != expected:
             raise ConfigError(f"run {record.id[:8]}'s {rel} does not match its recorded SHA-256",
                               "the stored file was changed or damaged; pick another run or pass a weight file")
         return weights

@@ -82,4 +82,25 @@ def check_read_location(folder: Path) -> None:
 
 
 __all__ = ["DATABASE_FILE", "DEFAULT_STORE", "ChunkSink", "ChunkSource", "MetricChunk", "MetricSeries", "RunRecord",
-           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "open_store", "remote_url"]
+           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "open_store",
+           "remote_url", "store_owning"]
+
+
+def store_owning(path: str | os.PathLike[str], *roots: str | os.PathLike[str] | None) -> Path | None:
+    """The store folder or artifact root that ``path`` (symlinks resolved) lies in, or None.
+
+    A file written there would replace a store's database or a run's recorded artifact: commands
+    that write a user-named file (export, export-run) refuse it. Every folder above ``path`` that
+    holds a store counts, as do ``roots`` (a store's artifact root, the remote-store artifact root).
+    """
+    target = Path(path).resolve()
+    candidates = [Path(r).resolve() for r in roots if r]
+    if os.environ.get("STRIATE_ARTIFACTS"):
+        candidates.append(artifact_root_for_remote().resolve())
+    for root in candidates:
+        if target == root or root in target.parents:
+            return root
+    for folder in target.parents:
+        if holds_store(folder):
+            return folder
+    return None
