@@ -32,9 +32,13 @@ def test_the_config_printout_is_the_changes_in_80_columns_and_the_name_leads_wit
                    "--batch-size", "64", "--store", str(store), "--no-progress", env=NARROW)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     start = next(i for i, line in enumerate(lines) if line.startswith("config: "))
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("epoch "))
+    assert all(len(line) <= 80 for line in lines[:end]), [line for line in lines[:end] if len(line) > 80]
+    # Only epoch lines and commands to copy may be longer: they are never broken by a newline (the
+    # terminal folds them), so a pasted command stays whole.
+    long = [line for line in lines if len(line) > 80]
+    assert all(line.startswith(("epoch ", "look at it again", "all runs")) for line in long), long
     config_text = " ".join(lines[start:end])
     assert end - start <= 3, lines[start:end]  # the long temporary data path takes a line of its own
     for shown in ("model=lenet5", f"data={synthetic_data}", "epochs=1", "lr=0.02", "batch_size=64"):
