@@ -52,3 +52,27 @@ class TrainingError(StriateError):
 
     exit_code = 4
     http_status = 422
+
+
+class AuthError(StriateError):
+    """A request to the server carries no valid credentials."""
+
+    http_status = 401
+
+
+class ForbiddenError(StriateError):
+    """The user may see the project but not do this to it."""
+
+    http_status = 403
+
+
+class NotFoundError(StriateError):
+    """No such user or project (as far as the caller may know)."""
+
+    http_status = 404
+
+
+class ConflictError(StriateError):
+    """The thing to create exists already."""
+
+    http_status = 409

@@ -23,17 +23,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from striate.errors import RunNotFoundError, StriateError
-from striate.server.auth import (
-    MAX_TOKEN_DAYS,
-    Auth,
-    AuthError,
-    ForbiddenError,
-    NotFoundError,
-    Principal,
-    at_least,
-    check_project_name,
-)
+from striate.errors import AuthError, ForbiddenError, NotFoundError, RunNotFoundError, StriateError
+from striate.server.auth import MAX_TOKEN_DAYS, Auth, Principal, at_least, check_project_name
 from striate.server.schema_version import require_current
 from striate.tracking.store.base import RunRecord, Store
 

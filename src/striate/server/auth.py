@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-from striate.errors import StriateError
+from striate.errors import AuthError, ConflictError, NotFoundError, StriateError
 
 metadata = sa.MetaData()
 
@@ -61,30 +61,6 @@ members = sa.Table(
     sa.Column("user_id", sa.Integer, sa.ForeignKey("server_users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
 )
-
-
-class AuthError(StriateError):
-    """A request carries no valid credentials."""
-
-    http_status = 401
-
-
-class ForbiddenError(StriateError):
-    """The user may see the project but not do this to it."""
-
-    http_status = 403
-
-
-class NotFoundError(StriateError):
-    """No such user or project (as far as the caller may know)."""
-
-    http_status = 404
-
-
-class ConflictError(StriateError):
-    """The thing to create exists already."""
-
-    http_status = 409
 
 
 @dataclass(frozen=True)
