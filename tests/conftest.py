@@ -188,3 +188,81 @@ def as_nobody(task: Callable[[], str]) -> str:
         message = pipe.read().decode()
     os.waitpid(child, 0)
     return message
+
+
+class TeamServer:
+    """A real `striate server` process on 127.0.0.1 over a SQLite store folder, with an admin's token."""
+
+    def __init__(self, folder: Path) -> None:
+        import socket
+        import time
+        import urllib.error
+        import urllib.request
+
+        self.folder = folder
+        folder.mkdir(parents=True)
+        env = {**os.environ, **CLI_ENV}
+        for step in (["server", "upgrade"], ["server", "create-admin", "root"]):
+            done = run_process([sys.executable, "-m", "striate", *step, "--db", str(folder)], env=env,
+                               capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+        self.token = done.stdout.strip().splitlines()[-1]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(folder.parent / "server.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", str(folder), "--port",
+                                         str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert self.process.poll() is None, (folder.parent / "server.log").read_text()
+                assert time.monotonic() < deadline, "the server did not answer within 90 s"
+                time.sleep(0.2)
+
+    def wipe(self) -> None:
+        """Remove every run from the server's store (its users and tokens stay): a fresh store for the next test."""
+        import sqlalchemy as sa
+
+        from striate.tracking.store.schema import metadata
+
+        engine = sa.create_engine(f"sqlite:///{self.folder / 'striate.db'}", connect_args={"timeout": 60})
+        with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                if table.name != "store_meta":
+                    conn.execute(table.delete())
+        engine.dispose()
+
+    def stop(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory):
+    """One `striate server` for the whole test session (each test that uses it wipes its runs first)."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    server = TeamServer(tmp_path_factory.mktemp("team-server") / "store")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_url(team_server: TeamServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The team server's URL, with its runs wiped and STRIATE_TOKEN set (child processes inherit it)."""
+    team_server.wipe()
+    monkeypatch.setenv("STRIATE_TOKEN", team_server.token)
+    monkeypatch.setenv("STRIATE_SPOOL", str(Path(os.environ["STRIATE_CACHE"]).parent / "spool"))
+    return team_server.url

@@ -1,7 +1,8 @@
-"""The store contract: every backend (SQLite and PostgreSQL now; HTTP later) passes these tests.
+"""The store contract: every backend (SQLite, PostgreSQL and the team server over HTTP) passes these tests.
 
 Written against the ``Store`` interface and ``open_store(location)`` only — except where a test must
-craft a database by hand (schema-version guards), which it does with plain SQL on the same location.
+craft a database by hand (schema-version guards), which it does with plain SQL on the same location
+(for the team server: on the database behind it).
 """
 
 from __future__ import annotations
@@ -27,13 +28,27 @@ from striate.tracking.store.base import ClaimLostError, Owner, chunk_sink, chunk
 from striate.tracking.store.liveness import process_start_time
 from striate.tracking.store.schema import SCHEMA_VERSION
 
+SERVER_DATABASES: dict[str, Path] = {}  # a team server's URL -> the store folder behind it
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+
+@pytest.fixture(params=["sqlite", "postgresql", "http"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store lives, for each backend: a folder nobody has opened yet, or a fresh, empty database."""
+    """Where a store lives, for each backend: a folder nobody has opened yet, a fresh, empty database, or
+    the team server (one process for the whole session) with its runs wiped."""
     if request.param == "sqlite":
         return str(tmp_path / "store")
+    if request.param == "http":
+        url = str(request.getfixturevalue("server_url"))
+        SERVER_DATABASES[url] = request.getfixturevalue("team_server").folder
+        return url
     return str(request.getfixturevalue("postgres_url"))
+
+
+def needs_own_database(location: str) -> None:
+    """Skip for the team server: a test that breaks the store's database by hand would break the one
+    server every test shares, and a server checks its database's schema when it starts (tests/server)."""
+    if location.startswith("http"):
+        pytest.skip("the team server checks its database's schema version at start-up (tests/server covers it)")
 
 
 @pytest.fixture
@@ -57,6 +72,8 @@ def raw_engine(location: str) -> sa.Engine:
     """Plain SQL access to the database behind a store location (for crafting broken stores)."""
     if location.startswith("postgresql://"):
         return sa.create_engine("postgresql+psycopg://" + location.removeprefix("postgresql://"))
+    if location in SERVER_DATABASES:
+        location = str(SERVER_DATABASES[location])
     return sa.create_engine(f"sqlite:///{Path(location) / 'striate.db'}")
 
 
@@ -345,6 +362,7 @@ def test_eight_processes_write_their_runs_and_sync_the_same_chunks_into_one(stor
     ("DROP TABLE store_meta", "records no schema version"),
 ])
 def test_schema_version_guards(store: Store, location: str, craft: str, message: str) -> None:
+    needs_own_database(location)
     store.create_run(new_record())
     engine = raw_engine(location)
     with engine.begin() as conn:
@@ -360,6 +378,7 @@ def test_schema_version_guards(store: Store, location: str, craft: str, message:
 
 
 def test_a_store_at_this_schema_version_opens_and_keeps_its_runs(store: Store, location: str) -> None:
+    needs_own_database(location)
     record = new_record()
     store.create_run(record)
     engine = raw_engine(location)

@@ -9,38 +9,80 @@ cannot carry (NaN, ±inf: a diverged loss) travel as the strings "NaN", "Infinit
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run time,
 # and the ``Caller`` dependency they name is local to create_app.
-import dataclasses
 import json
 import logging
-import math
 from typing import Annotated, Any, Optional
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from striate.errors import AuthError, ForbiddenError, NotFoundError, RunNotFoundError, StriateError
+from striate.errors import AuthError, ForbiddenError, NotFoundError, StriateError
 from striate.server.auth import MAX_TOKEN_DAYS, Auth, Principal, at_least, check_project_name
+from striate.server.runs_api import runs_router
 from striate.server.schema_version import require_current
-from striate.tracking.store.base import RunRecord, Store
+from striate.tracking.store.base import Store
+from striate.tracking.store.wire import finite_json
 
 API = "/api/v1"
-MAX_REF = 200  # a run reference longer than any id or name cannot match
+MAX_BODY_BYTES = 256 * 1024 * 1024  # a request body past this is refused (413) before more of it is read
 log = logging.getLogger("striate.server")
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+class BodyLimit:
+    """ASGI middleware: answers 413 once a request body passes ``limit`` bytes — by its Content-Length
+    before anything is read, or while a body without one streams in."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+        started = False
+
+        async def counted_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:  # FastAPI passes an HTTPException through its body parsing
+                    raise _BodyTooLarge(413, f"the request body is over {self.limit // (1024 * 1024)} MiB")
+            return message
+
+        async def tracked_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    pass
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"error": f"the request body is over {limit // (1024 * 1024)} MiB",
+                       "fix": "send smaller batches"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiJSON(JSONResponse):
@@ -50,7 +92,7 @@ class ApiJSON(JSONResponse):
     returned dict would turn them into null before this class saw them."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        return json.dumps(finite_json(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 class ErrorBody(BaseModel):
@@ -58,6 +100,7 @@ class ErrorBody(BaseModel):
 
     error: str
     fix: Optional[str] = None
+    type: Optional[str] = Field(default=None, description="the error's class (the striate client raises it again)")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -69,20 +112,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def error_body(error: StriateError) -> dict[str, Any]:
     """The JSON a StriateError becomes."""
-    return {"error": error.problem, "fix": error.fix}
-
-
-def _not_found(run_ref: str) -> RunNotFoundError:
-    return RunNotFoundError(f"no run {run_ref[:MAX_REF]!r} on this server",
-                            "GET /api/v1/runs lists the runs you can see")
-
-
-def record_json(record: RunRecord) -> dict[str, Any]:
-    """A run as the API returns it (without the owning process's pid and start time)."""
-    data = dataclasses.asdict(record)
-    data.pop("pid_started_at", None)
-    data["duration_s"] = record.duration_s
-    return data
+    return {"error": error.problem, "fix": error.fix, "type": type(error).__name__}
 
 
 class NewUser(BaseModel):
@@ -106,13 +136,6 @@ class Membership(BaseModel):
     role: str
 
 
-class TagChange(BaseModel):
-    """POST /runs/{run}/tags."""
-
-    add: list[str] = Field(default_factory=list, max_length=100)
-    remove: list[str] = Field(default_factory=list, max_length=100)
-
-
 def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
     """The application serving ``store``, with users and tokens in ``engine`` (the same database).
 
@@ -121,6 +144,7 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
     auth = Auth(engine)
     app = FastAPI(title="striate", version="1", default_response_class=ApiJSON, responses=ERRORS,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(StriateError)
     async def striate_error(_request: Request, error: StriateError) -> Response:
@@ -142,6 +166,8 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
         elif error.status_code == 405:
             body = {"error": f"{request.method} is not allowed on {request.url.path[:200]}",
                     "fix": f"see {API}/openapi.json for the methods each endpoint takes"}
+        elif error.status_code == 413:
+            body = {"error": str(error.detail), "fix": "send smaller batches"}
         else:
             body = {"error": str(error.detail), "fix": f"see {API}/openapi.json"}
         return ApiJSON(body, status_code=error.status_code, headers=getattr(error, "headers", None))
@@ -162,24 +188,6 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
 
     Caller = Annotated[Principal, Depends(principal)]
 
-    def visible_run(caller: Principal, run_ref: str, needed: str = "viewer") -> RunRecord:
-        # A reference resolves among the caller's projects only: a hidden run can neither shadow one of
-        # theirs (an ambiguous prefix, the same name) nor be told apart from a run that does not exist.
-        if not run_ref or len(run_ref) > MAX_REF or "\x00" in run_ref:
-            raise _not_found(run_ref)
-        visible = auth.projects(caller)
-        try:
-            record = store.get_run(run_ref, projects=None if visible is None else sorted(visible))
-        except RunNotFoundError:
-            raise _not_found(run_ref) from None
-        role = auth.role(caller, record.project)
-        if role is None:  # a membership removed in between
-            raise _not_found(run_ref)
-        if not at_least(role, needed):
-            raise ForbiddenError(f"your role in project {record.project!r} is {role}; this needs {needed}",
-                                 "ask a project owner for the role")
-        return record
-
     @app.get(f"{API}/health", responses={})
     def health() -> dict[str, Any]:
         from importlib.metadata import version
@@ -190,48 +198,7 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
     def me(caller: Caller) -> dict[str, Any]:
         return {"user": caller.name, "admin": caller.is_admin, "projects": auth.projects(caller)}
 
-    @app.get(f"{API}/runs")
-    def list_runs(caller: Caller, where: Optional[str] = None, sort: Optional[str] = None,
-                  project: Optional[str] = None, limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-                  include_archived: bool = False) -> Response:
-        visible = auth.projects(caller)
-        projects: Optional[list[str]]
-        if project is not None:
-            if visible is not None and project not in visible:
-                return ApiJSON({"runs": []})  # a project you are not in has no runs, as far as you can tell
-            projects = [project]
-        else:
-            projects = None if visible is None else sorted(visible)
-        if projects == []:
-            return ApiJSON({"runs": []})
-        ids = store.search_runs(where=where, sort=sort, projects=projects, limit=limit,
-                                include_archived=include_archived)
-        return ApiJSON({"runs": [record_json(r) for r in store.get_runs(ids)]})
-
-    @app.get(f"{API}/runs/{{run_ref}}")
-    def get_run(caller: Caller, run_ref: str) -> Response:
-        return ApiJSON(record_json(visible_run(caller, run_ref)))
-
-    @app.get(f"{API}/runs/{{run_ref}}/metrics/{{key:path}}")
-    def metric_history(caller: Caller, run_ref: str, key: str,
-                       max_points: Annotated[Optional[int], Query(ge=4, le=1_000_000)] = 1000) -> Response:
-        from striate.tracking.store.limits import check_keys
-
-        record = visible_run(caller, run_ref)
-        check_keys("metric key", [key])
-        series = store.history(record.id, key, max_points=max_points)
-        return ApiJSON({"run": record.id, "key": key, "steps": series.steps.tolist(),
-                        "times": series.times.tolist(), "values": series.values.tolist()})
-
-    @app.post(f"{API}/runs/{{run_ref}}/tags")
-    def change_tags(caller: Caller, run_ref: str, body: TagChange) -> dict[str, Any]:
-        record = visible_run(caller, run_ref, "editor")
-        return {"run": record.id, "tags": store.change_tags(record.id, add=body.add, remove=body.remove)}
-
-    @app.post(f"{API}/runs/{{run_ref}}/stop")
-    def stop_run(caller: Caller, run_ref: str) -> dict[str, Any]:
-        record = visible_run(caller, run_ref, "editor")
-        return {"run": record.id, "stop_requested_at": store.request_stop(record.id)}
+    app.include_router(runs_router(store, engine, auth, principal, ApiJSON))
 
     def require_admin(caller: Principal) -> None:
         if not caller.is_admin:

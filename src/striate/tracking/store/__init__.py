@@ -28,11 +28,18 @@ def default_store_location() -> str:
 
 
 REMOTE_PREFIXES = ("postgresql://", "postgresql+")
+SERVER_PREFIXES = ("http://", "https://")  # a striate team server (tracking/store/http.py)
 
 
 def is_remote(location: str | os.PathLike[str] | None) -> bool:
-    """Whether ``location`` names a database server rather than a local folder."""
-    return str(location or "").startswith(REMOTE_PREFIXES)
+    """Whether ``location`` names a database server or a striate team server rather than a local folder
+    (runs recorded there are written through the local spool)."""
+    return str(location or "").startswith(REMOTE_PREFIXES + SERVER_PREFIXES)
+
+
+def is_server(location: str | os.PathLike[str] | None) -> bool:
+    """Whether ``location`` names a striate team server (``http://HOST:PORT``)."""
+    return str(location or "").startswith(SERVER_PREFIXES)
 
 
 def remote_url(location: str) -> str:
@@ -48,12 +55,16 @@ def artifact_root_for_remote() -> Path:
 
 
 def open_store(location: str | os.PathLike[str] | None = None, read_only: bool = False) -> Store:
-    """Open the store at ``location``: a folder (embedded SQLite) or a PostgreSQL URL.
+    """Open the store at ``location``: a folder (embedded SQLite), a PostgreSQL URL or a team server's URL.
 
     ``read_only`` (commands that only read): opening never waits on a writer, and an existing
     folder store opens even where this user cannot write (then nothing is written at all). A
     ``location`` given for reading must hold a store, or be an empty folder (a new, empty store):
     reading a mistyped path is an error, not a new store made there (check_read_location)."""
+    if is_server(location):
+        from striate.tracking.store.http import HttpStore
+
+        return HttpStore(str(location), read_only=read_only)
     from striate.tracking.store.sql import SqlStore
 
     if is_remote(location):
@@ -82,7 +93,8 @@ def check_read_location(folder: Path) -> None:
 
 
 __all__ = ["DATABASE_FILE", "DEFAULT_STORE", "ChunkSink", "ChunkSource", "MetricChunk", "MetricSeries", "RunRecord",
-           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "open_store",
+           "Store", "SyncableStore", "default_store_location", "holds_store", "is_remote", "is_server",
+           "open_store",
            "remote_url", "store_owning"]
 
 

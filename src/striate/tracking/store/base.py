@@ -34,6 +34,8 @@ class Owner:
 class ClaimLostError(StoreError):
     """The run was claimed by another process (resumed elsewhere): this process may not write it any more."""
 
+    http_status = 409
+
 
 @dataclass
 class RunRecord:

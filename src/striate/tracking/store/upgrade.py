@@ -64,8 +64,11 @@ class UpgradeResult:
 
 def upgrade_store(location: str) -> UpgradeResult:
     """Bring the store at ``location`` (a folder or a PostgreSQL URL) to this striate's schema, in place."""
-    from striate.tracking.store import is_remote, remote_url
+    from striate.tracking.store import is_remote, is_server, remote_url
 
+    if is_server(location):
+        raise StoreError(f"{location} is a striate server: its database is upgraded on the server's machine",
+                         "run `striate server upgrade --db DATABASE` there, with the server stopped")
     if is_remote(location):
         engine = sa.create_engine(remote_url(location))
         database: Path | None = None

@@ -1,0 +1,243 @@
+"""The striate client of a team server: one more store backend, over HTTP (``http://host:8080``).
+
+Every :class:`Store` operation is one request to the server's ``/api/v1`` (batched where the data is
+large: metric points packed by ``wire.py``, run records fetched 10,000 at a time). The token comes
+from ``$STRIATE_TOKEN``. Errors come back as the server's ``{"error", "fix", "type"}`` and are raised
+again as the same striate exception, so a caller cannot tell this store from a local one by its
+errors; a server that cannot be reached is a StoreError naming the URL.
+
+Runs write through the local spool (``tracking/spool.py``) exactly as for a PostgreSQL store, so
+training never waits on the network: this class is the spool's sync target (a ``ChunkSink``), and a
+``ChunkSource`` too (a run can be synced from a server into another store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any, Sequence
+
+from striate import errors
+from striate.errors import StoreError, StriateError
+from striate.tracking.store import wire
+from striate.tracking.store.base import ClaimLostError, Owner, RunRecord, SyncableStore
+from striate.tracking.store.codec import MetricChunk, MetricSeries
+
+TOKEN_ENV = "STRIATE_TOKEN"
+_BATCH_IDS = 10_000  # run ids per POST /runs/get (the server's cap)
+_BATCH_POINTS = 1_000_000  # points per POST /runs/{run}/chunks
+_ERRORS: dict[str, type[StriateError]] = {
+    cls.__name__: cls for cls in (errors.ConfigError, errors.DataError, errors.ModelError, errors.StoreError,
+                                  errors.RunNotFoundError, errors.TrainingError, errors.AuthError,
+                                  errors.ForbiddenError, errors.NotFoundError, errors.ConflictError, ClaimLostError)}
+_BY_STATUS: dict[int, type[StriateError]] = {401: errors.AuthError, 403: errors.ForbiddenError,
+                                             404: errors.RunNotFoundError, 409: errors.ConflictError,
+                                             413: errors.ConfigError, 422: errors.ConfigError}
+
+
+def artifact_cache_for(base_url: str) -> Path:
+    """Where files of this server's runs are kept on this machine: ``$STRIATE_CACHE``/server-artifacts/HOST_PORT."""
+    parsed = urllib.parse.urlsplit(base_url)
+    name = f"{parsed.hostname or 'server'}_{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+    root = Path(os.environ.get("STRIATE_CACHE") or Path.home() / ".cache" / "striate")
+    return root / "server-artifacts" / name
+
+
+class HttpStore(SyncableStore):
+    """The runs of a striate team server, as a store."""
+
+    def __init__(self, location: str, token: str | None = None, read_only: bool = False,
+                 timeout_s: float = 60.0) -> None:
+        import httpx
+
+        parsed = urllib.parse.urlsplit(location)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise StoreError(f"{location!r} is not a server URL", "give it as http://HOST:PORT")
+        self.url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"), "", ""))
+        self.read_only = read_only
+        self.artifact_root = str(artifact_cache_for(self.url))
+        token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        if not token.strip():
+            raise errors.AuthError(f"no API token for the striate server at {self.url}",
+                                   f"set {TOKEN_ENV} to a token (`striate server token USER` on the server's "
+                                   "machine prints one; POST /api/v1/tokens makes more)")
+        self._client = httpx.Client(base_url=self.url + "/api/v1", timeout=httpx.Timeout(timeout_s, connect=10.0),
+                                    headers={"Authorization": f"Bearer {token.strip()}",
+                                             "Content-Type": "application/json"})
+        # Opening a store applies the crash policy (as the SQL stores do): the server marks runs whose
+        # process is gone. It also proves the server is there and the token valid, before any work.
+        self._call("POST", "/liveness")
+
+    def close(self) -> None:
+        """Close the connections to the server."""
+        self._client.close()
+
+    # -- transport --------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        import httpx
+
+        content = None if body is None else json.dumps(body, default=str).encode()
+        try:
+            response = self._client.request(method, path, content=content, params=params)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"cannot reach the striate server at {self.url}: {exc or type(exc).__name__}",
+                             "check that `striate server` runs there and that the URL (host, port) is right") from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _error(self, response: Any) -> StriateError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        problem = str(body.get("error") or f"the server answered HTTP {response.status_code}")
+        fix = body.get("fix")
+        cls = _ERRORS.get(str(body.get("type"))) or _BY_STATUS.get(response.status_code, StoreError)
+        if cls is errors.AuthError and not fix:
+            fix = f"check {TOKEN_ENV}"
+        return cls(problem, None if fix is None else str(fix))
+
+    @staticmethod
+    def _quote(ref: str) -> str:
+        return urllib.parse.quote(ref, safe="")
+
+    # -- writes -----------------------------------------------------------------------------------
+    def create_run(self, record: RunRecord) -> None:
+        """POST /runs."""
+        data = {k: v for k, v in wire.record_to_json(record).items() if k not in ("metrics", "artifacts")}
+        data["summary"] = record.summary  # NaN kept as such (the server reads JSON's NaN tokens)
+        self._call("POST", "/runs", data)
+
+    def update_run(self, run_id: str, *, owner: Owner | None = None, **fields: Any) -> None:
+        """PATCH /runs/{run}."""
+        self._call("PATCH", f"/runs/{self._quote(run_id)}", {"fields": fields, "owner": wire.encode_owner(owner)})
+
+    def set_params(self, run_id: str, flat: dict[str, Any]) -> None:
+        """PUT /runs/{run}/params."""
+        self._call("PUT", f"/runs/{self._quote(run_id)}/params", {"params": flat})
+
+    def log_batch(self, run_id: str, series: list[MetricSeries], heartbeat_at: float | None = None,
+                  owner: Owner | None = None) -> float | None:
+        """POST /runs/{run}/metrics; when a stop was requested (with ``owner``)."""
+        answer = self._call("POST", f"/runs/{self._quote(run_id)}/metrics",
+                            {"series": wire.encode_series([s for s in series if len(s)]),
+                             "heartbeat_at": heartbeat_at, "owner": wire.encode_owner(owner)})
+        stop = answer.get("stop_requested_at") if isinstance(answer, dict) else None
+        return None if stop is None else float(stop)
+
+    def put_chunks(self, run_id: str, chunks: list[MetricChunk]) -> int:
+        """POST /runs/{run}/chunks, in batches of at most a million points; how many were new."""
+        stored, batch, points = 0, [], 0
+        for chunk in chunks:
+            batch.append(chunk)
+            points += chunk.packed.count
+            if points >= _BATCH_POINTS:
+                stored += self._put(run_id, batch)
+                batch, points = [], 0
+        if batch:
+            stored += self._put(run_id, batch)
+        return stored
+
+    def _put(self, run_id: str, chunks: list[MetricChunk]) -> int:
+        answer = self._call("POST", f"/runs/{self._quote(run_id)}/chunks", {"chunks": wire.encode_chunks(chunks)})
+        return int(answer["stored"])
+
+    def request_stop(self, run_id: str) -> float:
+        """POST /runs/{run}/stop."""
+        return float(self._call("POST", f"/runs/{self._quote(run_id)}/stop")["stop_requested_at"])
+
+    def claim_run(self, run_id: str, host: str, pid: int, pid_started_at: float | None) -> bool:
+        """POST /runs/{run}/claim."""
+        answer = self._call("POST", f"/runs/{self._quote(run_id)}/claim",
+                            {"host": host, "pid": pid, "pid_started_at": pid_started_at})
+        return bool(answer["claimed"])
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """POST /runs/{run}/truncate."""
+        return int(self._call("POST", f"/runs/{self._quote(run_id)}/truncate", {"after_step": after_step})["dropped"])
+
+    def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
+        """POST /runs/{run}/artifact-records."""
+        self._call("POST", f"/runs/{self._quote(run_id)}/artifact-records",
+                   {"path": path, "kind": kind, "size": size, "sha256": sha256})
+
+    def remove_artifact(self, run_id: str, path: str) -> None:
+        """DELETE /runs/{run}/artifact-records?path=..."""
+        self._call("DELETE", f"/runs/{self._quote(run_id)}/artifact-records", params={"path": path})
+
+    def change_tags(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
+        """POST /runs/{run}/tags."""
+        answer = self._call("POST", f"/runs/{self._quote(run_id)}/tags", {"add": list(add), "remove": list(remove)})
+        return list(answer["tags"])
+
+    def delete_run(self, run_id: str) -> None:
+        """DELETE /runs/{run}."""
+        self._call("DELETE", f"/runs/{self._quote(run_id)}")
+
+    # -- reads ------------------------------------------------------------------------------------
+    def find_artifacts(self, sha256: str) -> list[tuple[str, str]]:
+        """GET /artifacts?sha256=..."""
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            return []
+        answer = self._call("GET", "/artifacts", params={"sha256": sha256})
+        return [(a["run"], a["path"]) for a in answer["artifacts"]]
+
+    def get_run(self, run_id: str, projects: Sequence[str] | None = None) -> RunRecord:
+        """GET /runs/{ref}: a full id, unique id prefix or unique name."""
+        if not run_id or not run_id.strip():
+            raise errors.RunNotFoundError(f"no run {run_id!r}: a run reference cannot be empty",
+                                          "give a run id, an id prefix or a name (`striate runs` lists them)")
+        if projects is not None and not projects:
+            raise errors.RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
+        params = None if projects is None else {"project": list(projects)}
+        return wire.record_from_json(self._call("GET", f"/runs/{self._quote(run_id)}", params=params))
+
+    def chunks_since(self, run_id: str, after_seq: int) -> list[MetricChunk]:
+        """GET /runs/{run}/chunks?after_seq=...: the run's chunks stored on the server after that position."""
+        answer = self._call("GET", f"/runs/{self._quote(run_id)}/chunks", params={"after_seq": after_seq})
+        decoded = wire.decode_chunks(answer["chunks"])
+        return [dataclasses.replace(chunk, seq=int(item["seq"])) for chunk, item in zip(decoded, answer["chunks"])]
+
+    def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
+        """POST /runs/get, 10,000 ids at a time; records in the order of ``run_ids``."""
+        found: dict[str, RunRecord] = {}
+        for start in range(0, len(run_ids), _BATCH_IDS):
+            answer = self._call("POST", "/runs/get", {"ids": run_ids[start:start + _BATCH_IDS]})
+            found.update((r.id, r) for r in map(wire.record_from_json, answer["runs"]))
+        return [found[i] for i in run_ids if i in found]
+
+    def list_runs(self, project: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first (archived ones included)."""
+        return self.get_runs(self.search_runs(project=project, limit=limit, include_archived=True))
+
+    def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,
+                    limit: int | None = None, include_archived: bool = False,
+                    projects: Sequence[str] | None = None) -> list[str]:
+        """GET /runs?ids_only=true with the filter, sort and limit."""
+        params: dict[str, Any] = {"ids_only": "true", "include_archived": str(include_archived).lower()}
+        for name, value in (("where", where), ("sort", sort), ("project", project)):
+            if value:
+                params[name] = value
+        # with ``projects`` the limit applies after this client narrows the scope, so every id is asked for
+        params["limit"] = limit if limit and projects is None else 1_000_000
+        ids: list[str] = self._call("GET", "/runs", params=params)["ids"]
+        if projects is not None:  # the server scopes by the caller; a narrower scope is applied here
+            allowed = set(projects)
+            ids = [r.id for r in self.get_runs(ids) if r.project in allowed]
+            ids = ids[:limit] if limit else ids
+        return ids
+
+    def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
+        """GET /runs/{run}/metrics/{key} (packed), M4-downsampled by the server when ``max_points`` is given."""
+        answer = self._call("GET", f"/runs/{self._quote(run_id)}/metrics/{urllib.parse.quote(key, safe='/')}",
+                            params={"max_points": max(int(max_points or 0), 4) if max_points else 0,
+                                    "encoding": "packed"})
+        return wire.decode_series([{**answer, "key": key}])[0]
