@@ -84,7 +84,7 @@ def new_session(config: TrainConfig, store_location: str, *, reproduction_of: st
     remote = is_remote(store_location)
     store = None
     if remote:
-        _check_server(store_location, warn)  # an unreachable server is not fatal: the run is spooled
+        _check_server(store_location, config.project, warn)  # an unreachable server is not fatal: the run is spooled
         made = None
     else:
         made = _first_missing(Path(store_location))  # what opening the store creates, if anything
@@ -171,14 +171,19 @@ def resume_session(store_location: str, run_ref: str, status: Status = quiet) ->
     return Session(config, dataset, open_run, resume=point, status=status)
 
 
-def _check_server(url: str, warn: Callable[[str], None]) -> None:
+def _check_server(url: str, project: str, warn: Callable[[str], None]) -> None:
     """Warn, without stopping, when a remote store cannot be reached: the run is recorded into the
-    local spool and sent by `striate sync` (or by the run itself if the server comes back)."""
+    local spool and sent by `striate sync` (or by the run itself if the server comes back). A team
+    server that answers but refuses this token, or this project, stops the run before it starts."""
     from striate.errors import StoreError
     from striate.tracking.spool import spool_location
 
     try:
-        open_store(url)
+        store = open_store(url)
     except StoreError as exc:
         warn(f"warning: {exc.problem}; recording into the local spool ({spool_location()}); "
              f"`striate sync --to {url}` sends it once the server is back")
+        return
+    require_role = getattr(store, "require_role", None)
+    if require_role is not None:
+        require_role(project, "editor")

@@ -109,6 +109,22 @@ class HttpStore(SyncableStore):
     def _quote(ref: str) -> str:
         return urllib.parse.quote(ref, safe="")
 
+    def require_role(self, project: str, needed: str = "editor") -> None:
+        """ForbiddenError, before any work, when this token's user cannot act as ``needed`` in ``project``
+        (a run recorded into the spool would otherwise be refused at every sync)."""
+        me = self._call("GET", "/me")
+        projects = me.get("projects")
+        if projects is None:  # an admin: owner everywhere
+            return
+        order = ("viewer", "editor", "owner")
+        role = projects.get(project)
+        if role in order and order.index(role) >= order.index(needed):
+            return
+        held = f"your role there is {role}" if role else "you are not a member of it"
+        raise errors.ForbiddenError(
+            f"user {me.get('user')!r} cannot record runs in project {project!r} on {self.url}: {held}",
+            "ask a project owner for the editor role, or set another project (--project, or project: in the config)")
+
     # -- writes -----------------------------------------------------------------------------------
     def create_run(self, record: RunRecord) -> None:
         """POST /runs."""
