@@ -191,19 +191,18 @@ def as_nobody(task: Callable[[], str]) -> str:
 
 
 class TeamServer:
-    """A real `striate server` process on 127.0.0.1 over a SQLite store folder, with an admin's token."""
+    """A real `striate server` process on 127.0.0.1 with an admin's token: over a SQLite store folder
+    (``folder``) or another database (``db``, e.g. a postgresql:// URL)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, db: str | None = None) -> None:
         import socket
-        import time
-        import urllib.error
-        import urllib.request
 
         self.folder = folder
+        self.db = db or str(folder)
         folder.mkdir(parents=True)
-        env = {**os.environ, **CLI_ENV}
+        self.env = {**os.environ, **CLI_ENV}
         for step in (["server", "upgrade"], ["server", "create-admin", "root"]):
-            done = run_process([sys.executable, "-m", "striate", *step, "--db", str(folder)], env=env,
+            done = run_process([sys.executable, "-m", "striate", *step, "--db", self.db], env=self.env,
                                capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr
         self.token = done.stdout.strip().splitlines()[-1]
@@ -211,18 +210,32 @@ class TeamServer:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(folder.parent / "server.log", "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", str(folder), "--port",
-                                         str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.log_path = folder.parent / f"server-{self.port}.log"
+        self.log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.start()
+
+    def start(self) -> None:
+        """Start the server process (again, after kill()) on the same port; return once it answers."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        self.process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", self.db, "--port",
+                                         str(self.port)], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
             try:
                 with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=5):
                     break
             except (urllib.error.URLError, ConnectionError):
-                assert self.process.poll() is None, (folder.parent / "server.log").read_text()
+                assert self.process.poll() is None, self.log_path.read_text()
                 assert time.monotonic() < deadline, "the server did not answer within 90 s"
                 time.sleep(0.2)
+
+    def kill(self) -> None:
+        """SIGKILL the server process: no shutdown of any kind."""
+        self.process.kill()
+        self.process.wait()
 
     def wipe(self) -> None:
         """Remove every run from the server's store (its users and tokens stay): a fresh store for the next test."""
