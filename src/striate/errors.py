@@ -76,3 +76,13 @@ class ConflictError(StriateError):
     """The thing to create exists already."""
 
     http_status = 409
+
+
+class TooManyRequestsError(StriateError):
+    """Too many attempts in a short time (failed logins): wait before trying again."""
+
+    http_status = 429
+
+    def __init__(self, problem: str, fix: str | None = None, retry_after_s: int = 60) -> None:
+        super().__init__(problem, fix)
+        self.retry_after_s = retry_after_s

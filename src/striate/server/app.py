@@ -11,20 +11,22 @@ cannot carry (NaN, ±inf: a diverged loss) travel as the strings "NaN", "Infinit
 # and the ``Caller`` dependency they name is local to create_app.
 import json
 import logging
+import time
 from typing import Annotated, Any, Optional
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from striate.errors import AuthError, ForbiddenError, NotFoundError, StriateError
+from striate.errors import AuthError, ForbiddenError, NotFoundError, StriateError, TooManyRequestsError
 from striate.server.auth import MAX_TOKEN_DAYS, Auth, Principal, at_least, check_project_name
 from striate.server.runs_api import runs_router
 from striate.server.schema_version import require_current
+from striate.server.sessions import CSRF_HEADER, SESSION_COOKIE, Sessions
 from striate.tracking.store.base import Store
 from striate.tracking.store.wire import finite_json
 
@@ -107,6 +109,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in ((400, "bad input"), (401, "no valid token"), (403, "the caller's role does not allow it"),
                          (404, "not found, or not visible to the caller"), (409, "conflicts with what exists"),
+                         (429, "too many failed logins: wait (Retry-After)"),
                          (422, "the request does not match this endpoint"))}
 
 
@@ -130,6 +133,12 @@ class NewToken(BaseModel):
                         description=f"days until it expires (at most {MAX_TOKEN_DAYS})")
 
 
+class Login(BaseModel):
+    """POST /session: the API token a browser logs in with."""
+
+    token: str = Field(min_length=1, max_length=200)
+
+
 class Membership(BaseModel):
     """PUT /projects/{project}/members/{user}."""
 
@@ -149,6 +158,8 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
     @app.exception_handler(StriateError)
     async def striate_error(_request: Request, error: StriateError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthError) else None
+        if isinstance(error, TooManyRequestsError):
+            headers = {"Retry-After": str(error.retry_after_s)}
         return ApiJSON(error_body(error), status_code=error.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -180,13 +191,51 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
 
     bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer stt_...`")
 
-    def principal(credentials: Annotated[Optional[HTTPAuthorizationCredentials], Depends(bearer)]) -> Principal:
-        if credentials is None or not credentials.credentials:
-            raise AuthError("this request has no token",
-                            "send 'Authorization: Bearer <token>' (set STRIATE_TOKEN for the striate client)")
-        return auth.authenticate(credentials.credentials.strip())
+    session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                                  description="a browser session (POST /api/v1/session); changes need X-CSRF-Token")
+    sessions = Sessions(engine, auth)
+
+    def principal(request: Request,
+                  credentials: Annotated[Optional[HTTPAuthorizationCredentials], Depends(bearer)],
+                  cookie: Annotated[Optional[str], Depends(session_cookie)]) -> Principal:
+        if credentials is not None and credentials.credentials:
+            return auth.authenticate(credentials.credentials.strip())
+        if cookie:
+            session = sessions.find(cookie)
+            sessions.check_csrf(session, request.method, request.headers.get(CSRF_HEADER))
+            return session.principal
+        raise AuthError("this request has no token",
+                        "send 'Authorization: Bearer <token>' (set STRIATE_TOKEN for the striate client)")
 
     Caller = Annotated[Principal, Depends(principal)]
+
+    @app.post(f"{API}/session")
+    def log_in(request: Request, body: Login) -> Response:
+        """Log a browser in with an API token: sets the session cookie and returns the CSRF token that every
+        change must carry in X-CSRF-Token. Failed attempts are limited per client address."""
+        session = sessions.login(body.token.strip(), request.client.host if request.client else "unknown")
+        response = ApiJSON({"user": session.principal.name, "admin": session.principal.is_admin,
+                            "csrf_token": session.csrf, "expires_at": session.expires_at})
+        response.set_cookie(SESSION_COOKIE, session.id, max_age=max(1, int(session.expires_at - time.time())),
+                            path=API, secure=True, httponly=True, samesite="strict")
+        return response
+
+    @app.get(f"{API}/session")
+    def current_session(cookie: Annotated[Optional[str], Depends(session_cookie)]) -> dict[str, Any]:
+        """The browser session's user and CSRF token (a reloaded page gets it back here)."""
+        session = sessions.find(cookie or "")
+        return {"user": session.principal.name, "admin": session.principal.is_admin, "csrf_token": session.csrf,
+                "expires_at": session.expires_at}
+
+    @app.delete(f"{API}/session", status_code=204)
+    def log_out(request: Request, cookie: Annotated[Optional[str], Depends(session_cookie)]) -> Response:
+        """End the browser session (it needs the CSRF token like any change)."""
+        session = sessions.find(cookie or "")
+        sessions.check_csrf(session, request.method, request.headers.get(CSRF_HEADER))
+        sessions.logout(session.id)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path=API, secure=True, httponly=True, samesite="strict")
+        return response
 
     @app.get(f"{API}/health", responses={})
     def health() -> dict[str, Any]:
