@@ -93,7 +93,8 @@ class Sessions:
                 conn.execute(login_failures.insert().values(client=client, at=now))
             raise
         with self.engine.connect() as conn:
-            token_expiry = conn.execute(sa.select(tokens.c.expires_at).where(tokens.c.id == principal.token_id)).scalar()
+            token_expiry = conn.execute(sa.select(tokens.c.expires_at)
+                                        .where(tokens.c.id == principal.token_id)).scalar()
         expires_at = min(now + SESSION_HOURS * 3600, token_expiry or float("inf"))
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
