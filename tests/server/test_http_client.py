@@ -127,3 +127,15 @@ def test_training_while_the_server_is_away_spools_and_syncs_once_later(server_ur
     record = open_store(server_url).get_run(run_id)
     assert record.status == "finished"
     assert len(open_store(server_url).history(run_id, "train/loss")) == record.metrics["train/loss"]["count"]
+
+
+def test_projects_lists_what_the_caller_may_see_with_role_and_run_count(team_server: TeamServer, server_url: str,
+                                                                        synthetic_data: Path) -> None:
+    _train(server_url, synthetic_data, "--project", "vision")
+    _user_token(team_server, "pia", "vision", "viewer")
+    with _admin(team_server) as admin:
+        listed = admin.get("/projects").json()["projects"]
+        assert {"name": "vision", "role": "owner", "runs": 1} in listed
+        pia = _user_token(team_server, "pia", None, None)
+        mine = httpx.get(f"{team_server.url}/api/v1/projects", headers={"Authorization": f"Bearer {pia}"}).json()
+        assert mine == {"projects": [{"name": "vision", "role": "viewer", "runs": 1}]}

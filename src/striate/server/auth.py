@@ -290,6 +290,11 @@ class Auth:
                 members.c.user_id == principal.user_id)).all()
         return {str(project): str(role) for project, role in rows}
 
+    def all_projects(self) -> list[str]:
+        """Every project that has members."""
+        with self.engine.connect() as conn:
+            return [str(row[0]) for row in conn.execute(sa.select(members.c.project).distinct())]
+
     def members(self, project: str) -> list[dict[str, Any]]:
         """The members of ``project`` with their roles."""
         with self.engine.connect() as conn:

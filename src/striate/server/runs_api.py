@@ -195,6 +195,21 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         return None if visible is None else sorted(visible)
 
     # -- reads --------------------------------------------------------------------------------------
+    @router.get("/projects")
+    def list_projects(caller: Caller) -> Response:
+        """The projects the caller may see, each with the caller's role and its number of runs (an admin
+        sees every project that has runs or members)."""
+        visible = auth.projects(caller)
+        with engine.connect() as conn:
+            counts = dict(conn.execute(sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
+        if visible is None:
+            names = set(counts) | set(auth.all_projects())
+            roles = {name: "owner" for name in names}
+        else:
+            roles = visible
+        return json_response({"projects": [{"name": name, "role": role, "runs": int(counts.get(name, 0))}
+                                           for name, role in sorted(roles.items())]})
+
     @router.get("/runs")
     def list_runs(caller: Caller, where: Optional[str] = None, sort: Optional[str] = None,
                   project: Optional[str] = None,
