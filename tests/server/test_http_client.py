@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import striate
 from striate.tracking.store import open_store
 from tests.conftest import TeamServer, run_cli
 
@@ -73,6 +74,16 @@ def test_train_then_read_tag_note_compare_and_stop_through_the_server(server_url
 
     stopped = run_cli("stop", "over-http-a", "--store", server_url)
     assert stopped.returncode != 0 and "nothing to stop" in stopped.stdout + stopped.stderr
+
+    diffed = run_cli("diff", "over-http-a", "over-http-b", "--store", server_url)
+    assert diffed.returncode == 0 and "lr" in diffed.stdout, diffed.stderr
+    api = striate.Api(server_url)
+    assert [r.id for r in api.runs(where="params.lr = 0.02")] == [second["id"]]
+    assert api.run("over-http-a").id == first["id"]
+
+    deleted = run_cli("delete", "over-http-b", "--yes", "--store", server_url)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert [r.id for r in store.list_runs()] == [first["id"]]
 
 
 def test_no_token_or_a_bad_token_is_one_clear_error(server_url: str, synthetic_data: Path,
