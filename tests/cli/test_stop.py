@@ -18,11 +18,20 @@ from striate.train.events import STOP_REQUESTED
 from tests.conftest import run_cli, write_dataset
 
 
-def test_stop_ends_a_training_process_with_a_checkpoint_and_resume_finishes_it(tmp_path: Path) -> None:
+@pytest.fixture(params=["folder", "server"])
+def stop_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A local store folder, or the team server (the training process then learns of the stop through
+    its spool's sync)."""
+    if request.param == "server":
+        return str(request.getfixturevalue("server_url"))
+    return str(tmp_path / "store")
+
+
+def test_stop_ends_a_training_process_with_a_checkpoint_and_resume_finishes_it(tmp_path: Path, stop_store: str) -> None:
     data = write_dataset(tmp_path / "data", n_train=640, n_test=80)
-    store = tmp_path / "store"
+    store = stop_store
     proc = subprocess.Popen([sys.executable, "-m", "striate", "train", "--data", str(data), "--epochs", "3",
-                             "--batch-size", "16", "--log-every", "2", "--store", str(store), "--no-progress"],
+                             "--batch-size", "16", "--log-every", "2", "--store", store, "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
     try:
@@ -30,6 +39,9 @@ def test_stop_ends_a_training_process_with_a_checkpoint_and_resume_finishes_it(t
         for line in proc.stdout:  # the first epoch is done: the run is well into training
             if line.startswith("epoch   1/3"):
                 break
+        deadline = time.monotonic() + 30
+        while not open_store(store).list_runs() and time.monotonic() < deadline:
+            time.sleep(0.2)  # on the server: until the spool's first sync
         (record,) = open_store(store).list_runs()
         asked = run_cli("stop", record.id[:8], "--store", str(store))
         assert asked.returncode == 0, asked.stderr
