@@ -74,7 +74,10 @@ class Run:
         self._keys: tuple[str, ...] = ()  # the keys of the last log() call, already checked to be strings
         self._pack = _packer(0)
         self._values_of: typing.Callable[[Any], Any] = tuple  # a dict of self._keys -> its values, in that order
-        self._count = -1  # len(self._keys) when the fast path in log() applies
+        # len(self._keys) while the fast path in log() applies; -1 when it does not: before the first
+        # call, for one key, and once the run takes no more points (finished, or its claim lost), so
+        # that one comparison in log() also stands for the status checks (see _close_log).
+        self._count = -1
         self._step = -1
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -106,28 +109,39 @@ class Run:
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values at ``step`` (the next step when omitted). Never blocks on the store."""
-        if self._lost is not None:
-            raise self._lost
-        if self.status != "running":
-            raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
-                              "log before run.finish(), or start a new run with striate.init()")
         if type(data) is dict and len(data) == self._count:
-            # The usual call: a dict with the keys of the last call. One C call fetches its values in
-            # the known key order (a KeyError means other keys), one packs them.
+            # The usual call: a dict with as many keys as the last call, on a run that takes points
+            # (self._count is -1 otherwise). One C call fetches its values in the known key order
+            # (a KeyError means other keys), one packs them.
             try:
                 packed = self._pack(*self._values_of(data))
-                keys = self._keys
             except KeyError:
                 keys, packed = self._read(data)
             except (struct.error, TypeError, ValueError, OverflowError):
                 raise _bad_value(data) from None
+            else:
+                keys = self._keys
         else:
+            self._check_open()
             keys, packed = self._read(data)
         if step is None:
             step = self._step + 1
         if step > self._step:
             self._step = step
         self._enqueue((step, _now(), keys, packed))
+
+    def _check_open(self) -> None:
+        """Raise when the run takes no more points: its claim was lost, or it has ended."""
+        if self._lost is not None:
+            raise self._lost
+        if self.status != "running":
+            raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
+                              "log before run.finish(), or start a new run with striate.init()")
+
+    def _close_log(self) -> None:
+        """Turn off log()'s fast path: every later call goes through _check_open. Called after
+        setting self._lost or self.status (in that order, so _read cannot turn it back on)."""
+        self._count = -1
 
     def _read(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], bytes]:
         """Keys and packed values of any mapping; remembers new keys (checked to be strings once)."""
@@ -137,6 +151,9 @@ class Run:
             self._keys, self._pack = keys, _packer(len(keys))
             # itemgetter returns a tuple only for two keys or more; one key takes this slower path
             self._values_of, self._count = (operator.itemgetter(*keys), len(keys)) if len(keys) > 1 else (tuple, -1)
+            if self._lost is not None or self.status != "running":
+                # The writer lost the claim meanwhile (after _check_open): keep the fast path off.
+                self._close_log()
         try:
             # Converted now, not when the writer flushes: a tensor or array updated in place
             # afterwards must not change what was logged.
@@ -209,6 +226,7 @@ class Run:
         if self._lost is None:
             self._save_console()
             self.status = status
+            self._close_log()
             now = time.time()
             try:
                 self.store.update_run(self.id, owner=self._owner, status=status, ended_at=now, heartbeat_at=now,
@@ -217,6 +235,7 @@ class Run:
                 self._lost = exc
         if self._lost is not None:
             self.status = "lost"  # not running any more here; a second finish() (a `with` block's) is a no-op
+            self._close_log()
             self._forget()
             raise self._lost
         if self._syncer is not None:
@@ -313,6 +332,7 @@ class Run:
                 # Taken over (resumed elsewhere): these points are not ours to write; stop the writer,
                 # and the next log() or finish() tells the training loop.
                 self._lost = exc
+                self._close_log()
                 self._stopped.set()
                 raise
             except Exception:
