@@ -455,3 +455,28 @@ def test_log_with_known_keys_converts_counts_and_refuses_like_any_call(tmp_path)
     assert a.values.tolist() == [1.0, 2.0, 3.0, 10.0, 11.0, 5.0, 12.0, 13.0]
     assert b.steps.tolist() == [0, 1, 2, 10, 11, 5, 12] and b.values.tolist() == [2, 2, 2, 10, 11, 5, 12]
     assert store.history(run.id, "c").steps.tolist() == [13]
+
+
+def test_the_usual_call_is_refused_once_the_run_is_taken_over(tmp_path):
+    """log()'s fast path (a dict with the keys of the last call) skips the status checks until the
+    run ends or loses its claim: then it is turned off, also for a kept `log = run.log`."""
+    run = striate.init(store=tmp_path, system_metrics=False, capture_console=False, capture_environment=False)
+    run.log({"loss": 1.0, "acc": 0.5}, step=0)
+    kept = run.log
+    kept({"loss": 1.5, "acc": 0.6}, step=1)  # the fast path
+    run.flush()
+    store = open_store(tmp_path)
+    store.update_run(run.id, status="crashed")  # as another host would see a silent run, then resume it
+    assert store.claim_run(run.id, host="another-host", pid=4242, pid_started_at=1.0)
+    kept({"loss": 2.0, "acc": 0.7}, step=2)  # queued before the writer learns it lost the run
+    deadline = time.monotonic() + 10
+    while not run.claim_lost and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run.claim_lost
+    for call in (kept, run.log):
+        with pytest.raises(StoreError, match="taken over"):
+            call({"loss": 3.0, "acc": 0.8}, step=3)
+    with pytest.raises(StoreError, match="taken over"):
+        run.finish()
+    assert store.history(run.id, "loss").values.tolist() == [1.0, 1.5]
+    assert store.history(run.id, "acc").values.tolist() == [0.5, 0.6]

@@ -70,11 +70,13 @@ class Run:
         self._lost: ClaimLostError | None = None  # set when another process took the run over
         self.artifact_dir = Path(store.artifact_root) / record.id
         self._queue: deque[_Point] = deque()
-        self._enqueue = self._queue.append
-        self._keys: tuple[str, ...] = ()  # the keys of the last log() call, already checked to be strings
-        self._pack = _packer(0)
-        self._values_of: typing.Callable[[Any], Any] = tuple  # a dict of self._keys -> its values, in that order
-        self._count = -1  # len(self._keys) when the fast path in log() applies
+        # What log() needs for the usual call, read with one attribute load: (count, values_of, pack,
+        # keys, enqueue). keys: those of the last call, already checked to be strings; values_of: a dict
+        # with those keys -> its values in that order (one itemgetter call); pack: packs as many numbers;
+        # count: len(keys) while that fast path applies, -1 when it does not: before the first call, for
+        # one key, and once the run takes no more points (finished, or its claim lost), so the length
+        # check in log() also stands for the status checks (see _close_log).
+        self._usual: _Usual = (-1, tuple, _packer(0), (), self._queue.append)
         self._step = -1
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -106,41 +108,56 @@ class Run:
     # -- logging ----------------------------------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None) -> None:
         """Record metric values at ``step`` (the next step when omitted). Never blocks on the store."""
-        if self._lost is not None:
-            raise self._lost
-        if self.status != "running":
-            raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
-                              "log before run.finish(), or start a new run with striate.init()")
-        if type(data) is dict and len(data) == self._count:
-            # The usual call: a dict with the keys of the last call. One C call fetches its values in
-            # the known key order (a KeyError means other keys), one packs them.
+        count, values_of, pack, keys, enqueue = self._usual
+        if type(data) is dict and len(data) == count:
+            # The usual call: a dict with as many keys as the last call, on a run that takes points
+            # (count is -1 otherwise). One C call fetches its values in the known key order (a
+            # KeyError means other keys), one packs them.
             try:
-                packed = self._pack(*self._values_of(data))
-                keys = self._keys
+                packed = pack(*values_of(data))
             except KeyError:
                 keys, packed = self._read(data)
             except (struct.error, TypeError, ValueError, OverflowError):
                 raise _bad_value(data) from None
         else:
+            self._check_open()
             keys, packed = self._read(data)
         if step is None:
             step = self._step + 1
         if step > self._step:
             self._step = step
-        self._enqueue((step, _now(), keys, packed))
+        enqueue((step, _now(), keys, packed))
+
+    def _check_open(self) -> None:
+        """Raise when the run takes no more points: its claim was lost, or it has ended."""
+        if self._lost is not None:
+            raise self._lost
+        if self.status != "running":
+            raise ConfigError(f"run {self.name} is {self.status}: nothing can be logged to it any more",
+                              "log before run.finish(), or start a new run with striate.init()")
+
+    def _close_log(self) -> None:
+        """Turn off log()'s fast path: every later call goes through _check_open. Called after
+        setting self._lost or self.status (in that order, so that _read cannot turn it back on)."""
+        self._usual = (-1, *self._usual[1:])
 
     def _read(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], bytes]:
         """Keys and packed values of any mapping; remembers new keys (checked to be strings once)."""
         keys = tuple(data)
-        if keys != self._keys:
+        _, values_of, pack, known, enqueue = self._usual
+        if keys != known:
             _check_keys(keys)
-            self._keys, self._pack = keys, _packer(len(keys))
+            pack = _packer(len(keys))
             # itemgetter returns a tuple only for two keys or more; one key takes this slower path
-            self._values_of, self._count = (operator.itemgetter(*keys), len(keys)) if len(keys) > 1 else (tuple, -1)
+            count, values_of = (len(keys), operator.itemgetter(*keys)) if len(keys) > 1 else (-1, tuple)
+            self._usual = (count, values_of, pack, keys, enqueue)
+            if self._lost is not None or self.status != "running":
+                # The writer lost the claim meanwhile (after _check_open): keep the fast path off.
+                self._close_log()
         try:
             # Converted now, not when the writer flushes: a tensor or array updated in place
             # afterwards must not change what was logged.
-            return keys, self._pack(*data.values())
+            return keys, pack(*data.values())
         except (struct.error, TypeError, ValueError, OverflowError):
             raise _bad_value(data) from None
 
@@ -209,6 +226,7 @@ class Run:
         if self._lost is None:
             self._save_console()
             self.status = status
+            self._close_log()
             now = time.time()
             try:
                 self.store.update_run(self.id, owner=self._owner, status=status, ended_at=now, heartbeat_at=now,
@@ -217,6 +235,7 @@ class Run:
                 self._lost = exc
         if self._lost is not None:
             self.status = "lost"  # not running any more here; a second finish() (a `with` block's) is a no-op
+            self._close_log()
             self._forget()
             raise self._lost
         if self._syncer is not None:
@@ -313,6 +332,7 @@ class Run:
                 # Taken over (resumed elsewhere): these points are not ours to write; stop the writer,
                 # and the next log() or finish() tells the training loop.
                 self._lost = exc
+                self._close_log()
                 self._stopped.set()
                 raise
             except Exception:
@@ -321,6 +341,8 @@ class Run:
 
 
 _Point = tuple[int, float, tuple[str, ...], bytes]  # step, time, keys, the values as packed float64
+_Usual = tuple[int, typing.Callable[[Any], Any], typing.Callable[..., bytes], tuple[str, ...],
+               typing.Callable[[_Point], None]]  # see Run.__init__
 _now = time.time
 _first, _second, _third, _fourth = (operator.itemgetter(i) for i in range(4))
 _PACKERS: dict[int, typing.Callable[..., bytes]] = {}
