@@ -44,6 +44,7 @@ from striate.tracking.store.schema import (
 _JSON_FIELDS = ("config", "summary", "tags", "environment", "dataset")
 _AMBIGUOUS_SHOWN = 5  # candidates an ambiguous run reference lists
 _IN_BATCH = 500  # ids per IN (...) list
+SCHEMA_OPEN_RETRY_S = 60.0
 
 
 def _set_sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -83,7 +84,7 @@ class SqlStore(SyncableStore):
             event.listen(self.engine, "begin", _sqlite_begin)
         shown = self.engine.url.render_as_string(hide_password=True)
         try:
-            ensure_schema(self.engine, self._begin, shown, store_argument(self.engine.url))
+            self._ensure_schema(shown)
         except sa.exc.DatabaseError as exc:
             reason = " ".join(str(exc.orig).split())  # one line: drivers add hints on lines of their own
             if not isinstance(exc, sa.exc.OperationalError):  # e.g. "file is not a database"
@@ -97,6 +98,22 @@ class SqlStore(SyncableStore):
             self.mark_stale_runs_crashed(time.time(), wait=not read_only)
         else:
             self._presumed_crashed = set(self._dead_runs(time.time()))
+
+    def _ensure_schema(self, shown: str) -> None:
+        """Check (or create) the schema. On SQLite, a "database is locked" answer while several processes
+        open a new store at once (switching it to WAL, creating its tables) is retried for up to
+        SCHEMA_OPEN_RETRY_S: on a heavily loaded machine the 30 s busy wait has been seen to run out."""
+        deadline = time.monotonic() + SCHEMA_OPEN_RETRY_S
+        while True:
+            try:
+                ensure_schema(self.engine, self._begin, shown, store_argument(self.engine.url))
+                return
+            except sa.exc.OperationalError as exc:
+                locked = self.engine.dialect.name == "sqlite" and "locked" in str(exc.orig)
+                if not locked or time.monotonic() > deadline:
+                    raise
+                self.engine.dispose()  # a fresh connection runs the connect pragmas (WAL) again
+                time.sleep(0.05 + 0.2 * (os.getpid() % 7) / 7)  # processes retry out of step
 
     @classmethod
     def open_folder(cls, folder: Path, read_only: bool = False) -> SqlStore:
