@@ -1,11 +1,15 @@
-# striate — `make demo` trains LeNet-5 on Fashion-MNIST and records the run; `make test` runs the tests.
+# striate — `make demo` trains LeNet-5 on Fashion-MNIST and records the run; `make test` runs the tests;
+# `make ui` builds the web dashboard (Node 20 + npm) into the package.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 DEMO_STORE ?= striate-runs
 
-.PHONY: demo test lint data clean
+UI_BUNDLE := src/striate/server/ui_dist/index.html
+UI_SOURCES := ui/package.json ui/package-lock.json ui/index.html ui/vite.config.ts ui/tsconfig.json $(wildcard ui/src/*)
+
+.PHONY: demo test lint data clean ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +27,21 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 data: $(VENV)/.installed
 	@BIN=$(BIN) ./scripts/ensure-fashion-mnist.sh
 
-demo: data
-	$(BIN)/striate train lenet5 -c examples/lenet5-fashion-mnist.yaml --store $(DEMO_STORE)
+# The dashboard bundle (served by `striate server` and `striate ui`); without Node it is skipped with a warning.
+ui: $(UI_BUNDLE)
 
-test: $(VENV)/.installed-dev
+$(UI_BUNDLE): $(UI_SOURCES)
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		cd ui && npm ci --no-audit --no-fund && npm run build; \
+	else \
+		echo "warning: node/npm not found: the dashboard is not built (its page says so); install Node 20 and run make ui"; \
+	fi
+
+demo: data ui
+	$(BIN)/striate train lenet5 -c examples/lenet5-fashion-mnist.yaml --store $(DEMO_STORE)
+	@echo "see the run in the dashboard: $(BIN)/striate ui --store $(DEMO_STORE)   (open the URL it prints)"
+
+test: $(VENV)/.installed-dev ui
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
@@ -36,4 +51,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/python scripts/import_cycles.py striate
 
 clean:
-	rm -rf $(VENV) striate-runs .pytest_cache
+	rm -rf $(VENV) striate-runs .pytest_cache ui/node_modules src/striate/server/ui_dist

@@ -22,6 +22,7 @@ from striate.cli import (
     stop_cmd,
     store_cmd,
     train_cmd,
+    ui_cmd,
 )
 from striate.cli.common import OneLineErrors
 
@@ -49,7 +50,7 @@ def _root(_version: bool = typer.Option(False, "--version", callback=_print_vers
 
 # The order here is the order `striate --help` lists them in.
 for module in (runs_cmd, stop_cmd, compare_cmd, artifacts_cmd, export_cmd, integrations_cmd, portable_cmd,
-               reproduce_cmd, train_cmd):
+               reproduce_cmd, train_cmd, ui_cmd):
     app.add_typer(module.commands)
 app.add_typer(data_cmd.data_app, name="data")
 app.add_typer(models_cmd.models_app, name="models")

@@ -24,9 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from striate.errors import AuthError, ForbiddenError, NotFoundError, StriateError, TooManyRequestsError
 from striate.server.auth import MAX_TOKEN_DAYS, Auth, Principal, at_least, check_project_name
+from striate.server.local import LocalAuth, LocalSessions
 from striate.server.runs_api import runs_router
 from striate.server.schema_version import require_current
 from striate.server.sessions import CSRF_HEADER, SESSION_COOKIE, Sessions
+from striate.server.ui import mount_ui
 from striate.tracking.store.base import Store
 from striate.tracking.store.wire import finite_json
 
@@ -145,12 +147,17 @@ class Membership(BaseModel):
     role: str
 
 
-def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
-    """The application serving ``store``, with users and tokens in ``engine`` (the same database).
+def create_app(store: Store, engine: sa.Engine, shown_url: str, local_token: Optional[str] = None) -> FastAPI:
+    """The application serving ``store``, with users and tokens in ``engine`` (the same database), and the
+    dashboard at ``/`` (server/ui.py).
 
-    Refuses (StoreError) a database whose server tables need a migration."""
-    require_current(engine, shown_url)
-    auth = Auth(engine)
+    Refuses (StoreError) a database whose server tables need a migration. ``local_token`` (`striate ui`):
+    no user tables at all — that one token is the only credential, and its holder an admin (server/local.py)."""
+    if local_token is None:
+        require_current(engine, shown_url)
+        auth = Auth(engine)
+    else:
+        auth = LocalAuth(engine, local_token)
     app = FastAPI(title="striate", version="1", default_response_class=ApiJSON, responses=ERRORS,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     app.add_middleware(BodyLimit)
@@ -193,7 +200,7 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
 
     session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
                                   description="a browser session (POST /api/v1/session); changes need X-CSRF-Token")
-    sessions = Sessions(engine, auth)
+    sessions = Sessions(engine, auth) if local_token is None else LocalSessions(auth)  # type: ignore[arg-type]
 
     def principal(request: Request,
                   credentials: Annotated[Optional[HTTPAuthorizationCredentials], Depends(bearer)],
@@ -323,4 +330,5 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
         auth.set_role(project, auth.user_id(user), None)
         return Response(status_code=204)
 
+    mount_ui(app)
     return app
