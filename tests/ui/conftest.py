@@ -201,6 +201,14 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"errors in the page: {errors}"
 
 
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests save each page's screenshot: $STRIATE_UI_SCREENSHOTS, else a folder of the session's tmp."""
+    folder = Path(os.environ.get("STRIATE_UI_SCREENSHOTS") or tmp_path_factory.mktemp("ui-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def wait_until(page: Any, expression: str, timeout_s: float = 15.0) -> None:
     """Poll a JavaScript expression until it is true (page.wait_for_function evaluates strings with eval, which
     the dashboard's Content-Security-Policy forbids; page.evaluate runs outside it)."""

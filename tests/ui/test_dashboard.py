@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from striate.tracking.store import open_store
@@ -14,8 +15,9 @@ def _names(page: Any) -> list[str]:
     return page.locator("#runs-table tbody tr td:nth-child(2)").all_inner_texts()
 
 
-def test_login_with_a_token_lists_the_projects_runs(page: Any, team_server: TeamServer) -> None:
+def test_login_with_a_token_lists_the_projects_runs(page: Any, team_server: TeamServer, screenshots: Path) -> None:
     page.goto(team_server.base + "/")
+    page.screenshot(path=str(screenshots / "login.png"))
     page.get_by_label("API token").fill("stt_000000000000_" + "a" * 43)
     page.get_by_role("button", name="Log in").click()
     assert "invalid, expired or revoked token" in page.get_by_role("alert").inner_text()
@@ -29,9 +31,11 @@ def test_login_with_a_token_lists_the_projects_runs(page: Any, team_server: Team
     # the token is nowhere the page's scripts can read it: only in an HttpOnly cookie's session
     assert page.evaluate("document.cookie") == ""
     assert team_server.token not in page.content()
+    page.screenshot(path=str(screenshots / "runs.png"), full_page=True)
 
 
-def test_a_bad_filter_shows_the_servers_error_and_a_good_one_filters(page: Any, team_server: TeamServer) -> None:
+def test_a_bad_filter_shows_the_servers_error_and_a_good_one_filters(page: Any, team_server: TeamServer,
+                                                                    screenshots: Path) -> None:
     log_in(page, team_server)
     bad = "params.optimizer.lr >"
     page.get_by_label("Filter").fill(bad)
@@ -43,6 +47,7 @@ def test_a_bad_filter_shows_the_servers_error_and_a_good_one_filters(page: Any, 
     assert status == 400
     assert body["error"] in alert.inner_text() and body["fix"] in alert.inner_text()
     assert page.get_by_label("Filter").get_attribute("aria-invalid") == "true"
+    page.screenshot(path=str(screenshots / "runs-filter-error.png"))
 
     page.get_by_label("Filter").fill("params.optimizer.lr >= 0.02 and model = lenet5")
     page.get_by_role("button", name="Apply").click()
@@ -71,7 +76,8 @@ def test_sorting_by_a_column_asks_the_server_and_toggles(page: Any, team_server:
     assert _names(page) == [r.name for r in sorted(team_server.runs, key=lambda r: r.acc)]
 
 
-def test_the_run_page_draws_the_servers_downsampled_series(page: Any, team_server: TeamServer) -> None:
+def test_the_run_page_draws_the_servers_downsampled_series(page: Any, team_server: TeamServer,
+                                                          screenshots: Path) -> None:
     run = team_server.run("lenet-a")
     log_in(page, team_server)
     page.get_by_role("link", name="lenet-a").click()
@@ -87,9 +93,10 @@ def test_the_run_page_draws_the_servers_downsampled_series(page: Any, team_serve
     assert page.locator("#stop").count() == 0, "no Stop button for a finished run"
     assert "sgd" in page.locator("#config-table").inner_text()
     assert "0.81" in page.locator("#summary-table").inner_text()
+    page.screenshot(path=str(screenshots / "run.png"), full_page=True)
 
 
-def test_compare_overlays_the_selected_runs(page: Any, team_server: TeamServer) -> None:
+def test_compare_overlays_the_selected_runs(page: Any, team_server: TeamServer, screenshots: Path) -> None:
     log_in(page, team_server)
     compare = page.get_by_role("button", name=re.compile("Compare selected"))
     assert compare.is_disabled()
@@ -104,6 +111,25 @@ def test_compare_overlays_the_selected_runs(page: Any, team_server: TeamServer) 
     assert page.evaluate(f"window.striate.charts['compare:{key}'].series.length") == 3  # x and two runs
     assert page.locator("#compared-runs").inner_text().split() == ["lenet-a", "resnet-d"]
     assert page.locator("#compare-params tr.differs", has_text="optimizer.lr").count() == 1
+    page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+
+
+def test_dark_theme_and_a_narrow_window(browser: Any, team_server: TeamServer, screenshots: Path) -> None:
+    context = browser.new_context(viewport={"width": 380, "height": 800}, color_scheme="dark")
+    page = context.new_page()
+    try:
+        log_in(page, team_server)
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(21, 24, 28)", "prefers-color-scheme: dark gives the dark theme"
+        # the page itself does not scroll sideways in a narrow window: only the table's own region does
+        assert page.evaluate("document.documentElement.scrollWidth") <= 380
+        page.screenshot(path=str(screenshots / "runs-dark-narrow.png"), full_page=True)
+        page.get_by_role("link", name="lenet-a").click()
+        page.wait_for_selector("figure[data-key='train/loss'] canvas")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 380
+        page.screenshot(path=str(screenshots / "run-dark-narrow.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_the_stop_button_records_a_stop_request(page: Any, team_server: TeamServer) -> None:

@@ -48,7 +48,7 @@ export async function comparePage(main: HTMLElement, arg: string | null, query: 
     h("ul", { class: "legend-list", id: "compared-runs" }, runs.map((r) => h("li", {}, h("a", { href: routeHref("run", r.id) }, r.name)))),
     h("div", { class: "controls" }, h("div", { class: "field" }, h("label", { for: "metric" }, "Metric"), select)),
     chartSlot,
-    params,
+    h("div", { class: "scroll-x", tabindex: "0", role: "region", "aria-label": "Params" }, params),
   ));
   if (key) {
     const series = await Promise.all(

@@ -132,7 +132,7 @@ export async function runPage(main: HTMLElement, ref: string): Promise<void> {
       keyValueTable("Run", facts, "facts-table"),
       keyValueTable("Summary", Object.entries(run.summary ?? {}), "summary-table"),
     ),
-    metricsTable(run),
+    h("div", { class: "scroll-x", tabindex: "0", role: "region", "aria-label": "Metrics" }, metricsTable(run)),
     charts,
     h("section", { "aria-labelledby": "config-h" }, h("h2", { id: "config-h" }, "Config"),
       keyValueTable("Config (flattened)", Object.entries(flatten(run.config)), "config-table")),

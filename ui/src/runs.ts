@@ -26,7 +26,8 @@ interface State {
 
 function pickParams(runs: Run[]): string[] {
   const flats = runs.map((r) => flatten(r.config));
-  const keys = Array.from(new Set(flats.flatMap((f) => Object.keys(f)))).filter((k) =>
+  // `model` has its own column
+  const keys = Array.from(new Set(flats.flatMap((f) => Object.keys(f)))).filter((k) => k !== "model" &&
     flats.some((f) => f[k] !== undefined && (typeof f[k] !== "object" || f[k] === null)),
   );
   const varying = keys.filter((k) => new Set(flats.map((f) => JSON.stringify(f[k]))).size > 1);
