@@ -62,3 +62,13 @@ def test_the_local_token_mode_needs_no_user_tables_and_keeps_the_api_under_api_v
         tables = set(conn.exec_driver_sql("select name from sqlite_master where type='table'").scalars())
     assert not any(name.startswith("server_") for name in tables)
     assert client.get("/api/v1/nothing").json()["error"].startswith("no such endpoint")
+
+
+def test_striate_ui_refuses_a_missing_store_and_a_team_server_url(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    missing = run_cli("ui", "--store", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "no store at" in missing.stderr
+    assert not (tmp_path / "nope").exists(), "a mistyped --store makes nothing"
+    remote = run_cli("ui", "--store", "http://127.0.0.1:9")
+    assert remote.returncode != 0 and "serves its own dashboard" in remote.stderr
