@@ -110,7 +110,7 @@ def seed_store(folder: Path) -> list[SeededRun]:
     now = time.time()
     specs = [("lenet-a", "lenet5", 0.1, 0.81, "finished"), ("lenet-b", "lenet5", 0.01, 0.88, "finished"),
              ("vgg-c", "vgg11", 0.05, 0.62, "failed"), ("resnet-d", "resnet18", 0.003, 0.91, "finished"),
-             ("live-e", "lenet5", 0.02, 0.55, "running")]
+             ("live-e", "lenet5", 0.02, 0.55, "running"), ("live-f", "vgg11", 0.004, 0.40, "running")]
     seeded = []
     for i, (name, model, lr, acc, status) in enumerate(specs):
         run_id = f"{i:02d}" + "ab" * 15
@@ -139,6 +139,7 @@ class TeamServer:
     base: str
     store: Path
     token: str  # alice: editor in `vision`
+    viewer_token: str  # bob: viewer in `vision`
     runs: list[SeededRun]
 
     def run(self, name: str) -> SeededRun:
@@ -162,6 +163,9 @@ def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer
     alice = auth.create_user("alice")
     auth.set_role(PROJECT, alice, "editor")
     token = auth.issue_token(alice, "ui tests").value
+    bob = auth.create_user("bob")
+    auth.set_role(PROJECT, bob, "viewer")
+    viewer_token = auth.issue_token(bob, "ui tests").value
     engine.dispose()
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", str(folder), "--port", str(port)],
@@ -170,7 +174,7 @@ def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, process)
-        yield TeamServer(base, folder, token, runs)
+        yield TeamServer(base, folder, token, viewer_token, runs)
     finally:
         stop_process(process)
 
@@ -218,9 +222,9 @@ def wait_until(page: Any, expression: str, timeout_s: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def log_in(page: Any, server: TeamServer, route: str = "") -> None:
-    """Open the dashboard and log in with alice's token through the login form."""
-    page.goto(f"{server.base}/{route}")
-    page.get_by_label("API token").fill(server.token)
+def log_in(page: Any, server: TeamServer, token: str | None = None) -> None:
+    """Open the dashboard and log in through the login form (as alice unless ``token`` is given)."""
+    page.goto(f"{server.base}/")
+    page.get_by_label("API token").fill(token or server.token)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("#runs-table tbody tr")

@@ -155,3 +155,23 @@ def test_tags_are_edited_from_the_run_page(page: Any, team_server: TeamServer) -
     page.get_by_role("button", name="Remove tag baseline").click()
     wait_until(page, "!document.querySelector('#tags').textContent.includes('baseline')")
     assert open_store(team_server.store).get_run(run.id).tags == ["promising"]
+
+
+def test_a_viewer_sees_a_run_read_only(page: Any, team_server: TeamServer) -> None:
+    run = team_server.run("live-f")  # running, and nobody asked it to stop
+    log_in(page, team_server, team_server.viewer_token)
+    page.goto(f"{team_server.base}/#/run/{run.id}")
+    page.locator("#read-only").wait_for()
+    assert "viewer" in page.locator("#read-only").inner_text()
+    assert page.locator("#run-status").inner_text() == "running"
+    assert page.get_by_role("button", name="Stop run").count() == 0
+    assert page.get_by_label("Add tag").count() == 0
+    assert page.get_by_role("button", name=re.compile("Remove tag")).count() == 0
+    # and the server refuses the change anyway: the page only mirrors the role
+    status = page.evaluate("""async (id) => {
+        const session = await (await fetch('/api/v1/session')).json();
+        const headers = {'X-CSRF-Token': session.csrf_token};
+        const r = await fetch(`/api/v1/runs/${id}/stop`, {method: 'POST', headers});
+        return r.status; }""", run.id)
+    assert status == 403
+    assert open_store(team_server.store).get_run(run.id).stop_requested_at is None

@@ -1,5 +1,5 @@
 // One run: status, config, summary metrics, metric charts, Stop, tags.
-import { ApiError, flatten, num, request, type Run, type Series } from "./api";
+import { ApiError, flatten, num, request, type Project, type Run, type Series } from "./api";
 import { lineChart, timings } from "./chart";
 import { announce, errorBox, formatDuration, formatTime, formatValue, h } from "./dom";
 import { routeHref } from "./router";
@@ -40,7 +40,12 @@ function metricsTable(run: Run): HTMLElement {
 
 export async function runPage(main: HTMLElement, ref: string): Promise<void> {
   const started = performance.now();
-  const run = await request<Run>("GET", `/runs/${encodeURIComponent(ref)}`);
+  const [run, projects] = await Promise.all([
+    request<Run>("GET", `/runs/${encodeURIComponent(ref)}`),
+    request<{ projects: Project[] }>("GET", "/projects"),
+  ]);
+  const role = projects.projects.find((p) => p.name === run.project)?.role ?? "viewer";
+  const canEdit = role === "editor" || role === "owner";
   const path = `/runs/${encodeURIComponent(run.id)}`;
   const statusText = h("span", { class: `badge status-${run.status}`, id: "run-status" }, run.status);
   const actionSlot = h("div", { class: "actions", id: "run-actions" });
@@ -48,7 +53,7 @@ export async function runPage(main: HTMLElement, ref: string): Promise<void> {
 
   const renderStop = (current: Run) => {
     actionSlot.replaceChildren();
-    if (current.status !== "running") return;
+    if (current.status !== "running" || !canEdit) return;
     if (current.stop_requested_at) {
       actionSlot.append(h("p", { id: "stop-requested" }, `Stop requested at ${formatTime(current.stop_requested_at)}: the training ends after its current step.`));
       return;
@@ -75,6 +80,7 @@ export async function runPage(main: HTMLElement, ref: string): Promise<void> {
   const renderTags = (tags: string[]) => {
     tagList.replaceChildren(
       ...tags.map((tag) => {
+        if (!canEdit) return h("li", { class: "tag" }, h("span", {}, tag));
         const remove = h("button", { type: "button", class: "tag-remove", "aria-label": `Remove tag ${tag}` }, "×");
         remove.addEventListener("click", () => void changeTags([], [tag]));
         return h("li", { class: "tag" }, h("span", {}, tag), remove);
@@ -125,7 +131,9 @@ export async function runPage(main: HTMLElement, ref: string): Promise<void> {
     messageSlot,
     run.error ? h("div", { class: "error", role: "note" }, h("strong", {}, "Error: "), run.error) : null,
     actionSlot,
-    h("section", { class: "tags-section", "aria-labelledby": "tags-h" }, h("h2", { id: "tags-h" }, "Tags"), tagList, tagForm),
+    canEdit ? null : h("p", { class: "note", id: "read-only" }, `Read-only: your role in project ${run.project} is ${role}.`),
+    h("section", { class: "tags-section", "aria-labelledby": "tags-h" }, h("h2", { id: "tags-h" }, "Tags"), tagList,
+      canEdit ? tagForm : null),
     h(
       "div",
       { class: "columns" },
