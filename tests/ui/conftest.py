@@ -101,13 +101,17 @@ class SeededRun:
 
 def seed_store(folder: Path) -> list[SeededRun]:
     """Runs of project `vision` (and one of `other`): different learning rates and accuracies, a long loss
-    series, one running run (to stop)."""
+    series, two running runs (one to stop, one a viewer sees)."""
     from striate.tracking.store import open_store
     from striate.tracking.store.base import RunRecord
     from striate.tracking.store.codec import MetricSeries
+    from striate.tracking.store.liveness import process_start_time
 
     store = open_store(folder)
     now = time.time()
+    # The running runs are "recorded" by this test process (alive for the whole session): the crash policy,
+    # applied whenever a client opens the store, must not turn them into `crashed` after 30 s of no heartbeat.
+    alive = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started_at": process_start_time()}
     specs = [("lenet-a", "lenet5", 0.1, 0.81, "finished"), ("lenet-b", "lenet5", 0.01, 0.88, "finished"),
              ("vgg-c", "vgg11", 0.05, 0.62, "failed"), ("resnet-d", "resnet18", 0.003, 0.91, "finished"),
              ("live-e", "lenet5", 0.02, 0.55, "running"), ("live-f", "vgg11", 0.004, 0.40, "running")]
@@ -120,7 +124,8 @@ def seed_store(folder: Path) -> list[SeededRun]:
             heartbeat_at=now, model=model, config={"model": model, "optimizer": {"name": "sgd", "lr": lr},
                                                    "epochs": 3 + i},
             summary={"test/acc1": acc}, tags=["baseline"] if i < 2 else [],
-            error="CUDA out of memory (seeded)" if status == "failed" else None))
+            error="CUDA out of memory (seeded)" if status == "failed" else None,
+            **(alive if status == "running" else {})))
         steps = np.arange(LOSS_STEPS, dtype=np.int64)
         times = now - 1000 + steps * 0.1
         loss = 2.3 * np.exp(-steps / (800 + 400 * i)) + 0.05 * np.sin(steps / 7.0)

@@ -133,3 +133,16 @@ export function flatten(config: Record<string, unknown>, prefix = ""): Record<st
   }
   return out;
 }
+
+let projectsCache: { at: number; value: Promise<Project[]> } | null = null;
+
+/** The caller's projects (GET /projects), reused for a few seconds: the first page asks for them twice. */
+export function projects(): Promise<Project[]> {
+  const now = performance.now();
+  if (!projectsCache || now - projectsCache.at > 5000) {
+    const value = request<{ projects: Project[] }>("GET", "/projects").then((answer) => answer.projects);
+    value.catch(() => (projectsCache = null));
+    projectsCache = { at: now, value };
+  }
+  return projectsCache.value;
+}

@@ -1,5 +1,5 @@
 // One run: status, config, summary metrics, metric charts, Stop, tags.
-import { ApiError, flatten, num, request, type Project, type Run, type Series } from "./api";
+import { ApiError, flatten, num, projects as listProjects, request, type Run, type Series } from "./api";
 import { lineChart, timings } from "./chart";
 import { announce, errorBox, formatDuration, formatTime, formatValue, h } from "./dom";
 import { routeHref } from "./router";
@@ -42,9 +42,9 @@ export async function runPage(main: HTMLElement, ref: string): Promise<void> {
   const started = performance.now();
   const [run, projects] = await Promise.all([
     request<Run>("GET", `/runs/${encodeURIComponent(ref)}`),
-    request<{ projects: Project[] }>("GET", "/projects"),
+    listProjects(),
   ]);
-  const role = projects.projects.find((p) => p.name === run.project)?.role ?? "viewer";
+  const role = projects.find((p) => p.name === run.project)?.role ?? "viewer";
   const canEdit = role === "editor" || role === "owner";
   const path = `/runs/${encodeURIComponent(run.id)}`;
   const statusText = h("span", { class: `badge status-${run.status}`, id: "run-status" }, run.status);

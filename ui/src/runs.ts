@@ -1,5 +1,5 @@
 // The runs table of one project: server-side filter (the CLI's filter language), sort and paging.
-import { ApiError, flatten, num, request, type Project, type Run } from "./api";
+import { ApiError, flatten, num, projects as listProjects, request, type Run } from "./api";
 import { timings } from "./chart";
 import { announce, errorBox, formatTime, formatValue, h } from "./dom";
 import { go, routeHref } from "./router";
@@ -64,7 +64,7 @@ function statusBadge(status: string): HTMLElement {
 
 export async function runsPage(main: HTMLElement, project: string | null, query: URLSearchParams): Promise<void> {
   const started = performance.now();
-  const projects = (await request<{ projects: Project[] }>("GET", "/projects")).projects;
+  const projects = await listProjects();
   if (!projects.length) {
     main.replaceChildren(h("h1", {}, "Runs"), h("p", {}, "No runs yet. Train one: striate train lenet5 --data fashion-mnist"));
     return;
