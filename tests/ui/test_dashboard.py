@@ -47,6 +47,8 @@ def test_a_bad_filter_shows_the_servers_error_and_a_good_one_filters(page: Any, 
     assert status == 400
     assert body["error"] in alert.inner_text() and body["fix"] in alert.inner_text()
     assert page.get_by_label("Filter").get_attribute("aria-invalid") == "true"
+    column = int(re.search(r"at column (\d+)", body["error"]).group(1))
+    assert page.locator("#filter-caret").inner_text() == f"{bad}\n{' ' * (column - 1)}^", "a caret at the position"
     page.screenshot(path=str(screenshots / "runs-filter-error.png"))
 
     page.get_by_label("Filter").fill("params.optimizer.lr >= 0.02 and model = lenet5")

@@ -238,7 +238,14 @@ export async function runsPage(main: HTMLElement, project: string | null, query:
         state.ids = (await request<{ ids: string[] }>("GET", `/runs?${params}`)).ids;
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
-        errorSlot.replaceChildren(errorBox(error, "filter-error-box"));
+        const box = errorBox(error, "filter-error-box");
+        const column = /at column (\d+)/.exec(error.problem);
+        if (column && state.where) {
+          // the filter with a caret under the column the server names (1-based)
+          const at = Math.max(0, Math.min(state.where.length, Number(column[1]) - 1));
+          box.append(h("pre", { class: "caret", id: "filter-caret", "aria-hidden": "true" }, `${state.where}\n${" ".repeat(at)}^`));
+        }
+        errorSlot.replaceChildren(box);
         filterInput.setAttribute("aria-invalid", "true");
         filterInput.setAttribute("aria-errormessage", "filter-error-box");
         announce(`Error: ${error.problem}`);
