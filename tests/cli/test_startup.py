@@ -123,3 +123,59 @@ def test_the_lazy_tracking_exports_are_the_real_objects():
     assert set(tracking.__all__) <= set(dir(tracking))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         tracking.nope  # noqa: B018
+
+
+# numpy (the store's codec) and pydantic (Typer's value conversion) are imported only where needed:
+# numpy when metric histories are decoded, pydantic when a value needs Typer's own conversion.
+@pytest.mark.parametrize("args", [
+    ["runs"], ["runs", "--json"], ["runs", "--sort", "-metrics.test/acc1", "--columns", "id,params.lr"],
+    ["show", "run-0"], ["tag", "run-0", "z"], ["tag", "run-0", "z", "--remove"],
+], ids=lambda a: " ".join(a))
+def test_read_commands_import_no_numpy_or_pydantic(store, args):
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["numpy", "pydantic"]), *args, "--store", "store"],
+                          cwd=store, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {"code": 0, "loaded": []}, done.stderr
+
+
+def test_the_numpy_and_pydantic_probe_sees_them_when_needed(store):
+    def loaded(*args: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["numpy", "pydantic"]), *args, "--store",
+                               "store"], cwd=store, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": "80"})
+        return list(json.loads(done.stderr.strip().splitlines()[-1])["loaded"])
+
+    assert loaded("compare", "run-0", "run-1") == ["numpy"]  # decodes the histories it plots
+    assert loaded("runs", "--limit", "1") == ["pydantic"]  # text for an int option: Typer converts it
+
+
+def test_plain_values_convert_as_typers_own_conversion_does():
+    # The shortcut in cli/common.py returns what Typer's pydantic adapter would, for the values it takes.
+    import typer.core
+
+    if not hasattr(typer.core, "build_runtime_param"):
+        pytest.skip("this Typer converts values without pydantic adapters: no shortcut is installed")
+    from typer._coercion import resolve_type_descriptor
+    from typer.models import ArgumentInfo, OptionInfo
+
+    from striate.cli import common
+
+    class Param:  # what coerce reads of a Click parameter
+        def __init__(self, many: bool) -> None:
+            self.multiple, self.nargs = many, (-1 if many else 1)
+
+    cases = [(str, OptionInfo(), "a b "), (str, OptionInfo(), ""), (int, OptionInfo(), 20),
+             (float, OptionInfo(), 0.5), (float, OptionInfo(), float("inf")), (list[str], ArgumentInfo(), ("x", "y")),
+             (list[str], ArgumentInfo(), ()), (int, OptionInfo(), None), (list[str], ArgumentInfo(), None)]
+    for annotation, info, value in cases:
+        descriptor = resolve_type_descriptor(annotation, info)
+        param = Param(many=annotation == list[str])
+        shortcut = common._PlainValues(descriptor, typer.core.build_runtime_param)
+        expected = typer.core.build_runtime_param(descriptor).coerce(value, param=param, ctx=None)
+        got = shortcut.coerce(value, param=param, ctx=None)
+        assert (got, type(got)) == (expected, type(expected)), (annotation, value)
+        assert shortcut._built is None, (annotation, value)  # taken without building Typer's adapter
+    # and a value it does not take goes to Typer's conversion, errors included
+    shortcut = common._PlainValues(resolve_type_descriptor(int, OptionInfo()), typer.core.build_runtime_param)
+    assert shortcut.coerce("7", param=Param(False), ctx=None) == 7
+    with pytest.raises(typer.BadParameter, match="valid integer"):
+        shortcut.coerce("x", param=Param(False), ctx=None)
