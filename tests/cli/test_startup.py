@@ -179,3 +179,44 @@ def test_plain_values_convert_as_typers_own_conversion_does():
     assert shortcut.coerce("7", param=Param(False), ctx=None) == 7
     with pytest.raises(typer.BadParameter, match="valid integer"):
         shortcut.coerce("x", param=Param(False), ctx=None)
+
+
+# A dataset registered for the test (its files are the synthetic ones), then `data get` as users run it.
+REGISTERED_PROBE = """
+import json, sys
+from striate.data import catalog
+files = {role: catalog.FileSpec(name, content_sha256=sha) for role, (name, sha) in json.loads(sys.argv[2]).items()}
+catalog.DATASETS["test-synthetic"] = catalog.DatasetSpec("test-synthetic", files, (), tuple("0123456789"))
+heavy, args = json.loads(sys.argv[1]), sys.argv[3:]
+sys.argv = ["striate", *args]
+from striate.cli.app import app
+try:
+    app()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({"code": code, "loaded": sorted(h for h in heavy if h in sys.modules)}), file=sys.stderr)
+"""
+
+
+def test_data_get_of_a_verified_dataset_imports_no_numpy(tmp_path):
+    # Checking recorded files reads no arrays: numpy (striate.data.idx imports it where it parses) stays out.
+    from striate.data.catalog import FILE_NAMES, ROLES
+    from striate.data.idx import content_sha256
+    from tests.conftest import write_dataset
+
+    folder = write_dataset(tmp_path / "copy")
+    files = {role: (FILE_NAMES[role] + ".gz", content_sha256(folder / (FILE_NAMES[role] + ".gz"))) for role in ROLES}
+    env = {**os.environ, "STRIATE_CACHE": str(tmp_path / "cache")}
+
+    def get(*args: str) -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-c", REGISTERED_PROBE, json.dumps(["numpy", *HEAVY]), json.dumps(files),
+                               "data", "get", "test-synthetic", *args], capture_output=True, text=True, timeout=120,
+                              env=env, cwd=tmp_path)
+        return dict(json.loads(done.stderr.strip().splitlines()[-1]))
+
+    assert get("--from", str(folder))["code"] == 0  # copied into the cache and checked
+    assert get("--local-only")["code"] == 0  # checked again, and recorded as verified
+    assert (tmp_path / "cache" / "verified.json").is_file()
+    assert get("--local-only") == {"code": 0, "loaded": []}  # the timed case: a verified dataset
