@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
 from striate.errors import StoreError
 from striate.tracking.store.codec import MetricChunk, MetricSeries
 
@@ -195,6 +193,8 @@ def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:
 
     A bucket holding NaN (a diverged loss) also keeps its first NaN point, so a chart still shows
     where the run broke; series with NaN use a fifth fewer buckets to stay within ``max_points``."""
+    import numpy as np  # here: commands that never decode a metric history need not import numpy
+
     n = len(series)
     if max_points <= 0 or n <= max_points:
         return series

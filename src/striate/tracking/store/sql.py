@@ -349,7 +349,7 @@ class SqlStore(SyncableStore):
         frame_ids = []
         for steps, times in frames:
             inserted = conn.execute(metric_frames.insert().values(
-                run_id=run_id, count=len(steps) // codec.STEP_DTYPE.itemsize, steps=steps, times=times))
+                run_id=run_id, count=len(steps) // codec.STEP_SIZE, steps=steps, times=times))
             frame_ids.append(inserted.inserted_primary_key[0])  # type: ignore[index]  # one row: never None
         conn.execute(metric_chunks.insert(), [
             {"run_id": run_id, "key": c.key, "frame_id": frame_ids[ref], "count": c.count, "values": c.values,
