@@ -23,7 +23,7 @@ import numpy as np
 
 from striate.errors import ConfigError
 from striate.tracking.store.base import Owner, RunRecord
-from striate.tracking.store.codec import FLOAT_DTYPE, STEP_DTYPE, MetricChunk, MetricSeries, pack_all
+from striate.tracking.store.codec import FLOAT_DTYPE, STEP_DTYPE, STEP_SIZE, MetricChunk, MetricSeries, pack_all
 
 MAX_POINTS_PER_REQUEST = 5_000_000  # a request holding more is refused before its arrays are built
 _FIX = "send what the striate client sends (see /api/v1/openapi.json)"
@@ -58,7 +58,7 @@ def _arrays(item: Any, what: str) -> tuple[str, bytes, bytes, bytes]:
     steps = _unb64(item.get("steps"), f"{what}.steps")
     times = _unb64(item.get("times"), f"{what}.times")
     values = _unb64(item.get("values"), f"{what}.values")
-    if len(steps) % STEP_DTYPE.itemsize or not len(steps) == len(times) == len(values):
+    if len(steps) % STEP_SIZE or not len(steps) == len(times) == len(values):
         raise ConfigError(f"{what} ({key[:40]!r}): steps, times and values must hold the same number of 8-byte "
                           f"items (got {len(steps)}, {len(times)} and {len(values)} bytes)", _FIX)
     return key, steps, times, values
@@ -76,7 +76,7 @@ def decode_series(items: Any) -> list[MetricSeries]:
     cache: dict[str, np.ndarray] = {}
     for i, item in enumerate(items):
         key, steps, times, values = _arrays(item, f"series[{i}]")
-        total += len(steps) // STEP_DTYPE.itemsize
+        total += len(steps) // STEP_SIZE
         if total > MAX_POINTS_PER_REQUEST:
             raise ConfigError(f"the request holds over {MAX_POINTS_PER_REQUEST:,} points", "send them in batches")
         # the series of one flush carry the same steps and times text: decoded once
@@ -105,7 +105,7 @@ def decode_chunks(items: Any) -> list[MetricChunk]:
         uid = item.get("uid")
         if not isinstance(uid, str) or not uid or len(uid) > 200:
             raise ConfigError(f"chunks[{i}] has no uid (or one over 200 characters)", _FIX)
-        total += len(steps) // STEP_DTYPE.itemsize
+        total += len(steps) // STEP_SIZE
         if total > MAX_POINTS_PER_REQUEST:
             raise ConfigError(f"the request holds over {MAX_POINTS_PER_REQUEST:,} points", "send them in batches")
         decoded.append(MetricChunk(uid, key, steps, times, values))
