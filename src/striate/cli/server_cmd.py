@@ -81,7 +81,9 @@ def serve(
     _check_port_free(host, port)
     err_console.print(f"striate server on http://{host}:{port}/api/v1 (store {shown}); Ctrl-C stops it",
                       markup=False, highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    # proxy_headers off: a client must not choose its own address with X-Forwarded-For (login limits count
+    # failures per address); behind a reverse proxy every client counts as the proxy's address.
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 @server_app.command("upgrade")

@@ -213,8 +213,10 @@ class HttpStore(SyncableStore):
                                           "give a run id, an id prefix or a name (`striate runs` lists them)")
         if projects is not None and not projects:
             raise errors.RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
-        params = None if projects is None else {"project": list(projects)}
-        return wire.record_from_json(self._call("GET", f"/runs/{self._quote(run_id)}", params=params))
+        params: dict[str, Any] = {"ref": run_id}
+        if projects is not None:
+            params["project"] = list(projects)
+        return wire.record_from_json(self._call("GET", "/find-run", params=params))
 
     def chunks_since(self, run_id: str, after_seq: int) -> list[MetricChunk]:
         """GET /runs/{run}/chunks?after_seq=...: the run's chunks stored on the server after that position."""
@@ -252,8 +254,7 @@ class HttpStore(SyncableStore):
         return ids
 
     def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
-        """GET /runs/{run}/metrics/{key} (packed), M4-downsampled by the server when ``max_points`` is given."""
-        answer = self._call("GET", f"/runs/{self._quote(run_id)}/metrics/{urllib.parse.quote(key, safe='/')}",
-                            params={"max_points": max(int(max_points or 0), 4) if max_points else 0,
-                                    "encoding": "packed"})
+        """GET /runs/{run}/history?key=... (packed), M4-downsampled by the server when ``max_points`` is given."""
+        answer = self._call("GET", f"/runs/{self._quote(run_id)}/history",
+                            params={"key": key, "max_points": max(int(max_points or 0), 4) if max_points else 0})
         return wire.decode_series([{**answer, "key": key}])[0]

@@ -456,8 +456,11 @@ class SqlStore(SyncableStore):
             for table in (metric_chunks, metric_frames, metric_summary, params, artifacts):  # chunks before frames
                 conn.execute(table.delete().where(table.c.run_id == run_id))
             conn.execute(runs.delete().where(runs.c.id == run_id))
-        folder = Path(self.artifact_root) / run_id
-        if folder.is_dir():
+        root = Path(self.artifact_root).resolve()
+        folder = (root / run_id).resolve()
+        # Only a folder directly inside the artifact root: an id such as '..' or '.' (a crafted record)
+        # must never remove the store itself or every run's files.
+        if folder.parent == root and folder.name == run_id and folder.is_dir() and not (root / run_id).is_symlink():
             shutil.rmtree(folder)
 
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,

@@ -24,8 +24,10 @@ import numpy as np
 from striate.errors import ConfigError
 from striate.tracking.store.base import Owner, RunRecord
 from striate.tracking.store.codec import FLOAT_DTYPE, STEP_DTYPE, STEP_SIZE, MetricChunk, MetricSeries, pack_all
+from striate.tracking.store.limits import check_keys
 
 MAX_POINTS_PER_REQUEST = 5_000_000  # a request holding more is refused before its arrays are built
+MAX_JSON_DEPTH = 64  # nesting of a run's config, summary, environment or dataset (a model's config is < 10 deep)
 _FIX = "send what the striate client sends (see /api/v1/openapi.json)"
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -55,6 +57,7 @@ def _arrays(item: Any, what: str) -> tuple[str, bytes, bytes, bytes]:
     key = item.get("key")
     if not isinstance(key, str) or not key:
         raise ConfigError(f"{what} has no metric key", _FIX)
+    check_keys("metric key", [key])  # the width and characters every store can hold
     steps = _unb64(item.get("steps"), f"{what}.steps")
     times = _unb64(item.get("times"), f"{what}.times")
     values = _unb64(item.get("values"), f"{what}.values")
@@ -128,6 +131,18 @@ def decode_owner(value: Any) -> Owner | None:
             started is None or isinstance(started, (int, float))):
         raise ConfigError("owner holds a value of the wrong type", _FIX)
     return Owner(host, pid, None if started is None else float(started))
+
+
+def check_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """ConfigError when ``value`` (JSON from the network) nests deeper than ``limit``: reading it back
+    would exhaust the interpreter's recursion limit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                raise ConfigError(f"{what} nests deeper than {limit} levels", "flatten it")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
 
 
 def finite_json(value: Any) -> Any:
