@@ -90,6 +90,8 @@ class Run:
 
             # A resumed run keeps the console output of its earlier parts; this part follows a marker.
             log_file = self.artifact_dir / "console.log"
+            if not store.files_are_local and any(a["path"] == "console.log" for a in record.artifacts):
+                log_file = store.artifact_file(record.id, "console.log")  # a team server's: fetched, checked
             earlier = log_file.read_bytes() if log_file.is_file() else b""
             marker = f"\n[--- resumed {time.strftime('%Y-%m-%d %H:%M:%S')} ---]\n".encode() if earlier else b""
             self._console_earlier = earlier + marker
