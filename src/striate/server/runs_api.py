@@ -196,7 +196,8 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         sees every project that has runs or members)."""
         visible = auth.projects(caller)
         with engine.connect() as conn:
-            counts = dict(conn.execute(sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
+            counts: dict[str, int] = dict(conn.execute(
+                sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
         if visible is None:
             names = set(counts) | set(auth.all_projects())
             roles = {name: "owner" for name in names}
