@@ -19,7 +19,7 @@ import pytest
 from striate.errors import ForbiddenError, StoreError
 from striate.tracking.store import RunRecord, open_store
 from striate.tracking.store.http import HttpStore
-from tests.conftest import s3_filesystem
+from tests.conftest import run_cli, s3_filesystem
 
 pytest.importorskip("fastapi")
 
@@ -316,3 +316,7 @@ def test_a_run_syncs_its_files_to_s3_through_the_spool(s3_admin: HttpStore, s3_e
     record = open_store(s3_team_server.url).get_run(run.id)
     (entry,) = [a for a in record.artifacts if a["kind"] == "model"]
     assert s3_filesystem(s3_endpoint).cat_file(f"striate-test/team/{run.id}/{entry['path']}") == weights.read_bytes()
+    # and back out through the CLI, fetched from S3 by the server into this machine's cache
+    done = run_cli("artifacts", run.id, "w.bin", "-d", str(tmp_path / "out"), "--store", s3_team_server.url)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "w.bin").read_bytes() == weights.read_bytes()

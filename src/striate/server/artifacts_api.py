@@ -221,7 +221,7 @@ async def _receive(request: Request, staged: Path, offset: int, size: int) -> in
         except ClientDisconnect:
             pass  # what arrived stays: the client resumes from here
         fh.flush()
-        os.fsync(fh.fileno())
+        await run_in_threadpool(os.fsync, fh.fileno())  # what a 202 reports is on disk
     return position
 
 
