@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from striate.errors import AuthError, ForbiddenError, NotFoundError, StriateError, TooManyRequestsError
+from striate.server.artifact_storage import ArtifactStorage
+from striate.server.artifacts_api import MAX_ARTIFACT_BYTES, artifacts_router
 from striate.server.auth import MAX_TOKEN_DAYS, Auth, Principal, at_least, check_project_name
 from striate.server.runs_api import runs_router
 from striate.server.schema_version import require_current
@@ -156,11 +158,15 @@ class Membership(BaseModel):
     role: str
 
 
-def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
-    """The application serving ``store``, with users and tokens in ``engine`` (the same database).
+def create_app(store: Store, engine: sa.Engine, shown_url: str, artifacts: Optional[str] = None,
+               max_artifact_bytes: int = MAX_ARTIFACT_BYTES) -> FastAPI:
+    """The application serving ``store``, with users and tokens in ``engine`` (the same database) and
+    artifact files in ``artifacts`` (a folder or an fsspec URL; default: the store's own artifact folder).
 
     Refuses (StoreError) a database whose server tables need a migration."""
     require_current(engine, shown_url)
+    storage = ArtifactStorage(artifacts or store.artifact_root)
+    storage.check()
     auth = Auth(engine)
     app = FastAPI(title="striate", version="1", default_response_class=ApiJSON, responses=ERRORS,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
@@ -268,7 +274,8 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str) -> FastAPI:
     def me(caller: Caller) -> dict[str, Any]:
         return {"user": caller.name, "admin": caller.is_admin, "projects": auth.projects(caller)}
 
-    app.include_router(runs_router(store, engine, auth, principal, ApiJSON))
+    app.include_router(runs_router(store, engine, auth, principal, ApiJSON, on_delete=storage.remove_run))
+    app.include_router(artifacts_router(store, engine, auth, storage, principal, ApiJSON, max_artifact_bytes))
 
     def require_admin(caller: Principal) -> None:
         if not caller.is_admin:

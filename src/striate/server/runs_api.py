@@ -135,15 +135,6 @@ class Params(Strict):
     params: dict[str, Any]
 
 
-class ArtifactRecord(BaseModel):
-    """POST /runs/{run}/artifact-records."""
-
-    path: str = Field(min_length=1, max_length=LIMITS["artifact_path"])
-    kind: str = Field(min_length=1, max_length=LIMITS["artifact_kind"])
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
 class RunIds(Strict):
     """POST /runs/get."""
 
@@ -162,8 +153,12 @@ def _owner(body: Optional[OwnerBody]) -> Any:
 
 
 def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: Callable[..., Principal],
-                json_response: Callable[..., Response]) -> APIRouter:
-    """The run routes over ``store`` (whose tables live in ``engine``), for callers ``auth`` knows."""
+                json_response: Callable[..., Response],
+                on_delete: Optional[Callable[[str], None]] = None) -> APIRouter:
+    """The run routes over ``store`` (whose tables live in ``engine``), for callers ``auth`` knows;
+    ``on_delete(run_id)`` after a run is deleted (its artifact files go too).
+
+    Artifact records are written only by the artifact routes (artifacts_api.py), together with their bytes."""
     router = APIRouter(prefix=API)
     Caller = Annotated[Principal, Depends(caller_dependency)]
 
@@ -213,7 +208,8 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         sees every project that has runs or members)."""
         visible = auth.projects(caller)
         with engine.connect() as conn:
-            counts = dict(conn.execute(sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
+            counts: dict[str, int] = dict(conn.execute(
+                sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
         if visible is None:
             names = set(counts) | set(auth.all_projects())
             roles = {name: "owner" for name in names}
@@ -399,21 +395,6 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         writable_run(caller, run_id)
         return json_response({"dropped": store.truncate_metrics(run_id, body.after_step)})
 
-    @router.post("/runs/{run_id}/artifact-records", status_code=204)
-    def add_artifact(caller: Caller, run_id: str, body: ArtifactRecord) -> Response:
-        """Record (or re-record) an artifact of the run."""
-        writable_run(caller, run_id)
-        check_length("artifact path", body.path, "artifact_path")
-        store.add_artifact(run_id, body.path, body.kind, body.size, body.sha256)
-        return Response(status_code=204)
-
-    @router.delete("/runs/{run_id}/artifact-records", status_code=204)
-    def remove_artifact(caller: Caller, run_id: str, path: Annotated[str, Query(min_length=1)]) -> Response:
-        """Forget an artifact record."""
-        writable_run(caller, run_id)
-        store.remove_artifact(run_id, path)
-        return Response(status_code=204)
-
     @router.post("/runs/{run_ref}/tags")
     def change_tags(caller: Caller, run_ref: str, body: TagChange) -> dict[str, Any]:
         """Add and remove tags atomically; the run's new tags."""
@@ -431,6 +412,8 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         """Remove a run, its points and its artifact records."""
         writable_run(caller, run_id)
         store.delete_run(run_id)
+        if on_delete is not None:
+            on_delete(run_id)
         return Response(status_code=204)
 
     @router.post("/liveness")
