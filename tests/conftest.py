@@ -194,13 +194,16 @@ class TeamServer:
     """A real `striate server` process on 127.0.0.1 with an admin's token: over a SQLite store folder
     (``folder``) or another database (``db``, e.g. a postgresql:// URL)."""
 
-    def __init__(self, folder: Path, db: str | None = None) -> None:
+    def __init__(self, folder: Path, db: str | None = None, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
+        """``args``: more options for `striate server` (e.g. --artifacts URL); ``env``: more environment."""
         import socket
 
         self.folder = folder
         self.db = db or str(folder)
         folder.mkdir(parents=True)
-        self.env = {**os.environ, **CLI_ENV}
+        self.env = {**os.environ, **CLI_ENV, **(env or {})}
+        self.args = args
         for step in (["server", "upgrade"], ["server", "create-admin", "root"]):
             done = run_process([sys.executable, "-m", "striate", *step, "--db", self.db], env=self.env,
                                capture_output=True, text=True, timeout=120)
@@ -221,7 +224,8 @@ class TeamServer:
         import urllib.request
 
         self.process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", self.db, "--port",
-                                         str(self.port)], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+                                         str(self.port), *self.args], env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -279,3 +283,76 @@ def server_url(team_server: TeamServer, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("STRIATE_TOKEN", team_server.token)
     monkeypatch.setenv("STRIATE_SPOOL", str(Path(os.environ["STRIATE_CACHE"]).parent / "spool"))
     return team_server.url
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
+    """A real local S3 server for the session: moto's server mode (`moto_server`) on 127.0.0.1, a free port."""
+    import shutil
+    import time
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip("s3fs")
+    command = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    if not Path(command).is_file():
+        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **S3_CREDENTIALS})
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=5):
+                break
+        except (urllib.error.URLError, ConnectionError):
+            assert process.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, "moto_server did not answer within 60 s"
+            time.sleep(0.2)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """What points s3fs (in a server process or this one) at the local S3 server."""
+    return {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "FSSPEC_S3_ENDPOINT_URL": endpoint}
+
+
+def s3_filesystem(endpoint: str):
+    """An s3fs filesystem on the local S3 server (this process's own view of the bucket)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, use_listings_cache=False,
+                             client_kwargs={"region_name": "us-east-1"})
+
+
+@pytest.fixture(scope="session")
+def s3_team_server(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str):
+    """A second `striate server` for the session, keeping artifacts at s3://striate-test/team on the local S3
+    server (the bucket is created here, before the server starts)."""
+    pytest.importorskip("fastapi")
+    import boto3  # moto's own dependency
+
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="striate-test")
+    server = TeamServer(tmp_path_factory.mktemp("s3-team-server") / "store",
+                        args=("--artifacts", "s3://striate-test/team"), env=s3_environment(s3_endpoint))
+    yield server
+    server.stop()

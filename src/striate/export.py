@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from striate.archives import give_user_mode
-from striate.errors import ModelError, RunNotFoundError, StriateError
+from striate.errors import ModelError, RunNotFoundError, StoreError, StriateError
 from striate.models.registry import is_spec_path
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -231,10 +231,11 @@ def _from_run(run_id: str, input_shape: tuple[int, int, int] | None, num_classes
 
     store = open_store(store_location, read_only=True)
     record = store.get_run(run_id)
-    weights = Path(store.artifact_root) / record.id / "model.safetensors"
-    if not weights.is_file():
-        raise ExportError(f"run {record.id[:8]} ({record.status}) has no final weights at {weights}",
-                          "export a run that finished training, or a model name for fresh weights")
+    try:  # the store's file (for a team server: downloaded into the local cache, checked by SHA-256)
+        weights = store.artifact_file(record.id, "model.safetensors")
+    except StoreError as exc:
+        raise ExportError(f"run {record.id[:8]} ({record.status}) has no final weights: {exc.problem}",
+                          "export a run that finished training, or a model name for fresh weights") from None
     classes = list(record.dataset.get("classes") or [])
     if num_classes is not None and classes and num_classes != len(classes):
         raise ExportError(f"run {record.id[:8]} was trained for {len(classes)} classes, not {num_classes}",
@@ -245,7 +246,7 @@ def _from_run(run_id: str, input_shape: tuple[int, int, int] | None, num_classes
     name = record.model or config.get("model")
     if not name:
         raise ExportError(f"run {record.id[:8]} does not say which model it trained", "export a model name instead")
-    stored_spec = _stored_spec(record, Path(store.artifact_root) / record.id)
+    stored_spec = _stored_spec(record, store)
     image_shape = list(record.dataset.get("image_shape") or [1, 28, 28])
     if input_shape is None:
         side = config.get("image_size") or (record.summary.get("input_shape") or [0, 0, 0])[1]
@@ -267,7 +268,7 @@ def _from_run(run_id: str, input_shape: tuple[int, int, int] | None, num_classes
                    n_classes, run_id=record.id, store_location=store_location)
 
 
-def _stored_spec(record: Any, artifact_dir: Path) -> dict[str, Any] | None:
+def _stored_spec(record: Any, store: Any) -> dict[str, Any] | None:
     """The layer spec a run trained, if the run kept one (config, summary, or a "model-spec" artifact)."""
     from striate.models.spec import load_spec
 
@@ -276,7 +277,7 @@ def _stored_spec(record: Any, artifact_dir: Path) -> dict[str, Any] | None:
             return holder["model_spec"]
     for artifact in record.artifacts or []:
         if artifact.get("kind") == "model-spec":
-            return load_spec(artifact_dir / artifact["path"])
+            return load_spec(store.artifact_file(record.id, artifact["path"]))
     return None
 
 

@@ -123,3 +123,100 @@ def test_the_lazy_tracking_exports_are_the_real_objects():
     assert set(tracking.__all__) <= set(dir(tracking))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         tracking.nope  # noqa: B018
+
+
+# numpy (the store's codec) and pydantic (Typer's value conversion) are imported only where needed:
+# numpy when metric histories are decoded, pydantic when a value needs Typer's own conversion.
+@pytest.mark.parametrize("args", [
+    ["runs"], ["runs", "--json"], ["runs", "--sort", "-metrics.test/acc1", "--columns", "id,params.lr"],
+    ["show", "run-0"], ["tag", "run-0", "z"], ["tag", "run-0", "z", "--remove"],
+], ids=lambda a: " ".join(a))
+def test_read_commands_import_no_numpy_or_pydantic(store, args):
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["numpy", "pydantic"]), *args, "--store", "store"],
+                          cwd=store, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {"code": 0, "loaded": []}, done.stderr
+
+
+def test_the_numpy_and_pydantic_probe_sees_them_when_needed(store):
+    def loaded(*args: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(["numpy", "pydantic"]), *args, "--store",
+                               "store"], cwd=store, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": "80"})
+        return list(json.loads(done.stderr.strip().splitlines()[-1])["loaded"])
+
+    assert loaded("compare", "run-0", "run-1") == ["numpy"]  # decodes the histories it plots
+    assert loaded("runs", "--limit", "1") == ["pydantic"]  # text for an int option: Typer converts it
+
+
+def test_plain_values_convert_as_typers_own_conversion_does():
+    # The shortcut in cli/common.py returns what Typer's pydantic adapter would, for the values it takes.
+    import typer.core
+
+    if not hasattr(typer.core, "build_runtime_param"):
+        pytest.skip("this Typer converts values without pydantic adapters: no shortcut is installed")
+    from typer._coercion import resolve_type_descriptor
+    from typer.models import ArgumentInfo, OptionInfo
+
+    from striate.cli import common
+
+    class Param:  # what coerce reads of a Click parameter
+        def __init__(self, many: bool) -> None:
+            self.multiple, self.nargs = many, (-1 if many else 1)
+
+    cases = [(str, OptionInfo(), "a b "), (str, OptionInfo(), ""), (int, OptionInfo(), 20),
+             (float, OptionInfo(), 0.5), (float, OptionInfo(), float("inf")), (list[str], ArgumentInfo(), ("x", "y")),
+             (list[str], ArgumentInfo(), ()), (int, OptionInfo(), None), (list[str], ArgumentInfo(), None)]
+    for annotation, info, value in cases:
+        descriptor = resolve_type_descriptor(annotation, info)
+        param = Param(many=annotation == list[str])
+        shortcut = common._PlainValues(descriptor, typer.core.build_runtime_param)
+        expected = typer.core.build_runtime_param(descriptor).coerce(value, param=param, ctx=None)
+        got = shortcut.coerce(value, param=param, ctx=None)
+        assert (got, type(got)) == (expected, type(expected)), (annotation, value)
+        assert shortcut._built is None, (annotation, value)  # taken without building Typer's adapter
+    # and a value it does not take goes to Typer's conversion, errors included
+    shortcut = common._PlainValues(resolve_type_descriptor(int, OptionInfo()), typer.core.build_runtime_param)
+    assert shortcut.coerce("7", param=Param(False), ctx=None) == 7
+    with pytest.raises(typer.BadParameter, match="valid integer"):
+        shortcut.coerce("x", param=Param(False), ctx=None)
+
+
+# A dataset registered for the test (its files are the synthetic ones), then `data get` as users run it.
+REGISTERED_PROBE = """
+import json, sys
+from striate.data import catalog
+files = {role: catalog.FileSpec(name, content_sha256=sha) for role, (name, sha) in json.loads(sys.argv[2]).items()}
+catalog.DATASETS["test-synthetic"] = catalog.DatasetSpec("test-synthetic", files, (), tuple("0123456789"))
+heavy, args = json.loads(sys.argv[1]), sys.argv[3:]
+sys.argv = ["striate", *args]
+from striate.cli.app import app
+try:
+    app()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({"code": code, "loaded": sorted(h for h in heavy if h in sys.modules)}), file=sys.stderr)
+"""
+
+
+def test_data_get_of_a_verified_dataset_imports_no_numpy(tmp_path):
+    # Checking recorded files reads no arrays: numpy (striate.data.idx imports it where it parses) stays out.
+    from striate.data.catalog import FILE_NAMES, ROLES
+    from striate.data.idx import content_sha256
+    from tests.conftest import write_dataset
+
+    folder = write_dataset(tmp_path / "copy")
+    files = {role: (FILE_NAMES[role] + ".gz", content_sha256(folder / (FILE_NAMES[role] + ".gz"))) for role in ROLES}
+    env = {**os.environ, "STRIATE_CACHE": str(tmp_path / "cache")}
+
+    def get(*args: str) -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-c", REGISTERED_PROBE, json.dumps(["numpy", *HEAVY]), json.dumps(files),
+                               "data", "get", "test-synthetic", *args], capture_output=True, text=True, timeout=120,
+                              env=env, cwd=tmp_path)
+        return dict(json.loads(done.stderr.strip().splitlines()[-1]))
+
+    assert get("--from", str(folder))["code"] == 0  # copied into the cache and checked
+    assert get("--local-only")["code"] == 0  # checked again, and recorded as verified
+    assert (tmp_path / "cache" / "verified.json").is_file()
+    assert get("--local-only") == {"code": 0, "loaded": []}  # the timed case: a verified dataset

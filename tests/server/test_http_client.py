@@ -150,3 +150,16 @@ def test_projects_lists_what_the_caller_may_see_with_role_and_run_count(team_ser
         pia = _user_token(team_server, "pia", None, None)
         mine = httpx.get(f"{team_server.url}/api/v1/projects", headers={"Authorization": f"Bearer {pia}"}).json()
         assert mine == {"projects": [{"name": "vision", "role": "viewer", "runs": 1}]}
+
+
+def test_keys_and_names_a_url_path_would_change_are_read_exactly(server_url: str) -> None:
+    run = striate.init(store=open_store(server_url), name="exp/1", system_metrics=False, capture_console=False,
+                       capture_environment=False)
+    keys = {"loss": 1.0, "val/../loss": 2.0, "a/b": 4.0, "a/./b": 3.0, "x/%2F/y": 5.0}
+    run.log(keys, step=0)
+    run.finish()
+    store = open_store(server_url)
+    for key, value in keys.items():
+        assert store.history(run.id, key).values.tolist() == [value], key
+    shown = run_cli("show", "exp/1", "--store", server_url)
+    assert shown.returncode == 0 and run.id[:8] in shown.stdout, shown.stderr

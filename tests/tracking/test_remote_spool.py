@@ -1,4 +1,6 @@
-"""A remote (PostgreSQL) store through the local spool: the real server on 127.0.0.1:5432."""
+"""A remote store through the local spool: the real PostgreSQL server on 127.0.0.1:5432, and the team server
+(a real `striate server` process) — each test runs on both; artifact files are checked through the store's
+file API (a PostgreSQL store's artifact folder, the team server's uploads)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,25 @@ import pytest
 import striate
 from striate.tracking.spool import Syncer
 from striate.tracking.store import open_store
+from striate.tracking.store.base import file_sha256
 from tests.conftest import run_cli
+
+UNREACHABLE = {"postgresql": "postgresql://postgres@127.0.0.1:9/nowhere", "http": "http://127.0.0.1:9"}
+
+
+@pytest.fixture(params=["postgresql", "http"])
+def pg_url(request, tmp_path, monkeypatch):
+    """A fresh remote store per test — a PostgreSQL database, or the team server with its runs wiped; the spool
+    and a PostgreSQL store's artifact folder in tmp_path."""
+    url = request.getfixturevalue("postgres_url" if request.param == "postgresql" else "server_url")
+    monkeypatch.setenv("STRIATE_SPOOL", str(tmp_path / "spool"))
+    return url
 
 
 @pytest.fixture
-def pg_url(postgres_url, tmp_path, monkeypatch):
-    """A fresh database per test; the spool and the remote artifact folder in tmp_path."""
-    monkeypatch.setenv("STRIATE_SPOOL", str(tmp_path / "spool"))
-    return postgres_url
+def unreachable(pg_url):
+    """A store of the same kind that does not answer."""
+    return UNREACHABLE["http" if pg_url.startswith("http") else "postgresql"]
 
 
 def test_a_run_on_a_remote_store_is_spooled_then_synced(pg_url, tmp_path):
@@ -36,7 +49,7 @@ def test_a_run_on_a_remote_store_is_spooled_then_synced(pg_url, tmp_path):
     np.testing.assert_array_equal(series.steps, np.arange(3000))
     assert record.metrics["loss"]["count"] == 3000 and record.metrics["loss"]["min"] == 1 / 3000
     (artifact,) = [a for a in record.artifacts if a["kind"] == "model"]
-    assert (tmp_path / "remote-artifacts" / run.id / artifact["path"]).read_bytes() == weights.read_bytes()
+    assert remote.artifact_file(run.id, artifact["path"]).read_bytes() == weights.read_bytes()
     assert remote.search_runs(where="params.lr = 0.1") == [run.id]
 
     # Syncing again, in-process or through the CLI, sends nothing twice.
@@ -49,8 +62,7 @@ def test_a_run_on_a_remote_store_is_spooled_then_synced(pg_url, tmp_path):
     assert len(open_store(pg_url).history(run.id, "loss")) == 3000
 
 
-def test_an_unreachable_server_loses_nothing(pg_url, tmp_path, capsys):
-    unreachable = "postgresql://postgres@127.0.0.1:9/nowhere"
+def test_an_unreachable_server_loses_nothing(pg_url, unreachable, tmp_path, capsys):
     run = striate.init(config={"lr": 0.2}, store=unreachable, system_metrics=False, capture_console=False)
     for step in range(500):
         run.log({"acc": step / 500}, step=step)
@@ -71,7 +83,10 @@ def test_train_on_a_remote_store(pg_url, synthetic_data, tmp_path):
     assert done.returncode == 0, done.stderr
     record = open_store(pg_url).get_run(json.loads(done.stdout)["id"])
     assert record.status == "finished" and "test/acc1" in record.metrics
-    assert any(a["path"] == "model.safetensors" for a in record.artifacts)
+    (weights,) = [a for a in record.artifacts if a["path"] == "model.safetensors"]
+    stored = open_store(pg_url).artifact_file(record.id, "model.safetensors")  # the remote's file, not the spool's
+    assert file_sha256(stored) == weights["sha256"] and stored.stat().st_size == weights["size"]
+    assert not stored.is_relative_to(tmp_path / "spool")
 
 
 def test_resume_on_a_remote_store_is_not_undone_by_a_later_sync(pg_url, tmp_path):
@@ -104,8 +119,8 @@ def test_resume_on_a_remote_store_is_not_undone_by_a_later_sync(pg_url, tmp_path
         "superseded"] == 1
 
 
-def test_train_while_the_server_is_away_spools_and_syncs_later(pg_url, synthetic_data, tmp_path):
-    away = "postgresql://postgres@127.0.0.1:9/nowhere"
+def test_train_while_the_server_is_away_spools_and_syncs_later(pg_url, unreachable, synthetic_data, tmp_path):
+    away = unreachable
     done = run_cli("train", "--data", str(synthetic_data), "--epochs", "1", "--store", away, "--no-progress",
                    "--json")
     assert done.returncode == 0, done.stderr
@@ -116,4 +131,7 @@ def test_train_while_the_server_is_away_spools_and_syncs_later(pg_url, synthetic
     assert out.returncode == 0, out.stderr
     record = open_store(pg_url).get_run(run_id)
     assert record.status == "finished" and "test/acc1" in record.metrics
-    assert any(a["path"] == "model.safetensors" for a in record.artifacts)
+    (weights,) = [a for a in record.artifacts if a["path"] == "model.safetensors"]
+    stored = open_store(pg_url).artifact_file(record.id, "model.safetensors")  # the remote's file, not the spool's
+    assert file_sha256(stored) == weights["sha256"] and stored.stat().st_size == weights["size"]
+    assert not stored.is_relative_to(tmp_path / "spool")

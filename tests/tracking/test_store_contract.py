@@ -569,3 +569,36 @@ def test_a_missing_postgresql_fails_the_tests_when_required(required: str, outco
                            f"{__file__}::test_a_run_cannot_be_claimed_twice[postgresql]"],
                           capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[2])
     assert done.returncode == code and outcome in done.stdout, done.stdout[-2000:] + done.stderr
+
+
+# -- artifact files ---------------------------------------------------------------------------------------------
+def test_artifact_files_are_stored_with_their_hash_and_read_back(store: Store, tmp_path: Path) -> None:
+    import hashlib
+
+    from striate.tracking.store.base import ArtifactMissingError
+
+    record = new_record(status="finished")
+    store.create_run(record)
+    source = tmp_path / "w.bin"
+    source.write_bytes(os.urandom(300_000))
+    entry = store.put_artifact_file(record.id, "checkpoints/w.bin", source, "checkpoint")
+    assert entry == {"path": "checkpoints/w.bin", "kind": "checkpoint", "size": 300_000,
+                     "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    assert store.get_run(record.id).artifacts == [entry]
+    assert store.find_artifacts(entry["sha256"]) == [(record.id, "checkpoints/w.bin")]
+    assert store.artifact_file(record.id, "checkpoints/w.bin").read_bytes() == source.read_bytes()
+
+    source.write_bytes(b"newer bytes")  # the same path again: replaced, record and file
+    newer = store.put_artifact_file(record.id, "checkpoints/w.bin", source, "checkpoint")
+    assert store.get_run(record.id).artifacts == [newer] and newer["size"] == 11
+    assert store.artifact_file(record.id, "checkpoints/w.bin").read_bytes() == b"newer bytes"
+
+    with pytest.raises(ArtifactMissingError):
+        store.artifact_file(record.id, "never-stored.bin")
+    for hostile in ("../escaped.bin", "/tmp/escaped.bin", "a/../../escaped.bin", "a\\..\\escaped.bin", "%2e%2e/x"):
+        with pytest.raises(StoreError, match="refusing artifact path"):
+            store.put_artifact_file(record.id, hostile, source)
+        with pytest.raises(StoreError, match="refusing artifact path"):
+            store.artifact_file(record.id, hostile)
+    assert not (tmp_path / "escaped.bin").exists() and not Path("/tmp/escaped.bin").exists()
+    assert [a["path"] for a in store.get_run(record.id).artifacts] == ["checkpoints/w.bin"]

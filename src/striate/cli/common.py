@@ -100,6 +100,50 @@ def _flag_type(self: TyperOption, ctx: Any, _typed: Any = TyperOption.display_ty
 TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 
+class _PlainValues:
+    """Typer (0.2x with its own Click) converts every parameter value through a pydantic TypeAdapter,
+    built on first use: importing pydantic and building the adapters was a fifth of a read command's
+    start-up (issue 11, item 1). Values that adapter would return unchanged take this shortcut:
+    a missing value (None, or () for a parameter taking several), a ``str`` for a ``str`` parameter,
+    strings for a ``list[str]`` one (as a list), an ``int`` or ``float`` for an unconstrained one of
+    that type (its default). Everything else
+    (``--limit 5`` given as text, paths, choices, parsers, ranges) goes through Typer's adapter as before.
+    """
+
+    def __init__(self, descriptor: Any, build: Any) -> None:
+        self._descriptor = descriptor
+        self._build = build
+        self._built: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        many = param.multiple or param.nargs == -1
+        if value is None:
+            return () if many else None
+        info, annotation = self._descriptor.parameter_info, self._descriptor.annotation
+        if info.parser is None:
+            if (not many and annotation in (str, int, float) and type(value) is annotation
+                    and (annotation is str or (info.min is None and info.max is None and not info.clamp))):
+                return value
+            if (many and annotation == list[str] and isinstance(value, (list, tuple))
+                    and all(type(v) is str for v in value)):
+                return list(value)
+        if self._built is None:
+            self._built = self._build(self._descriptor)
+        return self._built.coerce(value, param=param, ctx=ctx)
+
+
+def _get_runtime_param(self: Any) -> Any:
+    if self._runtime_param is None:
+        self._runtime_param = _PlainValues(self.type_descriptor, _BUILD_RUNTIME_PARAM)
+    return self._runtime_param
+
+
+_TYPER_PARAMETER: Any = getattr(typer.core, "_TyperParameter", None)
+_BUILD_RUNTIME_PARAM: Any = getattr(typer.core, "build_runtime_param", None)
+if hasattr(_TYPER_PARAMETER, "get_runtime_param") and _BUILD_RUNTIME_PARAM is not None:  # older Typer: no adapters
+    _TYPER_PARAMETER.get_runtime_param = _get_runtime_param
+
+
 # Click's UsageError as Typer raises it (Typer carries its own copy of Click, not the `click` package).
 _USAGE_ERROR: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 

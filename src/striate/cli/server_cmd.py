@@ -69,6 +69,11 @@ def serve(
     db: Optional[str] = DB_OPTION,
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="port to listen on"),
+    artifacts: Optional[str] = typer.Option(
+        None, "--artifacts", help="where artifact files are kept: a folder, or an fsspec URL such as "
+        "s3://bucket/prefix (default: the store's own artifacts/ folder)"),
+    max_artifact_mb: int = typer.Option(16384, "--max-artifact-mb", min=1,
+                                        help="the largest artifact file the server takes, in MiB"),
 ) -> None:
     """Serve the store at --db over HTTP (the API is under /api/v1; its OpenAPI spec at /api/v1/openapi.json)."""
     if ctx.invoked_subcommand is not None:
@@ -77,11 +82,14 @@ def serve(
     import uvicorn
 
     store, engine, shown = _open(db)
-    application = module.create_app(store, engine, shown)
+    application = module.create_app(store, engine, shown, artifacts=artifacts,
+                                    max_artifact_bytes=max_artifact_mb * 1024 * 1024)
     _check_port_free(host, port)
-    err_console.print(f"striate server on http://{host}:{port}/api/v1 (store {shown}); Ctrl-C stops it",
-                      markup=False, highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    err_console.print(f"striate server on http://{host}:{port}/api/v1 (store {shown}, artifacts "
+                      f"{artifacts or store.artifact_root}); Ctrl-C stops it", markup=False, highlight=False)
+    # proxy_headers off: a client must not choose its own address with X-Forwarded-For (login limits count
+    # failures per address); behind a reverse proxy every client counts as the proxy's address.
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 @server_app.command("upgrade")

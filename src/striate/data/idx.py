@@ -10,15 +10,18 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from striate.errors import DataError
 
-_DTYPES: dict[int, np.dtype] = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-                                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-_CODES = {np.dtype(np.uint8): 0x08}
+if TYPE_CHECKING:
+    import numpy as np
+
+# IDX type code -> numpy dtype string and item size. numpy is imported only where arrays are made:
+# checking and hashing files (`data get` of a verified dataset) does without it.
+_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_ITEM_BYTES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+_UBYTE = 0x08  # the type code write_idx writes (uint8)
 
 
 MAX_DIMS = 4  # labels (1), images (3), images with channels (4)
@@ -72,7 +75,7 @@ def _header(stream: BinaryIO, source: str) -> tuple[bytes, int]:
     if len(dims) < 4 * ndim:
         raise DataError(f"{source} is truncated (header incomplete)", "fetch the file again")
     shape = struct.unpack(f">{ndim}I", dims)
-    return magic + dims, math.prod(shape) * _DTYPES[magic[2]].itemsize
+    return magic + dims, math.prod(shape) * _ITEM_BYTES[magic[2]]
 
 
 def stream_content(path: Path, sink: Callable[[bytes], object], max_bytes: int | None = None) -> int:
@@ -124,6 +127,8 @@ def content_sha256(path: Path, max_bytes: int | None = None) -> str:
 
 def parse_idx(content: bytes, source: str = "<bytes>") -> np.ndarray:
     """Parse IDX ``content`` into an array; a DataError naming ``source`` when malformed."""
+    import numpy as np
+
     if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] not in _DTYPES:
         raise DataError(f"{source} is not an IDX file (bad magic number)",
                         "point --data at the four IDX files of MNIST or Fashion-MNIST")
@@ -151,10 +156,12 @@ def read_idx(path: Path) -> tuple[np.ndarray, str]:
 
 def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> None:
     """Write ``array`` (uint8) as an IDX file; gzip it when ``compress`` or the name ends in .gz."""
+    import numpy as np
+
     array = np.ascontiguousarray(array)
     if array.dtype != np.uint8:
         raise DataError(f"write_idx supports uint8 arrays only, got {array.dtype}", "convert with .astype(np.uint8)")
-    header = bytes([0, 0, _CODES[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = bytes([0, 0, _UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     content = header + array.tobytes()
     if compress if compress is not None else path.suffix == ".gz":
         content = gzip.compress(content, mtime=0)

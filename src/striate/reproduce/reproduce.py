@@ -139,7 +139,7 @@ def rebuilt_code(record: RunRecord, store: Store, origin: str | None = None,
             if untracked is not None:
                 from striate.tracking.snapshot import restore_snapshot
 
-                restore_snapshot(Path(store.artifact_root) / record.id / untracked["path"], code, overwrite=True)
+                restore_snapshot(store.artifact_file(record.id, untracked["path"]), code, overwrite=True)
                 how += " + untracked files"
             relative = os.path.relpath(recorded_cwd, git["root"]) if recorded_cwd and git.get("root") else "."
             yield _inside(code, relative, record), how
@@ -149,7 +149,7 @@ def rebuilt_code(record: RunRecord, store: Store, origin: str | None = None,
             from striate.tracking.snapshot import restore_snapshot
 
             target = tmp / "code"
-            restore_snapshot(Path(store.artifact_root) / record.id / snapshot["path"], target)
+            restore_snapshot(store.artifact_file(record.id, snapshot["path"]), target)
             yield target, f"source snapshot {snapshot['sha256'][:12]}"
             return
         if commit:

@@ -23,17 +23,24 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from striate.errors import AuthError, ForbiddenError, NotFoundError, StriateError, TooManyRequestsError
+from striate.server.artifact_storage import ArtifactStorage
+from striate.server.artifacts_api import MAX_ARTIFACT_BYTES, artifacts_router
 from striate.server.auth import MAX_TOKEN_DAYS, Auth, Principal, at_least, check_project_name
 from striate.server.local import LocalAuth, LocalSessions
 from striate.server.runs_api import runs_router
 from striate.server.schema_version import require_current
-from striate.server.sessions import CSRF_HEADER, SESSION_COOKIE, Sessions
+from striate.server.sessions import CSRF_HEADER, SESSION_COOKIE, FailureCounter, Sessions
 from striate.server.ui import mount_ui
 from striate.tracking.store.base import Store
 from striate.tracking.store.wire import finite_json
 
 API = "/api/v1"
-MAX_BODY_BYTES = 256 * 1024 * 1024  # a request body past this is refused (413) before more of it is read
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a JSON body past this is refused (413) before more of it is read
+# Most requests are small: parsing JSON costs ~10x its size in memory, so only the routes that carry
+# metric batches take big bodies (a million packed points is ~32 MiB of JSON).
+SMALL_BODY_BYTES = 4 * 1024 * 1024
+BIG_BODY_SUFFIXES = ("/metrics", "/chunks")
+STREAMED_PATHS = ("/artifacts/",)  # artifact uploads: streamed to storage in blocks, never parsed whole
 log = logging.getLogger("striate.server")
 
 
@@ -41,16 +48,22 @@ class BodyLimit:
     """ASGI middleware: answers 413 once a request body passes ``limit`` bytes — by its Content-Length
     before anything is read, or while a body without one streams in."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES, small: int = SMALL_BODY_BYTES,
+                 streamed: tuple[str, ...] = STREAMED_PATHS) -> None:
+        self.app, self.big, self.small, self.streamed = app, limit, small, streamed
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        if any(part in path for part in self.streamed):  # bodies streamed to storage, capped by their route
+            await self.app(scope, receive, send)
+            return
+        limit = self.big if path.endswith(BIG_BODY_SUFFIXES) else self.small
         declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _too_large(send, self.limit)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
             return
         seen = 0
         started = False
@@ -60,8 +73,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:  # FastAPI passes an HTTPException through its body parsing
-                    raise _BodyTooLarge(413, f"the request body is over {self.limit // (1024 * 1024)} MiB")
+                if seen > limit:  # FastAPI passes an HTTPException through its body parsing
+                    raise _BodyTooLarge(413, f"the request body is over {limit // (1024 * 1024)} MiB")
             return message
 
         async def tracked_send(message: Any) -> None:
@@ -74,7 +87,7 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except _BodyTooLarge:
             if not started:
-                await _too_large(send, self.limit)
+                await _too_large(send, limit)
 
 
 class _BodyTooLarge(StarletteHTTPException):
@@ -147,17 +160,19 @@ class Membership(BaseModel):
     role: str
 
 
-def create_app(store: Store, engine: sa.Engine, shown_url: str, local_token: Optional[str] = None) -> FastAPI:
-    """The application serving ``store``, with users and tokens in ``engine`` (the same database), and the
-    dashboard at ``/`` (server/ui.py).
+def create_app(store: Store, engine: sa.Engine, shown_url: str, artifacts: Optional[str] = None,
+               max_artifact_bytes: int = MAX_ARTIFACT_BYTES, local_token: Optional[str] = None) -> FastAPI:
+    """The application serving ``store``, with users and tokens in ``engine`` (the same database),
+    artifact files in ``artifacts`` (a folder or an fsspec URL; default: the store's own artifact folder),
+    and the dashboard at ``/`` (server/ui.py).
 
     Refuses (StoreError) a database whose server tables need a migration. ``local_token`` (`striate ui`):
     no user tables at all — that one token is the only credential, and its holder an admin (server/local.py)."""
     if local_token is None:
         require_current(engine, shown_url)
-        auth = Auth(engine)
-    else:
-        auth = LocalAuth(engine, local_token)
+    storage = ArtifactStorage(artifacts or store.artifact_root)
+    storage.check()
+    auth = Auth(engine) if local_token is None else LocalAuth(engine, local_token)
     app = FastAPI(title="striate", version="1", default_response_class=ApiJSON, responses=ERRORS,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     app.add_middleware(BodyLimit)
@@ -193,20 +208,30 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str, local_token: Opt
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
+        # Connection: close — the server drops the connection after a failure, and a client must not
+        # send its next request on it (it would read as "connection reset" and look like a network fault).
         return ApiJSON({"error": "the server failed on this request (the server's log has the details)",
-                        "fix": "retry; if it persists, report it with the server's log"}, status_code=500)
+                        "fix": "retry; if it persists, report it with the server's log"}, status_code=500,
+                       headers={"Connection": "close"})
 
     bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer stt_...`")
 
     session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
                                   description="a browser session (POST /api/v1/session); changes need X-CSRF-Token")
     sessions = Sessions(engine, auth) if local_token is None else LocalSessions(auth)  # type: ignore[arg-type]
+    bearer_failures = FailureCounter()
 
     def principal(request: Request,
                   credentials: Annotated[Optional[HTTPAuthorizationCredentials], Depends(bearer)],
                   cookie: Annotated[Optional[str], Depends(session_cookie)]) -> Principal:
         if credentials is not None and credentials.credentials:
-            return auth.authenticate(credentials.credentials.strip())
+            client = request.client.host if request.client else "unknown"
+            bearer_failures.check(client)
+            try:
+                return auth.authenticate(credentials.credentials.strip())
+            except AuthError:
+                bearer_failures.add(client)
+                raise
         if cookie:
             session = sessions.find(cookie)
             sessions.check_csrf(session, request.method, request.headers.get(CSRF_HEADER))
@@ -254,7 +279,8 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str, local_token: Opt
     def me(caller: Caller) -> dict[str, Any]:
         return {"user": caller.name, "admin": caller.is_admin, "projects": auth.projects(caller)}
 
-    app.include_router(runs_router(store, engine, auth, principal, ApiJSON))
+    app.include_router(runs_router(store, engine, auth, principal, ApiJSON, on_delete=storage.remove_run))
+    app.include_router(artifacts_router(store, engine, auth, storage, principal, ApiJSON, max_artifact_bytes))
 
     def require_admin(caller: Principal) -> None:
         if not caller.is_admin:

@@ -13,18 +13,30 @@ from typing import Annotated, Any, Callable, Literal, Optional
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from striate.errors import ConfigError, ForbiddenError, RunNotFoundError
+from striate.errors import ConfigError, ConflictError, ForbiddenError, RunNotFoundError
 from striate.server.auth import Auth, Principal, at_least, check_project_name
 from striate.tracking.store import wire
 from striate.tracking.store.base import RUN_STATUSES, RunRecord, Store
-from striate.tracking.store.limits import check_keys, check_length, check_record
+from striate.tracking.store.limits import check_keys, check_length, check_record, check_tags
 from striate.tracking.store.schema import LIMITS, runs
 
 API = "/api/v1"
 MAX_REF = 200  # a run reference longer than any id or name cannot match
 MAX_IDS = 10_000  # run ids per POST /runs/get
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # an id names a folder of artifacts: nothing that can leave it
+PID_MAX = 2**31 - 1  # the pid column is a 32-bit integer on PostgreSQL
+STEP_LIMIT = 2**63 - 1
+
+
+class Strict(BaseModel):
+    """A request body: unknown fields are an error (a misspelt field must not be dropped silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 _UPDATABLE = frozenset(wire.RECORD_FIELDS) - {"id", "metrics", "artifacts"}
 
 
@@ -33,16 +45,16 @@ def _not_found(run_ref: str) -> RunNotFoundError:
                             "`striate runs` (GET /api/v1/runs) lists the runs you can see")
 
 
-class NewRun(BaseModel):
+class NewRun(Strict):
     """POST /runs: a whole run record (the client's ``Store.create_run``)."""
 
-    id: str = Field(min_length=1, max_length=LIMITS["id"])
+    id: str = Field(pattern=RUN_ID_PATTERN)
     name: str = Field(max_length=LIMITS["name"])
     project: str = Field(min_length=1, max_length=LIMITS["name"])
     status: Literal[RUN_STATUSES]  # type: ignore[valid-type]
-    created_at: float
-    ended_at: Optional[float] = None
-    heartbeat_at: float
+    created_at: FiniteFloat
+    ended_at: Optional[FiniteFloat] = None
+    heartbeat_at: FiniteFloat
     model: Optional[str] = Field(default=None, max_length=LIMITS["name"])
     config: dict[str, Any] = Field(default_factory=dict)
     summary: dict[str, Any] = Field(default_factory=dict)
@@ -51,30 +63,30 @@ class NewRun(BaseModel):
     environment: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict)
     error: Optional[str] = None
-    reproduction_of: Optional[str] = Field(default=None, max_length=LIMITS["id"])
+    reproduction_of: Optional[str] = Field(default=None, pattern=RUN_ID_PATTERN)
     host: Optional[str] = Field(default=None, max_length=LIMITS["host"])
-    pid: Optional[int] = None
-    pid_started_at: Optional[float] = None
+    pid: Optional[int] = Field(default=None, ge=0, le=PID_MAX)
+    pid_started_at: Optional[FiniteFloat] = None
     archived: bool = False
-    stop_requested_at: Optional[float] = None
+    stop_requested_at: Optional[FiniteFloat] = None
 
 
-class OwnerBody(BaseModel):
+class OwnerBody(Strict):
     """The process a write is made under (the run's claim)."""
 
     host: Optional[str] = Field(default=None, max_length=LIMITS["host"])
-    pid: Optional[int] = None
-    pid_started_at: Optional[float] = None
+    pid: Optional[int] = Field(default=None, ge=0, le=PID_MAX)
+    pid_started_at: Optional[FiniteFloat] = None
 
 
-class RunChange(BaseModel):
+class RunChange(Strict):
     """PATCH /runs/{run}: top-level fields to set, and optionally the claim they are written under."""
 
     fields: dict[str, Any]
     owner: Optional[OwnerBody] = None
 
 
-class PackedArrays(BaseModel):
+class PackedArrays(Strict):
     """One metric's points: base64 of little-endian int64 steps and float64 times and values."""
 
     key: str = Field(min_length=1, max_length=LIMITS["key"])
@@ -83,11 +95,11 @@ class PackedArrays(BaseModel):
     values: str
 
 
-class MetricBatch(BaseModel):
+class MetricBatch(Strict):
     """POST /runs/{run}/metrics: the client's ``Store.log_batch``."""
 
     series: list[PackedArrays] = Field(default_factory=list)
-    heartbeat_at: Optional[float] = None
+    heartbeat_at: Optional[FiniteFloat] = None
     owner: Optional[OwnerBody] = None
 
 
@@ -97,48 +109,39 @@ class PackedChunkBody(PackedArrays):
     uid: str = Field(min_length=1, max_length=200)
 
 
-class ChunkBatch(BaseModel):
+class ChunkBatch(Strict):
     """POST /runs/{run}/chunks: the client's ``ChunkSink.put_chunks``."""
 
     chunks: list[PackedChunkBody]
 
 
-class Claim(BaseModel):
+class Claim(Strict):
     """POST /runs/{run}/claim."""
 
     host: str = Field(min_length=1, max_length=LIMITS["host"])
-    pid: int
-    pid_started_at: Optional[float] = None
+    pid: int = Field(ge=0, le=PID_MAX)
+    pid_started_at: Optional[FiniteFloat] = None
 
 
-class Truncate(BaseModel):
+class Truncate(Strict):
     """POST /runs/{run}/truncate."""
 
-    after_step: int
+    after_step: int = Field(ge=-STEP_LIMIT, le=STEP_LIMIT)
 
 
-class Params(BaseModel):
+class Params(Strict):
     """PUT /runs/{run}/params: flattened params ({"optimizer.lr": 0.1, ...})."""
 
     params: dict[str, Any]
 
 
-class ArtifactRecord(BaseModel):
-    """POST /runs/{run}/artifact-records."""
-
-    path: str = Field(min_length=1, max_length=LIMITS["artifact_path"])
-    kind: str = Field(min_length=1, max_length=LIMITS["artifact_kind"])
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class RunIds(BaseModel):
+class RunIds(Strict):
     """POST /runs/get."""
 
     ids: list[str] = Field(max_length=MAX_IDS)
 
 
-class TagChange(BaseModel):
+class TagChange(Strict):
     """POST /runs/{run}/tags."""
 
     add: list[str] = Field(default_factory=list, max_length=100)
@@ -150,8 +153,12 @@ def _owner(body: Optional[OwnerBody]) -> Any:
 
 
 def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: Callable[..., Principal],
-                json_response: Callable[..., Response]) -> APIRouter:
-    """The run routes over ``store`` (whose tables live in ``engine``), for callers ``auth`` knows."""
+                json_response: Callable[..., Response],
+                on_delete: Optional[Callable[[str], None]] = None) -> APIRouter:
+    """The run routes over ``store`` (whose tables live in ``engine``), for callers ``auth`` knows;
+    ``on_delete(run_id)`` after a run is deleted (its artifact files go too).
+
+    Artifact records are written only by the artifact routes (artifacts_api.py), together with their bytes."""
     router = APIRouter(prefix=API)
     Caller = Annotated[Principal, Depends(caller_dependency)]
 
@@ -201,7 +208,8 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         sees every project that has runs or members)."""
         visible = auth.projects(caller)
         with engine.connect() as conn:
-            counts = dict(conn.execute(sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
+            counts: dict[str, int] = dict(conn.execute(
+                sa.select(runs.c.project, sa.func.count()).group_by(runs.c.project)).all())
         if visible is None:
             names = set(counts) | set(auth.all_projects())
             roles = {name: "owner" for name in names}
@@ -213,10 +221,12 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
     @router.get("/runs")
     def list_runs(caller: Caller, where: Optional[str] = None, sort: Optional[str] = None,
                   project: Optional[str] = None,
-                  limit: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = 100,
+                  limit: Annotated[Optional[int], Query(ge=1, le=1_000_000)] = None,
                   include_archived: bool = False, ids_only: bool = False) -> Response:
-        """Runs matching a filter (the CLI's filter language), in ``sort`` order; ``ids_only``: just their ids
-        (then ``limit`` may be left out for all of them)."""
+        """Runs matching a filter (the CLI's filter language), in ``sort`` order: whole records (at most
+        10,000; 100 unless ``limit`` says otherwise), or with ``ids_only`` their ids (all unless ``limit``)."""
+        if limit is None and not ids_only:
+            limit = 100
         projects = visible_projects(caller)
         if project is not None:
             if projects is not None and project not in projects:
@@ -249,6 +259,24 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
                 project: Annotated[Optional[list[str]], Query(max_length=1000)] = None) -> Response:
         """One run by full id, unique id prefix or unique name; ``project`` (repeatable): look only in these."""
         return json_response(wire.record_to_json(visible_run(caller, run_ref, only=project)))
+
+    @router.get("/find-run")
+    def find_run(caller: Caller, ref: Annotated[str, Query(max_length=MAX_REF)],
+                 project: Annotated[Optional[list[str]], Query(max_length=1000)] = None) -> Response:
+        """GET /runs/{ref} with the reference in the query: for names a URL path cannot carry ('/', '..')."""
+        return json_response(wire.record_to_json(visible_run(caller, ref, only=project)))
+
+    @router.get("/runs/{run_id}/history")
+    def history_by_key(caller: Caller, run_id: str, key: Annotated[str, Query(min_length=1)],
+                       max_points: Annotated[int, Query(ge=0, le=1_000_000)] = 1000) -> Response:
+        """One metric's points, packed (M4 to ``max_points``; 0: every point), the key in the query: exact for
+        keys a URL path would change ('a/../b', 'a/./b')."""
+        writable_run(caller, run_id, "viewer")
+        check_keys("metric key", [key])
+        if 0 < max_points < 4:
+            raise ConfigError("max_points must be 0 (every point) or at least 4", "ask for more points")
+        series = store.history(run_id, key, max_points=max_points or None)
+        return json_response({"run": run_id, **wire.encode_series([series])[0]})
 
     @router.get("/runs/{run_id}/chunks")
     def chunks_since(caller: Caller, run_id: str, after_seq: Annotated[int, Query(ge=0)] = 0) -> Response:
@@ -293,7 +321,12 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         require_role(caller, body.project, "editor", body.id)
         record = RunRecord(**body.model_dump())
         check_record(record)
-        store.create_run(record)
+        _check_values(record.__dict__)
+        try:
+            store.create_run(record)
+        except sa.exc.IntegrityError:
+            raise ConflictError(f"a run with id {record.id!r} exists already",
+                                "create runs with fresh ids (striate's client makes a random one per run)") from None
         return json_response({"id": record.id}, status_code=201)
 
     @router.patch("/runs/{run_id}")
@@ -310,9 +343,14 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
             raise ConfigError(f"invalid run fields: {' '.join(str(exc).split())[:300]}",
                               "send values of the types GET /runs/{run} returns") from None
         fields = {k: getattr(checked, k) for k in body.fields}
+        if not fields:
+            return Response(status_code=204)
         if "project" in fields:
             check_project_name(fields["project"])
-            require_role(caller, fields["project"], "editor", run_id)
+            if not at_least(auth.role(caller, fields["project"]), "editor"):
+                raise ForbiddenError(f"you cannot move runs into project {fields['project']!r}: it needs the editor "
+                                     "role there", "ask that project's owner for the role")
+        _check_values(fields)
         for what, limit in (("name", "name"), ("project", "name"), ("model", "name"), ("host", "host"),
                             ("notes", None), ("error", None)):
             if what in fields:
@@ -325,6 +363,7 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         """Replace the run's flattened params."""
         writable_run(caller, run_id)
         check_keys("param key", body.params)
+        wire.check_depth(body.params, "params")
         store.set_params(run_id, body.params)
         return Response(status_code=204)
 
@@ -356,21 +395,6 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         writable_run(caller, run_id)
         return json_response({"dropped": store.truncate_metrics(run_id, body.after_step)})
 
-    @router.post("/runs/{run_id}/artifact-records", status_code=204)
-    def add_artifact(caller: Caller, run_id: str, body: ArtifactRecord) -> Response:
-        """Record (or re-record) an artifact of the run."""
-        writable_run(caller, run_id)
-        check_length("artifact path", body.path, "artifact_path")
-        store.add_artifact(run_id, body.path, body.kind, body.size, body.sha256)
-        return Response(status_code=204)
-
-    @router.delete("/runs/{run_id}/artifact-records", status_code=204)
-    def remove_artifact(caller: Caller, run_id: str, path: Annotated[str, Query(min_length=1)]) -> Response:
-        """Forget an artifact record."""
-        writable_run(caller, run_id)
-        store.remove_artifact(run_id, path)
-        return Response(status_code=204)
-
     @router.post("/runs/{run_ref}/tags")
     def change_tags(caller: Caller, run_ref: str, body: TagChange) -> dict[str, Any]:
         """Add and remove tags atomically; the run's new tags."""
@@ -388,6 +412,8 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         """Remove a run, its points and its artifact records."""
         writable_run(caller, run_id)
         store.delete_run(run_id)
+        if on_delete is not None:
+            on_delete(run_id)
         return Response(status_code=204)
 
     @router.post("/liveness")
@@ -397,6 +423,15 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
         return {"crashed": marker(time.time(), wait=False) if marker else 0}
 
     return router
+
+
+def _check_values(fields: dict[str, Any]) -> None:
+    """What pydantic's types do not say: tags as `striate tag` takes them, JSON fields not nested too deep."""
+    if "tags" in fields:
+        check_tags(fields["tags"])
+    for name in ("config", "summary", "environment", "dataset"):
+        if name in fields:
+            wire.check_depth(fields[name], name)
 
 
 # What a partial update is checked against: a valid run whose fields the update replaces.

@@ -52,6 +52,43 @@ login_failures = sa.Table(
 )
 
 
+class FailureCounter:
+    """Failed bearer-token attempts per client address, in this process's memory (a token is checked on
+    every request: a database write per failure would let a guesser load the database instead). Past
+    LOGIN_FAILURES_ALLOWED in LOGIN_WINDOW_S, the client's requests with a token answer 429 before the
+    token is looked at, until the window has passed."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        """TooManyRequestsError while ``client`` is over the limit."""
+        failures = self._failures.get(client)
+        if not failures:
+            return
+        now = time.time()
+        with self._lock:
+            recent = [t for t in failures if t >= now - LOGIN_WINDOW_S]
+            if recent:
+                self._failures[client] = recent
+            else:
+                self._failures.pop(client, None)
+        if len(recent) >= LOGIN_FAILURES_ALLOWED:
+            wait = max(1, int(recent[0] + LOGIN_WINDOW_S - now) + 1)
+            raise TooManyRequestsError(f"too many requests with invalid tokens from {client}",
+                                       f"wait {wait} s, then send a valid token", retry_after_s=wait)
+
+    def add(self, client: str) -> None:
+        """Count one failed attempt of ``client``."""
+        with self._lock:
+            if len(self._failures) > 100_000:  # a flood of addresses must not grow this without bound
+                self._failures.clear()
+            self._failures.setdefault(client, []).append(time.time())
+
+
 def _hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 

@@ -2,8 +2,9 @@
 
 Artifact paths are stored text, and a store may hold an imported or hand-edited record: a path that
 is absolute or climbs out with '..' could name a file anywhere. Every path is checked before anything
-is copied, each copy must land inside the target folder and come from inside the run's folder, and
-each copied file is checked against its recorded SHA-256.
+is copied, each copy must land inside the target folder and come from inside the run's folder (the
+store's ``artifact_file``: its own folder, or for a team server a verified download into the local
+cache), and each copied file is checked against its recorded SHA-256.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from striate.archives import give_user_mode, unsafe_name
 from striate.errors import ConfigError, StoreError
-from striate.tracking.store.base import RunRecord, Store, file_sha256
+from striate.tracking.store.base import RunRecord, Store, artifact_path_problem, file_sha256
 
 
 def select_artifacts(record: RunRecord, path: str | None = None) -> list[dict[str, Any]]:
@@ -44,16 +45,13 @@ def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | 
     with the file each was written to, its size, and whether its hash was checked (False: none recorded).
     Nothing is copied when any chosen path is unsafe or missing or any file fails its recorded hash."""
     chosen = select_artifacts(record, path)
-    source_root = (Path(store.artifact_root) / record.id).resolve()
     dest = Path(dest)
     target_root = dest.resolve()
-    plan: list[tuple[dict[str, Any], Path, Path]] = []
-    for artifact in chosen:
+    checked: list[tuple[dict[str, Any], Path]] = []
+    for artifact in chosen:  # every path checked before any file is fetched or copied
         rel = artifact["path"]
-        problem = unsafe_name(rel)
-        source, target = (source_root / rel).resolve(), (target_root / rel).resolve()
-        if problem is None and not source.is_relative_to(source_root):
-            problem = "it leads out of the run's artifact folder"
+        problem = unsafe_name(rel) or artifact_path_problem(rel)
+        target = (target_root / rel).resolve()
         if problem is None and not target.is_relative_to(target_root):
             link = _first_link(target_root, rel)
             if link is not None:  # the record is fine: the user's folder holds a link that leads elsewhere
@@ -64,11 +62,18 @@ def download_artifacts(store: Store, record: RunRecord, dest: Path, path: str | 
         if problem:
             raise StoreError(f"refusing artifact path {rel!r} of run {record.id[:8]}: {problem}",
                              "the run's record was altered or imported from an untrusted source; nothing was copied")
-        if not source.is_file():
-            raise StoreError(f"artifact {rel} of run {record.id[:8]} is recorded but its file {source} is missing",
-                             "restore the file, or download the others by path")
         if target.exists() and not overwrite and not (target.is_file() and file_sha256(target) == artifact["sha256"]):
             raise ConfigError(f"{target} already exists", "choose an empty folder, or pass --force to replace it")
+        checked.append((artifact, target))
+    plan: list[tuple[dict[str, Any], Path, Path]] = []
+    for artifact, target in checked:
+        # The store's file: in its artifact folder (checked to stay in the run's folder), or fetched from a
+        # team server into the local cache and checked against the recorded SHA-256.
+        try:
+            source = store.artifact_file(record.id, artifact["path"])
+        except StoreError as exc:
+            raise StoreError(f"{exc.problem}; nothing was copied",
+                             exc.fix or "restore the file, or download the others by path") from None
         plan.append((artifact, source, target))
     for artifact, source, _ in plan:  # every hash before any copy: a damaged file leaves no partial download
         if artifact["sha256"] and (digest := file_sha256(source)) != artifact["sha256"]:

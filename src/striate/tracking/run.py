@@ -19,7 +19,6 @@ import atexit
 import operator
 import os
 import re
-import shutil
 import socket
 import struct
 import sys
@@ -37,7 +36,7 @@ import numpy as np
 
 from striate.errors import ConfigError, StoreError
 from striate.tracking.store import MetricSeries, RunRecord, Store, is_remote, open_store
-from striate.tracking.store.base import RUN_STATUSES, ClaimLostError, Owner, file_sha256
+from striate.tracking.store.base import RUN_STATUSES, ClaimLostError, Owner
 from striate.tracking.store.limits import check_keys, check_length, check_record
 from striate.tracking.store.liveness import HEARTBEAT_INTERVAL_S, process_start_time
 
@@ -91,6 +90,8 @@ class Run:
 
             # A resumed run keeps the console output of its earlier parts; this part follows a marker.
             log_file = self.artifact_dir / "console.log"
+            if not store.files_are_local and any(a["path"] == "console.log" for a in record.artifacts):
+                log_file = store.artifact_file(record.id, "console.log")  # a team server's: fetched, checked
             earlier = log_file.read_bytes() if log_file.is_file() else b""
             marker = f"\n[--- resumed {time.strftime('%Y-%m-%d %H:%M:%S')} ---]\n".encode() if earlier else b""
             self._console_earlier = earlier + marker
@@ -168,14 +169,9 @@ class Run:
         if not source.is_file():
             raise ConfigError(f"artifact {source} is not a file", "pass the path of an existing file")
         check_length("artifact path", name or source.name, "artifact_path")
-        target = self.artifact_dir / (name or source.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.resolve() != target.resolve():
-            shutil.copyfile(source, target)
-        digest = file_sha256(target)
-        rel = str(target.relative_to(self.artifact_dir))
-        self.store.add_artifact(self.id, rel, kind, target.stat().st_size, digest)
-        return digest
+        # The store copies it (hashing as it copies) into the run's folder: the path is checked to stay there,
+        # and to be one a team server takes too (a run recorded here stays sendable to one later).
+        return str(self.store.put_artifact_file(self.id, name or source.name, source, kind)["sha256"])
 
     def save_summary(self) -> None:
         """Write the summary as it stands now (it is otherwise written at finish)."""

@@ -4,14 +4,14 @@ A run whose store is a database server records everything into a local SQLite st
 spool, ``$STRIATE_SPOOL`` or ``~/.cache/striate/spool``) — so logging never waits on the network
 and nothing is lost when the server is away — and a :class:`Syncer` copies it across. Syncing is
 idempotent: every metric chunk carries a uid (run id + spool chunk id) that the server keeps, the
-run record is upserted, artifacts are copied by content hash; syncing twice writes nothing twice.
+run record is upserted, artifact files are sent by content hash (uploaded to a team server, copied for
+a database store); syncing twice writes nothing twice.
 `striate sync --to URL` sends whatever a killed or offline process left behind.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from striate.errors import RunNotFoundError, StriateError
 from striate.tracking.store import RunRecord, Store, holds_store, open_store
-from striate.tracking.store.base import chunk_sink, chunk_source
+from striate.tracking.store.base import chunk_sink, chunk_source, confined_file
 from striate.tracking.store.limits import check_keys, check_record
-from striate.tracking.store.sql import flatten_params
+from striate.tracking.store.sql import SqlStore, flatten_params
 
 _RECORD_FIELDS = ("name", "project", "status", "ended_at", "heartbeat_at", "model", "summary", "tags", "notes",
                   "environment", "dataset", "error", "reproduction_of", "host", "pid", "pid_started_at", "archived")
@@ -86,19 +86,20 @@ class Syncer:
 
     def _sync_artifacts(self, run_id: str, artifacts: list[dict[str, Any]], remote_artifacts: list[dict[str, Any]],
                         remote: Store) -> int:
+        """Send the spool's artifact files the remote lacks (by path and SHA-256: a file already there is not
+        sent again) through the store's file API — uploaded to a team server, copied into a database store's
+        artifact folder — and drop the remote's artifacts the spool pruned (old checkpoints)."""
         have = {a["path"]: a["sha256"] for a in remote_artifacts}
-        source, target = Path(self.spool.artifact_root) / run_id, Path(remote.artifact_root) / run_id
         copied = 0
         for a in artifacts:
             if have.get(a["path"]) == a["sha256"]:
                 continue
-            (target / a["path"]).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / a["path"], target / a["path"])
-            remote.add_artifact(run_id, a["path"], a["kind"], a["size"], a["sha256"])
+            remote.put_artifact_file(run_id, a["path"], self.spool.artifact_file(run_id, a["path"]), a["kind"])
             copied += 1
-        for path in set(have) - {a["path"] for a in artifacts}:  # pruned in the spool (old checkpoints)
-            (target / path).unlink(missing_ok=True)
-            remote.remove_artifact(run_id, path)
+        for path in set(have) - {a["path"] for a in artifacts}:
+            remote.remove_artifact(run_id, path)  # a team server removes the file with the record
+            if isinstance(remote, SqlStore):
+                confined_file(Path(remote.artifact_root), run_id, path).unlink(missing_ok=True)
         return copied
 
 

@@ -19,6 +19,7 @@ killed import removes the leftover and starts afresh.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -40,7 +41,7 @@ import numpy as np
 
 from striate.archives import check_members, extract_members, give_user_mode, open_archive, unsafe_name
 from striate.errors import ConfigError, StoreError
-from striate.tracking.store.base import RUN_STATUSES, MetricSeries, RunRecord, Store, file_sha256
+from striate.tracking.store.base import RUN_STATUSES, ArtifactMissingError, MetricSeries, RunRecord, Store, file_sha256
 from striate.tracking.store.limits import record_problem
 from striate.tracking.store.schema import LIMITS
 
@@ -70,7 +71,13 @@ def export_run(store: Store, run_id: str, out: Path, overwrite: bool = False) ->
         # --force replaces a file, never a device, a folder or a link (as root, /dev/full was replaced)
         raise ConfigError(f"cannot write {out}: it is not a regular file", "choose a file name for the archive")
     folder = Path(store.artifact_root) / record.id
+    if not store.files_are_local:  # a team server's files: fetched into the local cache (checked by SHA-256)
+        for artifact in record.artifacts:
+            with contextlib.suppress(ArtifactMissingError):  # named below
+                store.artifact_file(record.id, artifact["path"])
     files, skipped = _artifact_files(folder)
+    if not store.files_are_local:  # the cache may hold older files of the run: only what is recorded
+        files = [rel for rel in files if rel in {a["path"] for a in record.artifacts}]
     for artifact in record.artifacts:
         if artifact["path"] not in files:
             raise StoreError(f"artifact {artifact['path']} of run {record.id[:8]} is recorded but its file is "
@@ -182,13 +189,18 @@ def import_run_details(store: Store, archive: Path) -> dict[str, Any]:
             for series in metrics.series():
                 for batch in _batches([series]):
                     store.log_batch(record.id, batch)
-            if files:
-                if folder.exists():
-                    folder.rmdir()  # empty (checked above); os.replace needs the name free
-                os.replace(staging / "artifacts", folder)
-            for artifact in manifest["record"]["artifacts"]:
-                store.add_artifact(record.id, artifact["path"], str(artifact.get("kind") or "file"),
-                                   int(files[artifact["path"]]["size"]), files[artifact["path"]]["sha256"])
+            if not store.files_are_local:  # a team server: each recorded file uploaded (and checked there)
+                for artifact in manifest["record"]["artifacts"]:
+                    store.put_artifact_file(record.id, artifact["path"], staging / "artifacts" / artifact["path"],
+                                            str(artifact.get("kind") or "file"))
+            else:
+                if files:
+                    if folder.exists():
+                        folder.rmdir()  # empty (checked above); os.replace needs the name free
+                    os.replace(staging / "artifacts", folder)
+                for artifact in manifest["record"]["artifacts"]:
+                    store.add_artifact(record.id, artifact["path"], str(artifact.get("kind") or "file"),
+                                       int(files[artifact["path"]]["size"]), files[artifact["path"]]["sha256"])
             finish_import(store, record)
         except BaseException:
             if created:  # leave the store as it was: no half-imported run

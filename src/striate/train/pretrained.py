@@ -20,7 +20,7 @@ def resolve_pretrained(ref: str, store_location: str | None, model: str) -> Path
     """
     from striate.archives import unsafe_name
     from striate.tracking.store import default_store_location, holds_store, open_store
-    from striate.tracking.store.base import file_sha256
+    from striate.tracking.store.base import ArtifactMissingError, artifact_path_problem, file_sha256
 
     path = Path(ref)
     location = str(store_location or default_store_location())
@@ -36,8 +36,7 @@ def resolve_pretrained(ref: str, store_location: str | None, model: str) -> Path
                               f"write ./{ref} for the file, or the run id {record.id} for the run")
         return path
     looks_like_file = path.suffix in (".safetensors", ".pth", ".pt", ".bin") or "/" in ref or "\\" in ref
-    if looks_like_file or location.startswith(("http://", "https://")) or (
-            "://" not in location and not holds_store(location)):
+    if looks_like_file or ("://" not in location and not holds_store(location)):
         raise ConfigError(f"pretrained weight file {path} does not exist",
                           "pass the path of a .safetensors or .pth file, or a run id or name from `striate runs` "
                           "(with --store when the run is in another store)")
@@ -53,16 +52,16 @@ def resolve_pretrained(ref: str, store_location: str | None, model: str) -> Path
                           "do not fit this architecture",
                           f"train {record.model} to start from this run, or pick a run of {model} "
                           f"(striate runs --where \"model = '{model}'\")")
-    folder = Path(store.artifact_root) / record.id
     recorded = {a["path"]: a for a in record.artifacts}
-    checkpoints = [a["path"] for a in record.artifacts
-                   if a.get("kind") == "checkpoint" and (folder / a["path"]).is_file()]
-    checkpoints.sort(key=lambda rel: (folder / rel).stat().st_mtime_ns, reverse=True)
+    # newest checkpoint first: artifacts are listed in the order they were recorded
+    checkpoints = [a["path"] for a in reversed(record.artifacts) if a.get("kind") == "checkpoint"]
     for rel in ["model.safetensors", *checkpoints]:
-        weights = folder / rel
         # The path is stored text: it must name a file inside the run's own folder.
-        if rel not in recorded or unsafe_name(rel) or not weights.resolve().is_relative_to(folder.resolve()) \
-                or not weights.is_file():
+        if rel not in recorded or unsafe_name(rel) or artifact_path_problem(rel):
+            continue
+        try:  # checked to stay in the run's folder; from a team server, downloaded and checked by SHA-256
+            weights = store.artifact_file(record.id, rel)
+        except ArtifactMissingError:
             continue
         expected = recorded[rel].get("sha256")
         if not expected:

@@ -7,9 +7,9 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from striate.config import TrainConfig
-from striate.errors import ConfigError, DataError
+from striate.errors import ConfigError, DataError, StoreError
 from striate.tracking.store import RunRecord, Store
-from striate.tracking.store.base import file_sha256
+from striate.tracking.store.base import ArtifactMissingError, file_sha256
 from striate.train import checkpoint as ckpt
 from striate.train.engine import ResumePoint
 
@@ -47,22 +47,27 @@ def resume_point(store: Store, record: RunRecord) -> ResumePoint:
     if not last:
         raise ConfigError(f"run {record.name} has no checkpoint to resume from",
                           "use `striate reproduce` to run it again from the start")
-    folder = Path(store.artifact_root) / record.id
     recorded = {a["path"]: a["sha256"] for a in record.artifacts}
+    files: dict[str, Path] = {}
     for part in ("weights", "state"):
-        path = folder / last[part]
-        if not path.is_file():
+        try:  # the store's file, checked to stay in the run's folder (from a team server: downloaded, checked)
+            path = store.artifact_file(record.id, last[part])
+        except ArtifactMissingError:
             raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is missing",
-                              "use `striate reproduce` to run it again from the start")
+                              "use `striate reproduce` to run it again from the start") from None
+        except StoreError as exc:
+            raise ConfigError(f"run {record.name}'s last checkpoint file cannot be used: {exc.problem}",
+                              "use `striate reproduce` to run it again from the start") from None
         if last[part] in recorded and file_sha256(path) != recorded[last[part]]:
             raise ConfigError(f"run {record.name}'s last checkpoint file {last[part]} is damaged (its SHA-256 "
                               "differs from the one recorded)",
                               "use `striate reproduce` to run it again from the start")
+        files[part] = path
     try:
-        state = ckpt.load_training_state(folder / last["state"])
-        weights = load_file(str(folder / last["weights"]))
+        state = ckpt.load_training_state(files["state"])
+        weights = load_file(str(files["weights"]))
     except Exception as exc:
         raise ConfigError(f"run {record.name}'s last checkpoint cannot be read ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})",
                           "use `striate reproduce` to run it again from the start") from None
-    return ResumePoint(folder / last["weights"], weights, state)
+    return ResumePoint(files["weights"], weights, state)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from striate.errors import StoreError
 from striate.tracking.store.codec import MetricChunk, MetricSeries
@@ -29,6 +30,12 @@ class Owner:
     host: str | None
     pid: int | None
     pid_started_at: float | None
+
+
+class ArtifactMissingError(StoreError):
+    """The store holds no file for this artifact (it was never recorded, or its file is gone)."""
+
+    http_status = 404
 
 
 class ClaimLostError(StoreError):
@@ -74,7 +81,8 @@ class RunRecord:
 class Store(abc.ABC):
     """Where runs, metric points and artifact records live."""
 
-    artifact_root: str
+    artifact_root: str  # the folder of run artifact files (for a team server: this machine's cache of them)
+    files_are_local = True  # artifact_root holds the stored files themselves (False: a cache of a server's)
 
     @abc.abstractmethod
     def create_run(self, record: RunRecord) -> None:
@@ -119,6 +127,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def find_artifacts(self, sha256: str) -> list[tuple[str, str]]:
         """(run id, artifact path) of every artifact whose file has this SHA-256."""
+
+    @abc.abstractmethod
+    def put_artifact_file(self, run_id: str, path: str, source: Path, kind: str = "file") -> dict[str, Any]:
+        """Store the bytes of ``source`` as the run's artifact ``path`` and record it (SHA-256 computed while
+        the bytes are copied; the record is written only once the bytes are stored). Returns the record:
+        path, kind, size, sha256. StoreError for a path that could leave the run's folder."""
+
+    @abc.abstractmethod
+    def artifact_file(self, run_id: str, path: str) -> Path:
+        """A local file holding the bytes of the run's artifact ``path``: the stored file itself for a
+        store with a local artifact folder, a verified download in a local cache for a team server.
+        StoreError when the path is unsafe or the file is missing."""
 
     @abc.abstractmethod
     def change_tags(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
@@ -195,6 +215,8 @@ def downsample_m4(series: MetricSeries, max_points: int) -> MetricSeries:
 
     A bucket holding NaN (a diverged loss) also keeps its first NaN point, so a chart still shows
     where the run broke; series with NaN use a fifth fewer buckets to stay within ``max_points``."""
+    import numpy as np  # here: commands that never decode a metric history need not import numpy
+
     n = len(series)
     if max_points <= 0 or n <= max_points:
         return series
@@ -230,3 +252,82 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+ARTIFACT_PATH_MAX = 1000  # characters (the artifacts table's path column)
+_SCHEME_OR_DRIVE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def artifact_path_problem(path: object) -> str | None:
+    """Why ``path`` cannot be an artifact path inside a run's folder (None when it can).
+
+    An artifact path is stored text that ends up joined to a folder or an object key, and may come from
+    an imported record or a hostile client: it must be relative POSIX text whose every segment names a
+    file or folder — no absolute path, drive or URI scheme, no '..' or '.' or empty segment, no
+    backslash, NUL or other control character, no '%' (an encoded separator or dot decoded twice) and
+    no ';' (a path parameter), at most ARTIFACT_PATH_MAX characters."""
+    if not isinstance(path, str) or not path:
+        return "it is empty"
+    if len(path) > ARTIFACT_PATH_MAX:
+        return f"it is over {ARTIFACT_PATH_MAX} characters"
+    if path.startswith("/"):
+        return "it is an absolute path"
+    if _SCHEME_OR_DRIVE.match(path):
+        return "it starts with a drive or URI scheme"
+    if any(ch < " " or ch == "\x7f" for ch in path):
+        return "it holds a NUL or control character"
+    for ch, what in (("\\", "a backslash"), ("%", "a '%' (percent-encoding)"), (";", "a ';' (path parameter)")):
+        if ch in path:
+            return f"it holds {what}"
+    for segment in path.split("/"):
+        if segment == "..":
+            return "it holds a '..' segment"
+        if segment in ("", "."):
+            return "it holds an empty or '.' segment"
+    return None
+
+
+def check_artifact_path(path: str, run_id: str = "") -> str:
+    """``path`` when it is a safe artifact path (see artifact_path_problem), else a StoreError naming why."""
+    problem = artifact_path_problem(path)
+    if problem is not None:
+        whose = f" of run {run_id[:8]}" if run_id else ""
+        raise StoreError(f"refusing artifact path {str(path)[:200]!r}{whose}: {problem}",
+                         "use a relative path of plain names separated by '/' (e.g. checkpoints/epoch-001.pt); "
+                         "a stored record with such a path was altered or imported from an untrusted source")
+    return path
+
+
+def confined_file(root: Path, run_id: str, path: str) -> Path:
+    """``root``/``run_id``/``path`` after checking ``path`` and that, links resolved, it stays in the run's folder."""
+    check_artifact_path(path, run_id)
+    if not run_id or "/" in run_id or run_id in (".", "..") or artifact_path_problem(run_id):
+        raise StoreError(f"run id {run_id[:80]!r} cannot name an artifact folder",
+                         "the run's record was altered or comes from an untrusted source")
+    folder = (Path(root) / run_id).resolve()
+    target = (folder / path).resolve()
+    if not target.is_relative_to(folder) or target == folder:
+        raise StoreError(f"refusing artifact path {path[:200]!r} of run {run_id[:8]}: it leads out of the run's "
+                         "artifact folder (through a link)", "remove the link from the run's artifact folder")
+    return Path(root) / run_id / path
+
+
+def copy_hashing(source: Path, target: Path) -> tuple[int, str]:
+    """Copy ``source`` to ``target`` (through a temporary file beside it, then renamed into place), hashing
+    the bytes as they are copied; (size, SHA-256). A file already at ``target`` is replaced."""
+    from striate.archives import give_user_mode
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+                dst.write(block)
+        give_user_mode(Path(tmp_name))
+        os.replace(tmp_name, target)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return size, digest.hexdigest()

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-STEP_DTYPE = np.dtype("<i8")
-FLOAT_DTYPE = np.dtype("<f8")
+# numpy dtype strings; numpy is imported by the functions that use it, so that commands which
+# never decode a metric history (`runs`, `tag`, ...) do not import it.
+STEP_DTYPE = "<i8"
+FLOAT_DTYPE = "<f8"
+STEP_SIZE = 8  # bytes per step (int64)
 
 
 @dataclass
@@ -54,7 +58,7 @@ class PackedChunk:
     @property
     def count(self) -> int:
         """How many points the chunk holds."""
-        return len(self.steps) // STEP_DTYPE.itemsize
+        return len(self.steps) // STEP_SIZE
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Summary:
 
 def pack(series: MetricSeries) -> PackedChunk:
     """A series -> the row bytes of one chunk."""
+    import numpy as np
+
     return PackedChunk(series.key, np.ascontiguousarray(series.steps, dtype=STEP_DTYPE).tobytes(),
                        np.ascontiguousarray(series.times, dtype=FLOAT_DTYPE).tobytes(),
                        np.ascontiguousarray(series.values, dtype=FLOAT_DTYPE).tobytes())
@@ -104,6 +110,8 @@ def pack(series: MetricSeries) -> PackedChunk:
 def pack_all(series: Sequence[MetricSeries]) -> list[PackedChunk]:
     """Series -> chunks; series holding the same step and time arrays (the keys of one flush logged
     together) get the same bytes objects, so :func:`share_frames` finds them shared at no cost."""
+    import numpy as np
+
     frames: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     packed = []
     for s in series:
@@ -131,6 +139,8 @@ def share_frames(chunks: Sequence[PackedChunk]) -> tuple[list[tuple[bytes, bytes
 
 def unpack(key: str, chunks: Sequence[PackedChunk]) -> MetricSeries:
     """Chunks of one metric, in storage order -> one series (an empty one when there are none)."""
+    import numpy as np
+
     if len(chunks) == 1:
         only = chunks[0]
         steps, times, values = only.steps, only.times, only.values
@@ -144,6 +154,8 @@ def unpack(key: str, chunks: Sequence[PackedChunk]) -> MetricSeries:
 
 def summarize(series: MetricSeries) -> Summary:
     """The summary of one chunk's (or series') points."""
+    import numpy as np
+
     n = len(series)
     if n == 0:
         return Summary(None, None, None, 0, None)

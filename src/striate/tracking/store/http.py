@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,16 +24,28 @@ from typing import Any, Sequence
 from striate import errors
 from striate.errors import StoreError, StriateError
 from striate.tracking.store import wire
-from striate.tracking.store.base import ClaimLostError, Owner, RunRecord, SyncableStore
+from striate.tracking.store.base import (
+    ArtifactMissingError,
+    ClaimLostError,
+    Owner,
+    RunRecord,
+    SyncableStore,
+    check_artifact_path,
+    confined_file,
+    file_sha256,
+)
 from striate.tracking.store.codec import MetricChunk, MetricSeries
 
 TOKEN_ENV = "STRIATE_TOKEN"
 _BATCH_IDS = 10_000  # run ids per POST /runs/get (the server's cap)
 _BATCH_POINTS = 1_000_000  # points per POST /runs/{run}/chunks
+_PART_BYTES = 32 * 1024 * 1024  # bytes per PUT of an artifact upload (each part survives a broken connection)
+_TRANSFER_TRIES = 5  # attempts of an artifact upload or download across broken connections
 _ERRORS: dict[str, type[StriateError]] = {
     cls.__name__: cls for cls in (errors.ConfigError, errors.DataError, errors.ModelError, errors.StoreError,
                                   errors.RunNotFoundError, errors.TrainingError, errors.AuthError,
-                                  errors.ForbiddenError, errors.NotFoundError, errors.ConflictError, ClaimLostError)}
+                                  errors.ForbiddenError, errors.NotFoundError, errors.ConflictError, ClaimLostError,
+                                  ArtifactMissingError)}
 _BY_STATUS: dict[int, type[StriateError]] = {401: errors.AuthError, 403: errors.ForbiddenError,
                                              404: errors.RunNotFoundError, 409: errors.ConflictError,
                                              413: errors.ConfigError, 422: errors.ConfigError}
@@ -48,6 +61,8 @@ def artifact_cache_for(base_url: str) -> Path:
 
 class HttpStore(SyncableStore):
     """The runs of a striate team server, as a store."""
+
+    files_are_local = False  # artifact_root is a cache: the files live on the server (put_artifact_file, artifact_file)
 
     def __init__(self, location: str, token: str | None = None, read_only: bool = False,
                  timeout_s: float = 60.0) -> None:
@@ -181,13 +196,103 @@ class HttpStore(SyncableStore):
         return int(self._call("POST", f"/runs/{self._quote(run_id)}/truncate", {"after_step": after_step})["dropped"])
 
     def add_artifact(self, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
-        """POST /runs/{run}/artifact-records."""
-        self._call("POST", f"/runs/{self._quote(run_id)}/artifact-records",
-                   {"path": path, "kind": kind, "size": size, "sha256": sha256})
+        """Not on a team server: it records an artifact only together with its bytes (put_artifact_file)."""
+        raise StoreError(f"a team server records artifact {path[:200]} of run {run_id[:8]} only with its file",
+                         "upload it with Store.put_artifact_file(run_id, path, source, kind)")
 
     def remove_artifact(self, run_id: str, path: str) -> None:
-        """DELETE /runs/{run}/artifact-records?path=..."""
-        self._call("DELETE", f"/runs/{self._quote(run_id)}/artifact-records", params={"path": path})
+        """DELETE /runs/{run}/artifacts/{path}: the record and the stored file."""
+        self._call("DELETE", self._artifact_url(run_id, path))
+
+    def _artifact_url(self, run_id: str, path: str, what: str = "artifacts") -> str:
+        check_artifact_path(path, run_id)
+        return f"/runs/{self._quote(run_id)}/{what}/{urllib.parse.quote(path, safe='/')}"
+
+    def put_artifact_file(self, run_id: str, path: str, source: Path, kind: str = "file") -> dict[str, Any]:
+        """Upload ``source`` (PUT /runs/{run}/artifacts/{path}) in parts of 32 MiB, streamed from the file; a
+        broken connection resumes from what the server holds. Nothing is sent when the server already holds
+        these bytes for this path."""
+        import httpx
+
+        source = Path(source)
+        if not source.is_file():
+            raise StoreError(f"artifact source {source} is not a file", "pass the path of an existing file")
+        size, digest = source.stat().st_size, file_sha256(source)
+        url = self._artifact_url(run_id, path)
+        params: dict[str, Any] = {"sha256": digest, "size": size}
+        status = self._call("GET", self._artifact_url(run_id, path, "artifact-uploads"), params=params)
+        done = {"path": path, "kind": kind, "size": size, "sha256": digest}
+        if status["stored"]:
+            return done
+        offset, failures = int(status["offset"]), 0
+        while True:
+            try:
+                response = self._client.put(url, params={**params, "kind": kind, "offset": offset},
+                                            content=_file_part(source, offset, min(offset + _PART_BYTES, size)),
+                                            headers={"Content-Type": "application/octet-stream"})
+            except httpx.HTTPError as exc:
+                failures += 1
+                if failures >= _TRANSFER_TRIES:
+                    raise StoreError(f"cannot upload artifact {path} to the striate server at {self.url}: "
+                                     f"{exc or type(exc).__name__}",
+                                     "check that the server runs; `striate sync` sends it again later") from None
+                time.sleep(min(0.5 * 2 ** failures, 5.0))
+                offset = int(self._call("GET", self._artifact_url(run_id, path, "artifact-uploads"),
+                                        params=params)["offset"])
+                continue
+            if response.status_code == 409 and isinstance(_json_or_none(response), dict) \
+                    and "offset" in response.json():
+                offset = int(response.json()["offset"])  # the server holds another amount: go on from there
+                continue
+            if response.status_code >= 400:
+                raise self._error(response)
+            answer = response.json()
+            if response.status_code == 201:
+                return {**done, **answer}
+            offset = int(answer["offset"])
+
+    def artifact_file(self, run_id: str, path: str) -> Path:
+        """The artifact in this machine's cache of the server's files, downloaded (GET, resumed with Range
+        across broken connections) unless a copy matching the recorded SHA-256 is already there."""
+        import httpx
+
+        target = confined_file(Path(self.artifact_root), run_id, path)
+        entry = next((a for a in self.get_run(run_id).artifacts if a["path"] == path), None)
+        if entry is None:
+            raise ArtifactMissingError(f"run {run_id[:8]} has no artifact {path!r}",
+                             f"`striate artifacts {run_id[:8]}` lists its files")
+        expected = entry.get("sha256") or ""
+        if target.is_file() and not target.is_symlink() and file_sha256(target) == expected:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.download")
+        for attempt in range(1, _TRANSFER_TRIES + 1):
+            have = part.stat().st_size if part.is_file() else 0
+            try:
+                with self._client.stream("GET", self._artifact_url(run_id, path),
+                                         headers={"Range": f"bytes={have}-"} if have else {}) as response:
+                    if response.status_code == 416:  # the part on disk is not a prefix of this file
+                        part.unlink(missing_ok=True)
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        raise self._error(response)
+                    with open(part, "ab" if response.status_code == 206 else "wb") as fh:
+                        for block in response.iter_bytes(1 << 20):
+                            fh.write(block)
+                break
+            except httpx.HTTPError as exc:
+                if attempt == _TRANSFER_TRIES:
+                    raise StoreError(f"cannot download artifact {path} from the striate server at {self.url}: "
+                                     f"{exc or type(exc).__name__}", "check that the server runs, then retry") from None
+                time.sleep(min(0.5 * 2 ** attempt, 5.0))
+        digest = file_sha256(part) if part.is_file() else ""
+        if digest != expected:
+            part.unlink(missing_ok=True)
+            raise StoreError(f"artifact {path} of run {run_id[:8]} as downloaded has SHA-256 {digest[:16]}, not the "
+                             f"recorded {expected[:16]}", "the server's copy was changed or damaged; nothing was kept")
+        os.replace(part, target)
+        return target
 
     def change_tags(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:
         """POST /runs/{run}/tags."""
@@ -213,8 +318,10 @@ class HttpStore(SyncableStore):
                                           "give a run id, an id prefix or a name (`striate runs` lists them)")
         if projects is not None and not projects:
             raise errors.RunNotFoundError(f"no run {run_id!r} in this store", "`striate runs` lists the runs")
-        params = None if projects is None else {"project": list(projects)}
-        return wire.record_from_json(self._call("GET", f"/runs/{self._quote(run_id)}", params=params))
+        params: dict[str, Any] = {"ref": run_id}
+        if projects is not None:
+            params["project"] = list(projects)
+        return wire.record_from_json(self._call("GET", "/find-run", params=params))
 
     def chunks_since(self, run_id: str, after_seq: int) -> list[MetricChunk]:
         """GET /runs/{run}/chunks?after_seq=...: the run's chunks stored on the server after that position."""
@@ -252,8 +359,27 @@ class HttpStore(SyncableStore):
         return ids
 
     def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
-        """GET /runs/{run}/metrics/{key} (packed), M4-downsampled by the server when ``max_points`` is given."""
-        answer = self._call("GET", f"/runs/{self._quote(run_id)}/metrics/{urllib.parse.quote(key, safe='/')}",
-                            params={"max_points": max(int(max_points or 0), 4) if max_points else 0,
-                                    "encoding": "packed"})
+        """GET /runs/{run}/history?key=... (packed), M4-downsampled by the server when ``max_points`` is given."""
+        answer = self._call("GET", f"/runs/{self._quote(run_id)}/history",
+                            params={"key": key, "max_points": max(int(max_points or 0), 4) if max_points else 0})
         return wire.decode_series([{**answer, "key": key}])[0]
+
+
+def _file_part(source: Path, start: int, end: int) -> Any:
+    """Bytes [start, end) of ``source``, read in 1 MiB blocks as the request body goes out."""
+    with open(source, "rb") as fh:
+        fh.seek(start)
+        left = end - start
+        while left > 0:
+            block = fh.read(min(1 << 20, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
+
+
+def _json_or_none(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -26,7 +26,18 @@ from sqlalchemy import event
 
 from striate.errors import RunNotFoundError, StoreError, StriateError
 from striate.tracking.store import codec
-from striate.tracking.store.base import DATABASE_FILE, ClaimLostError, Owner, RunRecord, SyncableStore, downsample_m4
+from striate.tracking.store.base import (
+    DATABASE_FILE,
+    ArtifactMissingError,
+    ClaimLostError,
+    Owner,
+    RunRecord,
+    SyncableStore,
+    confined_file,
+    copy_hashing,
+    downsample_m4,
+    file_sha256,
+)
 from striate.tracking.store.codec import MetricChunk, MetricSeries, PackedChunk, Summary
 from striate.tracking.store.liveness import RunningProcess, crashed_runs
 from striate.tracking.store.schema import (
@@ -349,7 +360,7 @@ class SqlStore(SyncableStore):
         frame_ids = []
         for steps, times in frames:
             inserted = conn.execute(metric_frames.insert().values(
-                run_id=run_id, count=len(steps) // codec.STEP_DTYPE.itemsize, steps=steps, times=times))
+                run_id=run_id, count=len(steps) // codec.STEP_SIZE, steps=steps, times=times))
             frame_ids.append(inserted.inserted_primary_key[0])  # type: ignore[index]  # one row: never None
         conn.execute(metric_chunks.insert(), [
             {"run_id": run_id, "key": c.key, "frame_id": frame_ids[ref], "count": c.count, "values": c.values,
@@ -439,6 +450,28 @@ class SqlStore(SyncableStore):
             conn.execute(artifacts.insert().values(run_id=run_id, path=path, kind=kind, size=size, sha256=sha256,
                                                    created_at=time.time()))
 
+    def put_artifact_file(self, run_id: str, path: str, source: Path, kind: str = "file") -> dict[str, Any]:
+        """Copy ``source`` into the run's artifact folder (hashing it while copying; a file already in place
+        is only hashed), then record it."""
+        target = confined_file(Path(self.artifact_root), run_id, path)
+        source = Path(source)
+        if not source.is_file():
+            raise StoreError(f"artifact source {source} is not a file", "pass the path of an existing file")
+        if target.exists() and source.resolve() == target.resolve():
+            size, digest = source.stat().st_size, file_sha256(source)
+        else:
+            size, digest = copy_hashing(source, target)
+        self.add_artifact(run_id, path, kind, size, digest)
+        return {"path": path, "kind": kind, "size": size, "sha256": digest}
+
+    def artifact_file(self, run_id: str, path: str) -> Path:
+        """The artifact's file in this store's artifact folder."""
+        target = confined_file(Path(self.artifact_root), run_id, path)
+        if not target.is_file():
+            raise ArtifactMissingError(f"artifact {path} of run {run_id[:8]} has no file at {target}",
+                             "restore the file, or forget the artifact (Store.remove_artifact)")
+        return target
+
     def find_artifacts(self, sha256: str) -> list[tuple[str, str]]:
         """(run id, artifact path) of every artifact with this file hash."""
         with self.engine.connect() as conn:
@@ -456,8 +489,11 @@ class SqlStore(SyncableStore):
             for table in (metric_chunks, metric_frames, metric_summary, params, artifacts):  # chunks before frames
                 conn.execute(table.delete().where(table.c.run_id == run_id))
             conn.execute(runs.delete().where(runs.c.id == run_id))
-        folder = Path(self.artifact_root) / run_id
-        if folder.is_dir():
+        root = Path(self.artifact_root).resolve()
+        folder = (root / run_id).resolve()
+        # Only a folder directly inside the artifact root: an id such as '..' or '.' (a crafted record)
+        # must never remove the store itself or every run's files.
+        if folder.parent == root and folder.name == run_id and folder.is_dir() and not (root / run_id).is_symlink():
             shutil.rmtree(folder)
 
     def search_runs(self, where: str | None = None, sort: str | None = None, project: str | None = None,

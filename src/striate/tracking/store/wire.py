@@ -23,9 +23,11 @@ import numpy as np
 
 from striate.errors import ConfigError
 from striate.tracking.store.base import Owner, RunRecord
-from striate.tracking.store.codec import FLOAT_DTYPE, STEP_DTYPE, MetricChunk, MetricSeries, pack_all
+from striate.tracking.store.codec import FLOAT_DTYPE, STEP_DTYPE, STEP_SIZE, MetricChunk, MetricSeries, pack_all
+from striate.tracking.store.limits import check_keys
 
 MAX_POINTS_PER_REQUEST = 5_000_000  # a request holding more is refused before its arrays are built
+MAX_JSON_DEPTH = 64  # nesting of a run's config, summary, environment or dataset (a model's config is < 10 deep)
 _FIX = "send what the striate client sends (see /api/v1/openapi.json)"
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -55,10 +57,11 @@ def _arrays(item: Any, what: str) -> tuple[str, bytes, bytes, bytes]:
     key = item.get("key")
     if not isinstance(key, str) or not key:
         raise ConfigError(f"{what} has no metric key", _FIX)
+    check_keys("metric key", [key])  # the width and characters every store can hold
     steps = _unb64(item.get("steps"), f"{what}.steps")
     times = _unb64(item.get("times"), f"{what}.times")
     values = _unb64(item.get("values"), f"{what}.values")
-    if len(steps) % STEP_DTYPE.itemsize or not len(steps) == len(times) == len(values):
+    if len(steps) % STEP_SIZE or not len(steps) == len(times) == len(values):
         raise ConfigError(f"{what} ({key[:40]!r}): steps, times and values must hold the same number of 8-byte "
                           f"items (got {len(steps)}, {len(times)} and {len(values)} bytes)", _FIX)
     return key, steps, times, values
@@ -76,7 +79,7 @@ def decode_series(items: Any) -> list[MetricSeries]:
     cache: dict[str, np.ndarray] = {}
     for i, item in enumerate(items):
         key, steps, times, values = _arrays(item, f"series[{i}]")
-        total += len(steps) // STEP_DTYPE.itemsize
+        total += len(steps) // STEP_SIZE
         if total > MAX_POINTS_PER_REQUEST:
             raise ConfigError(f"the request holds over {MAX_POINTS_PER_REQUEST:,} points", "send them in batches")
         # the series of one flush carry the same steps and times text: decoded once
@@ -105,7 +108,7 @@ def decode_chunks(items: Any) -> list[MetricChunk]:
         uid = item.get("uid")
         if not isinstance(uid, str) or not uid or len(uid) > 200:
             raise ConfigError(f"chunks[{i}] has no uid (or one over 200 characters)", _FIX)
-        total += len(steps) // STEP_DTYPE.itemsize
+        total += len(steps) // STEP_SIZE
         if total > MAX_POINTS_PER_REQUEST:
             raise ConfigError(f"the request holds over {MAX_POINTS_PER_REQUEST:,} points", "send them in batches")
         decoded.append(MetricChunk(uid, key, steps, times, values))
@@ -128,6 +131,18 @@ def decode_owner(value: Any) -> Owner | None:
             started is None or isinstance(started, (int, float))):
         raise ConfigError("owner holds a value of the wrong type", _FIX)
     return Owner(host, pid, None if started is None else float(started))
+
+
+def check_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """ConfigError when ``value`` (JSON from the network) nests deeper than ``limit``: reading it back
+    would exhaust the interpreter's recursion limit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                raise ConfigError(f"{what} nests deeper than {limit} levels", "flatten it")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
 
 
 def finite_json(value: Any) -> Any:
