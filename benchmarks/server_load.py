@@ -137,7 +137,7 @@ def _striate_writer(url: str, token: str, writer: int, batches: int, ready: Any,
     sent = KEYS * STEPS
     ready.release()
     go.wait()
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     deadline = start + seconds
     latencies, timed = [], 0
     for series in prepared[1:]:
@@ -148,9 +148,10 @@ def _striate_writer(url: str, token: str, writer: int, batches: int, ready: Any,
         latencies.append(time.perf_counter() - t0)
         sent += KEYS * STEPS
         timed += KEYS * STEPS
-    end = time.monotonic()
+    end, cpu = time.monotonic(), time.process_time() - cpu
     store.close()
-    results.put({"run": run_id, "sent": sent, "timed": timed, "start": start, "end": end, "latencies": latencies})
+    results.put({"run": run_id, "sent": sent, "timed": timed, "start": start, "end": end, "latencies": latencies,
+                 "cpu_s": cpu})
 
 
 def run_writers(target: Any, args: tuple[Any, ...], writers: int, timeout_s: float) -> list[dict[str, Any]]:
@@ -162,9 +163,11 @@ def run_writers(target: Any, args: tuple[Any, ...], writers: int, timeout_s: flo
     for p in processes:
         p.start()
     try:
+        deadline = time.monotonic() + timeout_s
         for _ in range(writers):
-            if not ready.acquire(timeout=timeout_s):
-                raise RuntimeError("a writer did not get ready in time (see its error above)")
+            while not ready.acquire(timeout=1):
+                if any(p.exitcode not in (None, 0) for p in processes) or time.monotonic() > deadline:
+                    raise RuntimeError("a writer failed or did not get ready in time (see its error above)")
         go.set()
         collected = [results.get(timeout=timeout_s) for _ in range(writers)]
         for p in processes:
@@ -175,6 +178,33 @@ def run_writers(target: Any, args: tuple[Any, ...], writers: int, timeout_s: flo
             if p.is_alive():
                 p.kill()
                 p.join()
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (a server and its uvicorn workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def postgres_cpu_s(database: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving ``database`` (their titles name it)."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if "postgres" in (process.info["name"] or "") and any(
+                    f" {database} " in f" {part} " for part in process.info["cmdline"] or ()):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
 
 
 def percentile_ms(values: list[float], q: float) -> float:
@@ -221,12 +251,18 @@ def striate_side(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         command = [*cli, "--db", db, "--port", str(port), "--workers", str(args.workers)]
-        with server_process(command, f"{url}/api/v1/health", tmp / "striate-server.log", env):
+        with server_process(command, f"{url}/api/v1/health", tmp / "striate-server.log", env) as server:
             # (a), (b): 32 writers
-            noise = cpu_seconds()
+            database = db.rsplit("/", 1)[1]
+            noise, server_cpu, pg_cpu = cpu_seconds(), process_tree_cpu_s(server.pid), postgres_cpu_s(database)
             results = run_writers(_striate_writer, (url, token, args.batches, args.seconds), args.writers,
                                   timeout_s=args.seconds + 300)
             out["load"] = summarize(results, other_cpu_since(noise))
+            batches = out["load"]["batches_timed"] + args.writers  # the warm-up batches fall in the window too
+            out["load"]["cpu_ms_per_batch"] = {
+                "server": round((process_tree_cpu_s(server.pid) - server_cpu) / batches * 1000, 2),
+                "postgres": round((postgres_cpu_s(database) - pg_cpu) / batches * 1000, 2),
+                "writer": round(sum(r["cpu_s"] for r in results) / out["load"]["batches_timed"] * 1000, 2)}
             # zero lost or duplicated: every run's full history, read back and counted
             store = HttpStore(url, token=token)
             stored, duplicated = 0, 0
@@ -291,7 +327,9 @@ def summarize(results: list[dict[str, Any]], other_cpu_s: float) -> dict[str, An
     return {"writers": len(results), "points_per_batch": KEYS * STEPS, "batches_timed": len(latencies),
             "seconds": round(end - start, 2), "points_per_s": round(timed / (end - start)),
             "ack_latency_ms_p50": percentile_ms(latencies, 50), "ack_latency_ms_p99": percentile_ms(latencies, 99),
-            "ack_latency_ms_max": percentile_ms(latencies, 100), "other_programs_cpu_s": other_cpu_s}
+            "ack_latency_ms_max": percentile_ms(latencies, 100),
+            # busy CPU of the whole machine in the window, less the writers' (the server and PostgreSQL are in it)
+            "machine_cpu_s_not_writers": other_cpu_s}
 
 
 # -- MLflow's side --------------------------------------------------------------------------------------
@@ -300,26 +338,31 @@ def mlflow_side(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | str:
     url = f"http://127.0.0.1:{port}"
     with fresh_database("mlflow_load") as db:
         python = args.other_python
-        command = [python, "-m", "mlflow", "server", "--backend-store-uri", db,
+        backend = db.replace("postgresql://", "postgresql+psycopg2://")  # the driver installed beside mlflow
+        command = [python, "-m", "mlflow", "server", "--backend-store-uri", backend,
                    "--default-artifact-root", (tmp / "mlflow-artifacts").as_uri(),
                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
         env = {**os.environ, "MLFLOW_TRACKING_URI": url}
         try:
-            with server_process(command, f"{url}/health", tmp / "mlflow-server.log", env):
-                noise = cpu_seconds()
+            with server_process(command, f"{url}/health", tmp / "mlflow-server.log", env) as server:
+                database = db.rsplit("/", 1)[1]
+                noise, server_cpu, pg_cpu = cpu_seconds(), process_tree_cpu_s(server.pid), postgres_cpu_s(database)
                 done = subprocess.run([python, str(HERE / "_mlflow_load_side.py"), "--url", url,
                                        "--writers", str(args.writers), "--batches", str(args.batches),
                                        "--seconds", str(args.mlflow_seconds), "--keys", str(KEYS),
                                        "--steps", str(STEPS)],
                                       capture_output=True, text=True, timeout=args.mlflow_seconds + 900)
                 other = other_cpu_since(noise)
+                used = {"server_s": round(process_tree_cpu_s(server.pid) - server_cpu, 1),
+                        "postgres_s": round(postgres_cpu_s(database) - pg_cpu, 1)}
         except RuntimeError as error:
             return f"failed: {error}"
         if done.returncode != 0:
             return f"failed: {done.stderr.strip()[-2000:]}"
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result["uvicorn_workers"] = args.workers
-        result["load"]["other_programs_cpu_s"] = other
+        result["load"]["machine_cpu_s_not_writers"] = other
+        result["load"]["cpu_whole_run"] = used  # writing and counting back (MLflow's read-back is in it)
         return result
 
 
