@@ -78,7 +78,8 @@ def serve(
     max_artifact_mb: int = typer.Option(16384, "--max-artifact-mb", min=1,
                                         help="the largest artifact file the server takes, in MiB"),
     workers: int = typer.Option(1, "--workers", min=1, max=64,
-                                help="server processes sharing the port (one per core is the rule of thumb)"),
+                                help="server processes sharing the port (one per core is the rule of thumb; each "
+                                "counts failed bearer-token attempts on its own)"),
 ) -> None:
     """Serve the store at --db over HTTP (the API is under /api/v1; its OpenAPI spec at /api/v1/openapi.json)."""
     if ctx.invoked_subcommand is not None:
