@@ -107,6 +107,14 @@ def test_metric_history_keeps_nan_and_infinity(server) -> None:
     assert body["values"][3] == 0.5
 
 
+def test_every_answer_says_how_long_the_server_took(server) -> None:
+    client, _auth, tokens, runs, _store = server
+    for response in (client.get(f"/api/v1/runs/{runs['vision']}/metrics/loss", headers=_h(tokens["alice"])),
+                     client.get("/api/v1/runs"), client.get("/api/v1/nowhere")):
+        name, took = response.headers["server-timing"].split(";dur=")
+        assert name == "app" and 0 < float(took) < 60_000, response.headers["server-timing"]
+
+
 def test_expired_and_revoked_tokens_are_refused(server) -> None:
     client, auth, tokens, *_ = server
     alice = auth.user_id("alice")

@@ -129,3 +129,39 @@ def test_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = run_cli("server", "--db", str(store), "--port", str(port))
     assert result.returncode != 0 and "cannot listen on" in result.stderr and "--port" in result.stderr
+
+
+def test_several_worker_processes_serve_the_same_store_and_stop_together(tmp_path: Path) -> None:
+    import psutil
+
+    store = str(tmp_path / "store")
+    (tmp_path / "store").mkdir()
+    assert run_cli("server", "upgrade", "--db", store).returncode == 0
+    token = run_cli("server", "create-admin", "root", "--db", store).stdout.strip().splitlines()[-1]
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", store, "--port", str(port),
+                                "--workers", "2"], env={**os.environ, **CLI_ENV}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                status, body = _get(f"{base}/me", token)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not answer within 90 s"
+                time.sleep(0.2)
+        assert status == 200 and body["user"] == "root"
+        assert _get(f"{base}/runs")[0] == 401  # every worker authenticates
+        workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name().lower()]
+        assert len(workers) >= 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

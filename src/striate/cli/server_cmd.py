@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 from pathlib import Path
 from typing import Any, Optional
@@ -16,6 +18,7 @@ server_app = typer.Typer(help="the team server: the store behind a REST API with
 
 DB_OPTION = typer.Option(None, "--db", help="the server's store: a store folder (SQLite) or a postgresql:// URL "
                          "(default $STRIATE_STORE or ./striate-runs)")
+WORKER_ENV = "STRIATE_SERVER_WORKER"  # how `--workers N` hands the store and settings to its workers
 DAYS_OPTION = typer.Option(90, "--days", min=1, max=365, help="days until the token expires (at most 365)")
 
 
@@ -74,6 +77,9 @@ def serve(
         "s3://bucket/prefix (default: the store's own artifacts/ folder)"),
     max_artifact_mb: int = typer.Option(16384, "--max-artifact-mb", min=1,
                                         help="the largest artifact file the server takes, in MiB"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="server processes sharing the port (one per core is the rule of thumb; each "
+                                "counts failed bearer-token attempts on its own)"),
 ) -> None:
     """Serve the store at --db over HTTP (the API is under /api/v1; its OpenAPI spec at /api/v1/openapi.json)."""
     if ctx.invoked_subcommand is not None:
@@ -81,15 +87,36 @@ def serve(
     module = _server_modules()
     import uvicorn
 
-    store, engine, shown = _open(db)
-    application = module.create_app(store, engine, shown, artifacts=artifacts,
-                                    max_artifact_bytes=max_artifact_mb * 1024 * 1024)
+    from striate.tracking.store import default_store_location
+
+    location = db or default_store_location()
+    store, engine, shown = _open(location)
+    settings = {"artifacts": artifacts, "max_artifact_bytes": max_artifact_mb * 1024 * 1024}
+    # refuses a database that needs a migration, here, before any worker starts
+    application = module.create_app(store, engine, shown, **settings)
     _check_port_free(host, port)
     err_console.print(f"striate server on http://{host}:{port}/api/v1 (store {shown}, artifacts "
-                      f"{artifacts or store.artifact_root}); Ctrl-C stops it", markup=False, highlight=False)
+                      f"{artifacts or store.artifact_root}, {workers} process{'es' if workers > 1 else ''}); "
+                      "Ctrl-C stops it", markup=False, highlight=False)
     # proxy_headers off: a client must not choose its own address with X-Forwarded-For (login limits count
     # failures per address); behind a reverse proxy every client counts as the proxy's address.
-    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)
+    if workers == 1:
+        uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)
+        return
+    engine.dispose()  # each worker opens the store itself
+    location = location if "://" in location else str(Path(location).resolve())
+    os.environ[WORKER_ENV] = json.dumps({"db": location, **settings})
+    uvicorn.run("striate.cli.server_cmd:worker_app", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", proxy_headers=False)
+
+
+def worker_app() -> Any:
+    """The application of one worker process of ``striate server --workers N`` (uvicorn's factory):
+    the store and settings the parent process checked, handed over in $STRIATE_SERVER_WORKER."""
+    module = _server_modules()
+    settings = json.loads(os.environ[WORKER_ENV])
+    store, engine, shown = _open(settings.pop("db"))
+    return module.create_app(store, engine, shown, **settings)
 
 
 @server_app.command("upgrade")

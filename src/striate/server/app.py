@@ -90,6 +90,29 @@ class BodyLimit:
                 await _too_large(send, limit)
 
 
+class ServerTiming:
+    """ASGI middleware: every answer carries ``Server-Timing: app;dur=MS``, the milliseconds from the
+    request reaching the application to the answer's start (its body already rendered): the server's own
+    time, without the network and the client (what benchmarks/server_load.py reports)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                took = f"app;dur={(time.perf_counter() - start) * 1000:.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", ()), (b"server-timing", took)]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 class _BodyTooLarge(StarletteHTTPException):
     pass
 
@@ -176,6 +199,7 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str, artifacts: Optio
     app = FastAPI(title="striate", version="1", default_response_class=ApiJSON, responses=ERRORS,
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     app.add_middleware(BodyLimit)
+    app.add_middleware(ServerTiming)  # added last: the outermost, so it times everything, refusals too
 
     @app.exception_handler(StriateError)
     async def striate_error(_request: Request, error: StriateError) -> Response:

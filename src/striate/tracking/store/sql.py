@@ -315,8 +315,8 @@ class SqlStore(SyncableStore):
     def history(self, run_id: str, key: str, max_points: int | None = None) -> MetricSeries:
         """All points of one metric, concatenated from its chunks (M4-downsampled to ``max_points``)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(_CHUNK_ROWS.where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
-                                .order_by(metric_chunks.c.id)).all()
+            rows = _fetch_bytes(conn, _CHUNK_ROWS.where(metric_chunks.c.run_id == run_id, metric_chunks.c.key == key)
+                                .order_by(metric_chunks.c.id))
         series = codec.unpack(key, [PackedChunk(key, *row) for row in rows])
         return downsample_m4(series, max_points) if max_points else series
 
@@ -644,6 +644,17 @@ def _param_rows(run_id: str, flat: dict[str, Any]) -> list[dict[str, Any]]:
         num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         rows.append({"run_id": run_id, "key": key, "value": json.dumps(value, default=str), "num": num})
     return rows
+
+
+def _fetch_bytes(conn: sa.Connection, query: sa.Select[Any]) -> Sequence[Any]:
+    """The rows of a query over packed arrays. On PostgreSQL they come in the binary result format:
+    bytea in the text format is hex, twice the bytes to send and decode (a 100,000-point history reads
+    in half the time)."""
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return conn.execute(query).all()
+    compiled = query.compile(dialect=conn.dialect)
+    with conn.connection.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        return cursor.execute(str(compiled), compiled.params).fetchall()
 
 
 def _set_busy_timeout(conn: sa.Connection, milliseconds: int) -> None:
