@@ -11,6 +11,7 @@ cannot carry (NaN, ±inf: a diverged loss) travel as the strings "NaN", "Infinit
 # and the ``Caller`` dependency they name is local to create_app.
 import json
 import logging
+import re
 import time
 from typing import Annotated, Any, Optional
 
@@ -39,8 +40,9 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # a JSON body past this is refused (413) befo
 # Most requests are small: parsing JSON costs ~10x its size in memory, so only the routes that carry
 # metric batches take big bodies (a million packed points is ~32 MiB of JSON).
 SMALL_BODY_BYTES = 4 * 1024 * 1024
-BIG_BODY_SUFFIXES = ("/metrics", "/chunks")
-STREAMED_PATHS = ("/artifacts/",)  # artifact uploads: streamed to storage in blocks, never parsed whole
+BIG_BODY_ROUTE = re.compile(r"/api/v1/runs/[^/]+/(metrics|chunks)")  # POST: metric batches
+STREAMED_ROUTE = re.compile(r"/api/v1/runs/[^/]+/artifacts/.+")  # PUT: streamed to storage, capped by the route
+ANONYMOUS_BODY_BYTES = 64 * 1024  # a request with no token or session cookie (a login) carries no more
 log = logging.getLogger("striate.server")
 
 
@@ -48,20 +50,26 @@ class BodyLimit:
     """ASGI middleware: answers 413 once a request body passes ``limit`` bytes — by its Content-Length
     before anything is read, or while a body without one streams in."""
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES, small: int = SMALL_BODY_BYTES,
-                 streamed: tuple[str, ...] = STREAMED_PATHS) -> None:
-        self.app, self.big, self.small, self.streamed = app, limit, small, streamed
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES, small: int = SMALL_BODY_BYTES) -> None:
+        self.app, self.big, self.small = app, limit, small
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        if any(part in path for part in self.streamed):  # bodies streamed to storage, capped by their route
+        path, method = scope.get("path", ""), scope.get("method", "")
+        headers = dict(scope.get("headers") or ())
+        # Bodies are read and parsed before the route checks the caller: a request without credentials gets
+        # a tiny allowance, so nobody without a token can make the server parse megabytes.
+        credentials = b"authorization" in headers or b"striate_session=" in headers.get(b"cookie", b"")
+        if not credentials:
+            limit = ANONYMOUS_BODY_BYTES
+        elif method == "PUT" and STREAMED_ROUTE.fullmatch(path):
             await self.app(scope, receive, send)
             return
-        limit = self.big if path.endswith(BIG_BODY_SUFFIXES) else self.small
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        else:
+            limit = self.big if method == "POST" and BIG_BODY_ROUTE.fullmatch(path) else self.small
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(send, limit)
             return
@@ -74,7 +82,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:  # FastAPI passes an HTTPException through its body parsing
-                    raise _BodyTooLarge(413, f"the request body is over {limit // (1024 * 1024)} MiB")
+                    raise _BodyTooLarge(413, f"the request body is over {_size(limit)}")
             return message
 
         async def tracked_send(message: Any) -> None:
@@ -117,8 +125,12 @@ class _BodyTooLarge(StarletteHTTPException):
     pass
 
 
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+
+
 async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps({"error": f"the request body is over {limit // (1024 * 1024)} MiB",
+    body = json.dumps({"error": f"the request body is over {_size(limit)}",
                        "fix": "send smaller batches"}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -250,11 +262,10 @@ def create_app(store: Store, engine: sa.Engine, shown_url: str, artifacts: Optio
                   cookie: Annotated[Optional[str], Depends(session_cookie)]) -> Principal:
         if credentials is not None and credentials.credentials:
             client = request.client.host if request.client else "unknown"
-            bearer_failures.check(client)
             try:
                 return auth.authenticate(credentials.credentials.strip())
             except AuthError:
-                bearer_failures.add(client)
+                bearer_failures.failed(client)  # 429 once a client has guessed too often (a valid token still works)
                 raise
         if cookie:
             session = sessions.find(cookie)

@@ -14,11 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from striate.errors import StoreError, StriateError
+from striate.errors import ConflictError, StoreError, StriateError
 from striate.tracking.store.base import check_artifact_path
 
 STAGING = ".uploads"  # under a local root: no run id starts with '.'
@@ -54,17 +53,24 @@ class ArtifactStorage:
                                    "local folder") from None
             self.root = root.rstrip("/")
             digest = hashlib.sha256(location.encode()).hexdigest()[:16]
-            self.staging = Path(tempfile.gettempdir()) / "striate-uploads" / digest
+            # Under this user's own cache, not a shared temporary folder another user could prepare
+            cache = Path(os.environ.get("STRIATE_CACHE") or Path.home() / ".cache" / "striate")
+            self.staging = cache / "server-uploads" / digest
         else:
             self.root = str(Path(location.removeprefix("file://")).resolve())
             self.staging = Path(self.root) / STAGING
         try:
-            self.staging.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir(parents=True, exist_ok=True, mode=0o700)
             if self.fs is None:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"cannot create the artifact folder {error.filename}: {error.strerror}",
                              "give --artifacts a folder the server can write") from None
+        info = self.staging.lstat()
+        if self.staging.is_symlink() or info.st_uid != os.getuid():
+            raise StoreError(f"the upload staging folder {self.staging} is a link or belongs to another user",
+                             "remove it; the server makes its own")
+        os.chmod(self.staging, 0o700)
 
     def check(self) -> None:
         """Reach the storage once (at start-up): a wrong bucket or endpoint is named before any upload."""
@@ -89,8 +95,15 @@ class ArtifactStorage:
         """Move (local) or copy (fsspec) a complete, checked upload into place."""
         key = self.key(run_id, path)
         if self.fs is None:
-            target = Path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = self._local(run_id, path)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ConflictError(f"artifact {path} of run {run_id[:8]} cannot be stored: a folder of its path is "
+                                    "already one of the run's files", "choose another path") from None
+            if target.is_dir() and not target.is_symlink():
+                raise ConflictError(f"artifact {path} of run {run_id[:8]} cannot be stored: the run's artifacts "
+                                    "hold a folder at that path", "choose another path") from None
             if target.is_symlink() or (target.exists() and not target.is_file()):
                 raise StoreError(f"artifact {path} of run {run_id[:8]}: something other than a file is in the way",
                                  "remove it from the server's artifact folder")
@@ -105,12 +118,21 @@ class ArtifactStorage:
                 dst.write(chunk)
         staged.unlink(missing_ok=True)
 
+    def _local(self, run_id: str, path: str) -> Path:
+        """A local artifact's file, refused (StoreError) when a link inside the run's folder leads elsewhere."""
+        target = Path(self.key(run_id, path))
+        folder = (Path(self.root) / run_id).resolve()
+        if not target.resolve().is_relative_to(folder) or (folder.parent != Path(self.root).resolve()):
+            raise StoreError(f"artifact {path} of run {run_id[:8]}: its folder leads outside the run's folder "
+                             "(a symbolic link)", "remove the link from the server's artifact folder")
+        return target
+
     def open(self, run_id: str, path: str) -> BinaryIO:
         """The stored file, for reading (seekable)."""
         key = self.key(run_id, path)
         try:
             if self.fs is None:
-                return open(key, "rb")  # noqa: SIM115 - the caller closes it
+                return open(self._local(run_id, path), "rb")  # noqa: SIM115 - the caller closes it
             # 16 MiB read-ahead blocks: s3fs's default (50 MiB) would sit in memory for each download in flight
             return self.fs.open(key, "rb", block_size=COPY_BLOCK)  # type: ignore[no-any-return]
         except FileNotFoundError:
@@ -131,7 +153,9 @@ class ArtifactStorage:
         """Delete a stored file (nothing when there is none)."""
         key = self.key(run_id, path)
         if self.fs is None:
-            Path(key).unlink(missing_ok=True)
+            target = self._local(run_id, path)
+            if target.is_file() or target.is_symlink():
+                target.unlink(missing_ok=True)
             return
         try:
             self.fs.rm_file(key)

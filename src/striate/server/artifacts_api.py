@@ -14,6 +14,8 @@ and one the caller may not see answers 404 like a run that does not exist.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run time.
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -36,7 +38,8 @@ API = "/api/v1"
 MAX_ARTIFACT_BYTES = 16 * 1024 ** 3  # the default size cap of one artifact (`striate server --max-artifact-mb`)
 BLOCK = 1 << 20  # bytes read from storage per block of a download
 _SHA = r"^[0-9a-f]{64}$"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+LOCKS = "locks"  # a folder of the staging folder
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 
 
 class PathError(StriateError):
@@ -78,7 +81,17 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
     """The artifact routes over ``store`` (records) and ``storage`` (bytes)."""
     router = APIRouter(prefix=API)
     Caller = Annotated[Principal, Depends(caller_dependency)]
-    uploading: set[Path] = set()  # staging files a request is writing now (one writer each)
+
+    def commit(staged: Path, run_id: str, path: str, kind: str, size: int, sha256: str) -> None:
+        """Move a checked upload into storage and record it, one upload of a path at a time (across worker
+        processes too): the record always describes the file stored. A run deleted meanwhile keeps nothing."""
+        with _path_lock(storage.staging, run_id, path):
+            storage.store(staged, run_id, path)
+            try:
+                store.add_artifact(run_id, path, kind, size, sha256)
+            except sa.exc.IntegrityError:  # the run was deleted while its file arrived
+                storage.remove(run_id, path)
+                raise _not_found(run_id) from None
 
     def run_of(caller: Principal, run_id: str, needed: str) -> str:
         """The run's project, after checking the caller's role there (404 when they may not see it)."""
@@ -135,28 +148,34 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
             raise ConfigError("the artifact kind holds a control character", "give a kind of plain text")
         check_size(size)
         staged = storage.staged(run_id, path, sha256, size)
-        have = staged.stat().st_size if staged.is_file() else 0
-        if offset > have or offset > size:
-            return json_response({"error": f"this upload can continue from byte {have}, not {offset}",
-                                  "fix": f"send the bytes from offset={have}", "offset": have}, status_code=409)
-        if staged in uploading:
-            raise ConflictError(f"artifact {path[:200]} of run {run_id[:8]} is being uploaded by another request",
-                                "wait for it to finish, then ask GET .../artifact-uploads for the offset")
-        uploading.add(staged)
+        # The staging file is held (flock) by one request from open to commit, in every worker process: a
+        # second upload of the same bytes is told to wait instead of truncating the file being hashed.
         try:
-            received = await _receive(request, staged, offset, size)
-        finally:
-            uploading.discard(staged)
-        if received < size:
-            return json_response({"offset": received, "size": size}, status_code=202)
-        digest = await run_in_threadpool(_file_sha256, staged)
-        if digest != sha256:
-            staged.unlink(missing_ok=True)
-            raise _Mismatch(f"the bytes received for {path[:200]} have SHA-256 {digest[:16]}…, not the "
-                            f"{sha256[:16]}… announced; nothing was kept",
-                            "upload the file again from offset 0 (it may have changed while it was sent)")
-        await run_in_threadpool(storage.store, staged, run_id, path)
-        await run_in_threadpool(store.add_artifact, run_id, path, kind, size, sha256)
+            fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as error:
+            raise StoreError(f"cannot stage the upload of {path[:200]}: {error.strerror}",
+                             "check the server's staging folder (it must be a folder of the server's own)") from None
+        with os.fdopen(fd, "r+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(f"artifact {path[:200]} of run {run_id[:8]} is being uploaded by another "
+                                    "request", "wait for it to finish, then ask GET .../artifact-uploads for the "
+                                    "offset") from None
+            have = os.fstat(fh.fileno()).st_size
+            if offset > have or offset > size:
+                return json_response({"error": f"this upload can continue from byte {have}, not {offset}",
+                                      "fix": f"send the bytes from offset={have}", "offset": have}, status_code=409)
+            received = await _receive(request, fh, staged, offset, size)
+            if received < size:
+                return json_response({"offset": received, "size": size}, status_code=202)
+            digest = await run_in_threadpool(_file_sha256, staged)
+            if digest != sha256:
+                staged.unlink(missing_ok=True)
+                raise _Mismatch(f"the bytes received for {path[:200]} have SHA-256 {digest[:16]}…, not the "
+                                f"{sha256[:16]}… announced; nothing was kept",
+                                "upload the file again from offset 0 (it may have changed while it was sent)")
+            await run_in_threadpool(commit, staged, run_id, path, kind, size, sha256)
         return json_response({"path": path, "kind": kind, "size": size, "sha256": sha256}, status_code=201)
 
     @router.get("/runs/{run_id}/artifacts/{path:path}",
@@ -174,7 +193,9 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
         if total is None:
             raise StoreError(f"artifact {path[:200]} of run {run_id[:8]} is recorded but its file is missing from "
                              "the server's storage", "upload it again")
-        ranged, start, end = _byte_range(request.headers.get("range"), total)
+        if_range = request.headers.get("if-range")
+        wanted = request.headers.get("range") if if_range in (None, f'"{there["sha256"]}"') else None
+        ranged, start, end = _byte_range(wanted, total)
         headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), "ETag": f'"{there["sha256"]}"',
                    "X-Striate-SHA256": there["sha256"]}
         status = 200
@@ -189,8 +210,12 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
         """Forget the artifact and remove its file."""
         run_of(caller, run_id, "editor")
         _checked(path)
-        store.remove_artifact(run_id, path)
-        storage.remove(run_id, path)
+        if recorded(run_id, path) is None:
+            raise RunNotFoundError(f"run {run_id[:8]} has no artifact {path[:200]!r}",
+                                   "GET /api/v1/runs/{run} lists its artifacts")
+        with _path_lock(storage.staging, run_id, path):
+            store.remove_artifact(run_id, path)
+            storage.remove(run_id, path)
         return Response(status_code=204)
 
     return router
@@ -201,27 +226,40 @@ def _not_found(run_id: str) -> RunNotFoundError:
                             "`striate runs` (GET /api/v1/runs) lists the runs you can see")
 
 
-async def _receive(request: Request, staged: Path, offset: int, size: int) -> int:
-    """Write the body into ``staged`` from ``offset`` on, block by block; how many bytes the file holds after.
-    A connection that breaks keeps what arrived; more bytes than ``size`` keep nothing (400)."""
-    mode = "r+b" if staged.is_file() else "wb"
+@contextlib.contextmanager
+def _path_lock(staging: Path, run_id: str, path: str) -> Iterator[None]:
+    """An exclusive lock on one artifact path of one run, held across the server's worker processes."""
+    # One of 256 lock files (striped by the path's hash): a lock file per path would pile up forever, and
+    # removing one while another request waits on it would let two requests hold "the" lock.
+    stripe = hashlib.sha256(f"{run_id}\0{path}".encode()).digest()[0]
+    locks = staging / LOCKS
+    locks.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(locks / f"{stripe:02x}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _receive(request: Request, fh: Any, staged: Path, offset: int, size: int) -> int:
+    """Write the body into the open staging file from ``offset`` on, block by block; how many bytes it holds
+    after. A connection that breaks keeps what arrived; more bytes than ``size`` keep nothing (400)."""
     position = offset
-    with open(staged, mode) as fh:
-        fh.seek(offset)
-        fh.truncate()
-        try:
-            async for block in request.stream():
-                if position + len(block) > size:
-                    fh.close()
-                    staged.unlink(missing_ok=True)
-                    raise _Mismatch(f"the body runs past the announced size of {size:,} bytes; nothing was kept",
-                                    "send size= as the whole file's size, and each part from its offset")
-                fh.write(block)
-                position += len(block)
-        except ClientDisconnect:
-            pass  # what arrived stays: the client resumes from here
-        fh.flush()
-        await run_in_threadpool(os.fsync, fh.fileno())  # what a 202 reports is on disk
+    fh.seek(offset)
+    fh.truncate()
+    try:
+        async for block in request.stream():
+            if position + len(block) > size:
+                staged.unlink(missing_ok=True)
+                raise _Mismatch(f"the body runs past the announced size of {size:,} bytes; nothing was kept",
+                                "send size= as the whole file's size, and each part from its offset")
+            fh.write(block)
+            position += len(block)
+    except ClientDisconnect:
+        pass  # what arrived stays: the client resumes from here
+    fh.flush()
+    await run_in_threadpool(os.fsync, fh.fileno())  # what a 202 reports is on disk
     return position
 
 
@@ -240,7 +278,7 @@ def _byte_range(header: Optional[str], total: int) -> tuple[bool, int, int]:
         return False, 0, total
     match = _RANGE.fullmatch(header.strip())
     if match is None or not (match.group(1) or match.group(2)):
-        raise _RangeError(f"unreadable Range header {header[:80]!r}", "send Range: bytes=START-END")
+        return False, 0, total  # a range this server does not read is ignored (RFC 9110): the whole file
     first, last = match.group(1), match.group(2)
     if not first:  # the last N bytes
         start, end = max(total - int(last), 0), total

@@ -55,8 +55,9 @@ login_failures = sa.Table(
 class FailureCounter:
     """Failed bearer-token attempts per client address, in this process's memory (a token is checked on
     every request: a database write per failure would let a guesser load the database instead). Past
-    LOGIN_FAILURES_ALLOWED in LOGIN_WINDOW_S, the client's requests with a token answer 429 before the
-    token is looked at, until the window has passed."""
+    LOGIN_FAILURES_ALLOWED in LOGIN_WINDOW_S, the client's further invalid tokens answer 429 instead of 401
+    until the window has passed; a valid token is never refused (one bad client behind a shared address, a
+    proxy or a NAT, must not lock the others out)."""
 
     def __init__(self) -> None:
         import threading
@@ -64,29 +65,18 @@ class FailureCounter:
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, client: str) -> None:
-        """TooManyRequestsError while ``client`` is over the limit."""
-        failures = self._failures.get(client)
-        if not failures:
-            return
+    def failed(self, client: str) -> None:
+        """Count one failed attempt of ``client``; TooManyRequestsError once it is over the limit."""
         now = time.time()
-        with self._lock:
-            recent = [t for t in failures if t >= now - LOGIN_WINDOW_S]
-            if recent:
-                self._failures[client] = recent
-            else:
-                self._failures.pop(client, None)
-        if len(recent) >= LOGIN_FAILURES_ALLOWED:
-            wait = max(1, int(recent[0] + LOGIN_WINDOW_S - now) + 1)
-            raise TooManyRequestsError(f"too many requests with invalid tokens from {client}",
-                                       f"wait {wait} s, then send a valid token", retry_after_s=wait)
-
-    def add(self, client: str) -> None:
-        """Count one failed attempt of ``client``."""
         with self._lock:
             if len(self._failures) > 100_000:  # a flood of addresses must not grow this without bound
                 self._failures.clear()
-            self._failures.setdefault(client, []).append(time.time())
+            recent = [t for t in self._failures.get(client, ()) if t >= now - LOGIN_WINDOW_S] + [now]
+            self._failures[client] = recent[-(LOGIN_FAILURES_ALLOWED + 1):]
+        if len(recent) > LOGIN_FAILURES_ALLOWED:
+            wait = max(1, int(recent[-LOGIN_FAILURES_ALLOWED - 1] + LOGIN_WINDOW_S - now) + 1)
+            raise TooManyRequestsError(f"too many requests with invalid tokens from {client}",
+                                       f"wait {wait} s, then send a valid token", retry_after_s=wait)
 
 
 def _hash(value: str) -> str:

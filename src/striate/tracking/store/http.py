@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -224,7 +225,7 @@ class HttpStore(SyncableStore):
         done = {"path": path, "kind": kind, "size": size, "sha256": digest}
         if status["stored"]:
             return done
-        offset, failures = int(status["offset"]), 0
+        offset, failures, stalled = int(status["offset"]), 0, 0
         while True:
             try:
                 response = self._client.put(url, params={**params, "kind": kind, "offset": offset},
@@ -249,6 +250,10 @@ class HttpStore(SyncableStore):
             answer = response.json()
             if response.status_code == 201:
                 return {**done, **answer}
+            stalled = stalled + 1 if int(answer["offset"]) <= offset else 0
+            if stalled >= 3:  # the file ends before the size it had when it was hashed
+                raise StoreError(f"artifact {source} changed while it was uploaded (it is no longer {size:,} bytes "
+                                 "long)", "upload it again once nothing writes it")
             offset = int(answer["offset"])
 
     def artifact_file(self, run_id: str, path: str) -> Path:
@@ -265,33 +270,46 @@ class HttpStore(SyncableStore):
         if target.is_file() and not target.is_symlink() and file_sha256(target) == expected:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(f".{target.name}.download")
-        for attempt in range(1, _TRANSFER_TRIES + 1):
-            have = part.stat().st_size if part.is_file() else 0
-            try:
-                with self._client.stream("GET", self._artifact_url(run_id, path),
-                                         headers={"Range": f"bytes={have}-"} if have else {}) as response:
-                    if response.status_code == 416:  # the part on disk is not a prefix of this file
-                        part.unlink(missing_ok=True)
-                        continue
-                    if response.status_code >= 400:
-                        response.read()
-                        raise self._error(response)
-                    with open(part, "ab" if response.status_code == 206 else "wb") as fh:
-                        for block in response.iter_bytes(1 << 20):
-                            fh.write(block)
-                break
-            except httpx.HTTPError as exc:
-                if attempt == _TRANSFER_TRIES:
-                    raise StoreError(f"cannot download artifact {path} from the striate server at {self.url}: "
-                                     f"{exc or type(exc).__name__}", "check that the server runs, then retry") from None
-                time.sleep(min(0.5 * 2 ** attempt, 5.0))
-        digest = file_sha256(part) if part.is_file() else ""
-        if digest != expected:
+        if any(p.is_symlink() for p in (target.parent, *target.parent.parents) if p.is_relative_to(
+                Path(self.artifact_root))):
+            raise StoreError(f"the local cache folder of {path} holds a symbolic link", f"remove {target.parent}")
+        # A private file of this call (O_EXCL, never a link, mode 0600): another process downloading the
+        # same artifact, or a file planted in a shared cache, can neither be written through nor mixed in.
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".download")
+        part = Path(name)
+        try:
+            with os.fdopen(handle, "r+b") as fh:
+                for attempt in range(1, _TRANSFER_TRIES + 1):
+                    have = fh.seek(0, os.SEEK_END)
+                    try:
+                        headers = {"Range": f"bytes={have}-", "If-Range": f'"{expected}"'} if have else {}
+                        with self._client.stream("GET", self._artifact_url(run_id, path), headers=headers) as response:
+                            if response.status_code == 416:  # what is on disk is not a prefix of this file
+                                fh.truncate(0)
+                                continue
+                            if response.status_code >= 400:
+                                response.read()
+                                raise self._error(response)
+                            if response.status_code != 206:  # the whole file: start over
+                                fh.seek(0)
+                                fh.truncate()
+                            for block in response.iter_bytes(1 << 20):
+                                fh.write(block)
+                        break
+                    except httpx.HTTPError as exc:
+                        if attempt == _TRANSFER_TRIES:
+                            raise StoreError(f"cannot download artifact {path} from the striate server at {self.url}: "
+                                             f"{exc or type(exc).__name__}", "check that the server runs, then retry"
+                                             ) from None
+                        time.sleep(min(0.5 * 2 ** attempt, 5.0))
+            digest = file_sha256(part)
+            if digest != expected:
+                raise StoreError(f"artifact {path} of run {run_id[:8]} as downloaded has SHA-256 {digest[:16]}, not "
+                                 f"the recorded {expected[:16]}", "the server's copy was changed or damaged; nothing "
+                                 "was kept")
+            os.replace(part, target)
+        finally:
             part.unlink(missing_ok=True)
-            raise StoreError(f"artifact {path} of run {run_id[:8]} as downloaded has SHA-256 {digest[:16]}, not the "
-                             f"recorded {expected[:16]}", "the server's copy was changed or damaged; nothing was kept")
-        os.replace(part, target)
         return target
 
     def change_tags(self, run_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> list[str]:

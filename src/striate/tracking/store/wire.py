@@ -134,8 +134,8 @@ def decode_owner(value: Any) -> Owner | None:
 
 
 def check_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
-    """ConfigError when ``value`` (JSON from the network) nests deeper than ``limit``: reading it back
-    would exhaust the interpreter's recursion limit."""
+    """ConfigError when ``value`` (JSON from the network) nests deeper than ``limit`` (reading it back would
+    exhaust the interpreter's recursion limit) or holds an integer beyond 64 bits (no column or float holds it)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -143,6 +143,8 @@ def check_depth(value: Any, what: str, limit: int = MAX_JSON_DEPTH) -> None:
             if depth > limit:
                 raise ConfigError(f"{what} nests deeper than {limit} levels", "flatten it")
             stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+        elif type(item) is int and not -(2**63) <= item < 2**63:
+            raise ConfigError(f"{what} holds an integer beyond 64 bits", "send it as a string or a float")
 
 
 def finite_json(value: Any) -> Any:
