@@ -234,7 +234,7 @@ def _known_keys(mapping: Mapping[str, Any], known: tuple[str, ...], path: str, s
 def _word(value: Any, choices: tuple[str, ...], path: str, source: str) -> str:
     if not isinstance(value, str) or value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
-        fix = f"did you mean {close[0]!r}?" if close else f"choose one of: {', '.join(choices)}"
+        fix = (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(choices)}"
         raise ConfigError(f"invalid {path}={_short(value)!r} in {source}", fix)
     return value
 
