@@ -45,7 +45,7 @@ def describe(spec: Any) -> list[str]:
         ("parallel", f"{spec.parallel} trial(s) at a time"),
         ("base", " ".join(changed) + " (the rest: defaults)" if changed else "the training defaults"),
     ]
-    lines = [f"{spec.source}: valid, {len(spec.parameters)} parameter(s)"]
+    lines = [f"the sweep spec is valid: {len(spec.parameters)} parameter(s)"]
     for label, text in settings:
         lines += textwrap.wrap(text, WIDTH, initial_indent=f"  {label + ':':<16}", subsequent_indent=" " * 18,
                                break_on_hyphens=False)
@@ -56,7 +56,7 @@ def describe(spec: Any) -> list[str]:
         text = p.describe() + (f"  when {_when(p.when)}" if p.when else "")
         name = p.name if len(p.name) <= name_width else p.name[: name_width - 1] + "…"
         lines += textwrap.wrap(text, WIDTH, initial_indent=f"  {name:<{name_width}}  ",
-                               subsequent_indent=" " * (name_width + 6), break_on_hyphens=False)
+                               subsequent_indent=" " * (name_width + 4), break_on_hyphens=False)
     return lines
 
 
