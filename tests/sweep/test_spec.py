@@ -129,6 +129,12 @@ MISTAKES = [
     ("parameters: {lr: {choice: [0.1]}}\n" + OBJ + "parallel: 0\n", "parallel", "parallel: 1"),
     ("parameters: {lr: {choice: [0.1]}}\n" + OBJ + "seed: -1\n", "seed", "seed: 0"),
     ("base: {epoch: 3}\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base", "'epochs'"),
+    ("base: {lr: -1}\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base.lr", "give base.lr a valid value"),
+    ("base: {optimizer: adam}\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base.optimizer", "adamw"),
+    ("parameters:\n  lr: {uniform: {low: 0.1, high: 1}}\n  momentum: {choice: [0.5], when: {lr: 0.5}}\n" + OBJ,
+     "parameters.momentum.when.lr", "choice or int"),
+    ("parameters:\n  epochs: {int: {low: 2, high: 6, step: 2}}\n  lr: {choice: [0.1], when: {epochs: 3}}\n" + OBJ,
+     "parameters.lr.when.epochs", "epochs's values"),
     ("base: [1]\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base", "base: {model"),
     ("parameters: {}\n" + OBJ, "parameters", "log_uniform"),
     (OBJ, "'parameters'", "parameters:"),
@@ -142,6 +148,12 @@ def test_every_mistake_names_its_key_and_the_fix(text, problem, fix):
         parse(text)
     assert problem in caught.value.problem, caught.value.problem
     assert fix in (caught.value.fix or ""), caught.value.fix
+
+
+def test_base_keys_are_read_as_training_settings_name_them():
+    spec = parse("base: {model-options: {dropout: 0.1}, batch-size: 32}\n"
+                 "parameters: {model_options.width: {choice: [8]}}\n" + OBJ)
+    assert spec.base == {"model_options": {"dropout": 0.1}, "batch_size": 32}
 
 
 def test_a_grid_too_large_to_hold_is_refused():

@@ -23,13 +23,14 @@ into an Optuna study.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 from striate.config import TrainConfig, coerce
 from striate.errors import ConfigError
@@ -270,8 +271,25 @@ def _base(value: Any, source: str) -> dict[str, Any]:
     if value is None:
         return {}
     base = _mapping(value, "base", source, "write the training settings, e.g. `base: {model: lenet5, epochs: 5}`")
-    TrainConfig.from_mapping(base, source=f"{source}: base")  # unknown settings and bad values fail here
-    return dict(base)
+    for key, setting in base.items():  # one at a time first, so that an error names its key
+        with _named(f"base.{key}", source):
+            TrainConfig.from_mapping({key: setting}, source=f"base.{key} in {source}")
+    TrainConfig.from_mapping(base, source=f"base in {source}")  # settings that clash (nesterov, momentum 0)
+    return {k.replace("-", "_"): v for k, v in base.items()}  # as TrainConfig names them: model_options merges
+
+
+@contextlib.contextmanager
+def _named(path: str, source: str) -> Iterator[None]:
+    """A ConfigError raised inside that does not name ``path`` is raised again naming it."""
+    try:
+        yield
+    except ConfigError as exc:
+        if path in exc.problem:
+            raise
+        fix = exc.fix or ""
+        if fix.startswith("set a valid --"):  # TrainConfig.validate speaks of command-line flags
+            fix = f"give {path} a valid value"
+        raise ConfigError(f"{exc.problem} (at {path} in {source})", fix) from None
 
 
 # -- parameters -------------------------------------------------------------------------------------
@@ -321,6 +339,13 @@ def _parameters(value: Any, base: dict[str, Any], method: str, source: str) -> t
     for param in result:
         for cond, wanted in param.when:
             parent = next(p for p in result if p.name == cond)
+            if parent.kind not in ("choice", "int"):
+                raise ConfigError(f"parameters.{param.name}.when.{cond} in {source}: {cond} is {parent.kind}, "
+                                  "and a real-valued draw almost never equals one value",
+                                  f"make the condition on a choice or int parameter, or give {cond} as choice")
+            if parent.kind == "int" and wanted not in parent.grid_values():
+                raise ConfigError(f"parameters.{param.name}.when.{cond}={_short(wanted)!r} in {source} can never "
+                                  f"hold: {cond} takes {parent.describe()}", f"use one of {cond}'s values")
             if parent.kind == "choice" and wanted not in parent.values:
                 raise ConfigError(f"parameters.{param.name}.when.{cond}={_short(wanted)!r} in {source} can never "
                                   f"hold: {cond} takes {' | '.join(_short(v) for v in parent.values)}",
@@ -410,12 +435,9 @@ def _checker(name: str, setting: dataclasses.Field[Any] | None, base: dict[str, 
         if setting is None:  # a model option: the model builder checks it when a trial builds the model
             return value
         where = f"{path} in {source}"
-        try:
-            coerced = coerce(setting, value, where)
+        coerced = coerce(setting, value, where)
+        with _named(path, source):
             TrainConfig.from_mapping({**base, name: coerced}, source=where)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc.problem}" if where not in exc.problem else exc.problem,
-                              exc.fix) from None
         return coerced
 
     return check
