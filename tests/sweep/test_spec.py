@@ -130,6 +130,7 @@ MISTAKES = [
     ("parameters: {lr: {choice: [0.1]}}\n" + OBJ + "seed: -1\n", "seed", "seed: 0"),
     ("base: {epoch: 3}\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base", "'epochs'"),
     ("base: {lr: -1}\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base.lr", "give base.lr a valid value"),
+    ("base: {lr: 1%s}\nparameters: {epochs: {choice: [1]}}\n" % ("0" * 400) + OBJ, "base.lr", "lr=0.05"),
     ("base: {optimizer: adam}\nparameters: {lr: {choice: [0.1]}}\n" + OBJ, "base.optimizer", "adamw"),
     ("parameters:\n  lr: {uniform: {low: 0.1, high: 1}}\n  momentum: {choice: [0.5], when: {lr: 0.5}}\n" + OBJ,
      "parameters.momentum.when.lr", "choice or int"),
