@@ -94,3 +94,10 @@ def test_any_text_gives_data_or_one_config_error(pieces: list[str]) -> None:
         safe_yaml.loads(text, max_nodes=500)
     except ConfigError as exc:
         assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("text", ["\x1f", "a: \x07", b"key: \x00"])
+def test_control_characters_are_one_config_error(text: str | bytes) -> None:
+    # PyYAML's reader refuses them while the loader is being made, before parsing starts
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        safe_yaml.loads(text, "spec")

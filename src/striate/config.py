@@ -197,7 +197,7 @@ def coerce(f: dataclasses.Field[Any], value: Any, source: str) -> Any:
             result = dict(value)
         else:  # pragma: no cover - every declared type is handled above
             result = value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of an integer past 1e308
         raise bad from None
     choices = f.metadata.get("choices")
     if choices and result not in choices:

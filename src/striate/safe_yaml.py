@@ -94,8 +94,9 @@ def loads(text: str | bytes, source: str = "<string>", *, max_bytes: int = MAX_B
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start})",
                               "save it as UTF-8") from None
-    loader = _CountingLoader(text, max_nodes, max_depth)
+    loader = None
     try:
+        loader = _CountingLoader(text, max_nodes, max_depth)  # the reader refuses control characters here
         return loader.get_single_data()
     except _Refused as exc:
         raise ConfigError(f"refusing {source}: {exc}", "write the values out plainly; "
@@ -106,7 +107,8 @@ def loads(text: str | bytes, source: str = "<string>", *, max_bytes: int = MAX_B
     except RecursionError:  # a last line of defence; the depth cap should come first
         raise ConfigError(f"refusing {source}: it nests too deeply", "flatten the document") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_path(path: Path, what: str = "file", *, max_bytes: int = MAX_BYTES, **limits: int) -> Any:

@@ -43,4 +43,4 @@ def test_importing_the_app_gives_every_command():
     assert set(group.commands) == {
         "runs", "show", "tag", "note", "archive", "delete", "which", "sync", "compare", "diff", "export",
         "export-tensorboard", "export-run", "import-run", "resume", "reproduce", "train", "data", "models", "import",
-        "artifacts", "history", "store", "server", "stop"}
+        "artifacts", "history", "store", "server", "stop", "ui", "sweep"}

@@ -21,6 +21,7 @@ from striate.cli import (
     server_cmd,
     stop_cmd,
     store_cmd,
+    sweep_cmd,
     train_cmd,
     ui_cmd,
 )
@@ -57,6 +58,7 @@ app.add_typer(models_cmd.models_app, name="models")
 app.add_typer(integrations_cmd.import_app, name="import")
 app.add_typer(server_cmd.server_app, name="server")
 app.add_typer(store_cmd.store_app, name="store")
+app.add_typer(sweep_cmd.sweep_app, name="sweep")
 
 
 def main() -> None:
