@@ -17,8 +17,9 @@ def stop(
     store: Optional[str] = STORE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Ask a running run to stop: its training process (on any machine) ends after the current step,
-    saves a checkpoint and records the run as stopped; `striate resume RUN` continues it exactly."""
+    """Ask a running run (on any machine) to stop after its step, with a checkpoint; `striate resume` continues it.
+
+    The training process ends after the current step, saves a checkpoint and records the run as stopped."""
     from striate.tracking.store import open_store
 
     opened = open_store(store)
