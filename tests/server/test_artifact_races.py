@@ -164,3 +164,30 @@ def test_a_link_planted_in_the_local_cache_is_neither_followed_nor_returned(admi
     for t in threads:
         t.join()
     assert results == [b"the real weights"] * 4
+
+
+def test_unfinished_uploads_are_capped_per_run_and_go_with_the_run(client: httpx.Client, admin: HttpStore,
+                                                                    team_server, monkeypatch) -> None:
+    run_id = _new_run(admin)
+    staging = team_server.folder / "artifacts" / ".uploads" / run_id
+    for i in range(3):  # parts of three big files, never finished
+        data = os.urandom(1000)
+        answer = client.put(f"/runs/{run_id}/artifacts/part-{i}.bin", content=data[:10],
+                            params={"sha256": _sha(data), "size": len(data)})
+        assert answer.status_code == 202, answer.text
+    assert len(list(staging.glob("*.part"))) == 3
+    admin.delete_run(run_id)
+    assert not staging.exists(), "a deleted run's unfinished uploads stay on the server's disk"
+
+    from striate.server import artifact_storage
+
+    assert artifact_storage.MAX_STAGED_PER_RUN == 64
+    other = _new_run(admin)
+    for i in range(64):
+        data = b"%d" % i + b"x" * 100
+        assert client.put(f"/runs/{other}/artifacts/p{i}", content=data[:5],
+                          params={"sha256": _sha(data), "size": len(data)}).status_code == 202
+    refused = client.put(f"/runs/{other}/artifacts/one-more", content=b"abc", params={"sha256": _sha(b"abcd"),
+                                                                                     "size": 4})
+    assert refused.status_code == 409 and "unfinished uploads" in refused.json()["error"]
+    admin.delete_run(other)

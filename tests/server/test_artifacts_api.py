@@ -93,7 +93,7 @@ def test_a_sha256_mismatch_keeps_nothing(server_url: str, team_server, admin: Ht
     run_id = _new_run(admin)
     data = b"x" * 5000
     staging = team_server.folder / "artifacts" / ".uploads"
-    before = set(staging.iterdir()) if staging.is_dir() else set()  # other tests' unfinished uploads wait there
+    before = set(staging.rglob("*.part")) if staging.is_dir() else set()  # other tests' unfinished uploads
     with httpx.Client(base_url=server_url + "/api/v1", headers=_h(team_server.token)) as client:
         answer = client.put(f"/runs/{run_id}/artifacts/model.bin", content=data,
                             params={"sha256": _sha(b"something else"), "size": len(data)})
@@ -109,7 +109,7 @@ def test_a_sha256_mismatch_keeps_nothing(server_url: str, team_server, admin: Ht
                             params={"sha256": _sha(data), "size": len(data)})
         assert answer.status_code == 400 and "past the announced size" in answer.json()["error"]
     assert admin.get_run(run_id).artifacts == []
-    leftovers = [p for p in staging.iterdir() if p.name != "locks" and p not in before]
+    leftovers = [p for p in staging.rglob("*.part") if p not in before]
     assert leftovers == [], leftovers
     assert not (team_server.folder / "artifacts" / run_id / "model.bin").exists()
 

@@ -21,6 +21,7 @@ from striate.errors import ConflictError, StoreError, StriateError
 from striate.tracking.store.base import check_artifact_path
 
 STAGING = ".uploads"  # under a local root: no run id starts with '.'
+MAX_STAGED_PER_RUN = 64  # unfinished uploads one run may have waiting on the server's disk
 COPY_BLOCK = 16 * 1024 * 1024  # bytes per block copied into fsspec storage (one S3 multipart part)
 
 
@@ -87,9 +88,17 @@ class ArtifactStorage:
         return f"{self.root}/{check_run_id(run_id)}/{check_artifact_path(path, run_id)}"
 
     def staged(self, run_id: str, path: str, sha256: str, size: int) -> Path:
-        """The staging file of one upload: named by a hash of what it will become, never by the path itself."""
+        """The staging file of one upload: in the run's own staging folder (removed with the run), named by a
+        hash of what it will become, never by the path itself. StoreError (409) when the run already has
+        MAX_STAGED_PER_RUN unfinished uploads."""
+        folder = self.staging / check_run_id(run_id)
         name = hashlib.sha256(f"{run_id}\0{path}\0{sha256}\0{size}".encode()).hexdigest()
-        return self.staging / f"{name}.part"
+        staged = folder / f"{name}.part"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if not staged.exists() and sum(1 for _ in folder.glob("*.part")) >= MAX_STAGED_PER_RUN:
+            raise ConflictError(f"run {run_id[:8]} has {MAX_STAGED_PER_RUN} unfinished uploads on this server",
+                                "finish or abandon them (deleting the run removes them) before starting more")
+        return staged
 
     def store(self, staged: Path, run_id: str, path: str) -> None:
         """Move (local) or copy (fsspec) a complete, checked upload into place."""
@@ -168,6 +177,9 @@ class ArtifactStorage:
             check_run_id(run_id)
         except StoreError:
             return  # no artifact of such a run can have been stored
+        staging = self.staging / run_id
+        if staging.is_dir() and not staging.is_symlink():  # its unfinished uploads go too
+            shutil.rmtree(staging, ignore_errors=True)
         folder = f"{self.root}/{run_id}"
         if self.fs is None:
             shutil.rmtree(folder, ignore_errors=True)

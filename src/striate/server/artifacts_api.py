@@ -169,13 +169,16 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
             received = await _receive(request, fh, staged, offset, size)
             if received < size:
                 return json_response({"offset": received, "size": size}, status_code=202)
-            digest = await run_in_threadpool(_file_sha256, staged)
-            if digest != sha256:
-                staged.unlink(missing_ok=True)
-                raise _Mismatch(f"the bytes received for {path[:200]} have SHA-256 {digest[:16]}…, not the "
-                                f"{sha256[:16]}… announced; nothing was kept",
-                                "upload the file again from offset 0 (it may have changed while it was sent)")
-            await run_in_threadpool(commit, staged, run_id, path, kind, size, sha256)
+            try:
+                digest = await run_in_threadpool(_file_sha256, staged)
+                if digest != sha256:
+                    staged.unlink(missing_ok=True)
+                    raise _Mismatch(f"the bytes received for {path[:200]} have SHA-256 {digest[:16]}…, not the "
+                                    f"{sha256[:16]}… announced; nothing was kept",
+                                    "upload the file again from offset 0 (it may have changed while it was sent)")
+                await run_in_threadpool(commit, staged, run_id, path, kind, size, sha256)
+            except FileNotFoundError:  # the run was deleted meanwhile, and its unfinished uploads with it
+                raise _not_found(run_id) from None
         return json_response({"path": path, "kind": kind, "size": size, "sha256": sha256}, status_code=201)
 
     @router.get("/runs/{run_id}/artifacts/{path:path}",
