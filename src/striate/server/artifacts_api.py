@@ -28,11 +28,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
-from striate.errors import ConfigError, ConflictError, ForbiddenError, RunNotFoundError, StoreError, StriateError
+from striate.errors import ConfigError, ConflictError, RunNotFoundError, StoreError, StriateError
 from striate.server.artifact_storage import ArtifactStorage
-from striate.server.auth import Auth, Principal, at_least
+from striate.server.auth import Auth, Principal
+from striate.server.runs_api import run_not_found, run_project
 from striate.tracking.store.base import Store, artifact_path_problem
-from striate.tracking.store.schema import LIMITS, runs
+from striate.tracking.store.schema import LIMITS
 
 API = "/api/v1"
 MAX_ARTIFACT_BYTES = 16 * 1024 ** 3  # the default size cap of one artifact (`striate server --max-artifact-mb`)
@@ -91,22 +92,13 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
                 store.add_artifact(run_id, path, kind, size, sha256)
             except sa.exc.IntegrityError:  # the run was deleted while its file arrived
                 storage.remove(run_id, path)
-                raise _not_found(run_id) from None
+                raise run_not_found(run_id) from None
 
     def run_of(caller: Principal, run_id: str, needed: str) -> str:
         """The run's project, after checking the caller's role there (404 when they may not see it)."""
-        if not run_id or len(run_id) > LIMITS["id"]:
-            raise _not_found(run_id)
-        with engine.connect() as conn:
-            project = conn.execute(sa.select(runs.c.project).where(runs.c.id == run_id)).scalar()
-        role = None if project is None else auth.role(caller, project)
-        if role is None:
-            raise _not_found(run_id)
-        if not at_least(role, needed):
-            raise ForbiddenError(f"your role in project {project!r} is {role}; this needs {needed}",
-                                 "ask a project owner for the role")
+        project = run_project(engine, auth, caller, run_id, needed)
         _checked_run(run_id)
-        return str(project)
+        return project
 
     def recorded(run_id: str, path: str) -> Optional[dict[str, Any]]:
         return next((a for a in store.get_run(run_id).artifacts if a["path"] == path), None)
@@ -178,7 +170,7 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
                                     "upload the file again from offset 0 (it may have changed while it was sent)")
                 await run_in_threadpool(commit, staged, run_id, path, kind, size, sha256)
             except FileNotFoundError:  # the run was deleted meanwhile, and its unfinished uploads with it
-                raise _not_found(run_id) from None
+                raise run_not_found(run_id) from None
         return json_response({"path": path, "kind": kind, "size": size, "sha256": sha256}, status_code=201)
 
     @router.get("/runs/{run_id}/artifacts/{path:path}",
@@ -222,11 +214,6 @@ def artifacts_router(store: Store, engine: sa.Engine, auth: Auth, storage: Artif
         return Response(status_code=204)
 
     return router
-
-
-def _not_found(run_id: str) -> RunNotFoundError:
-    return RunNotFoundError(f"no run {run_id[:200]!r} on this server",
-                            "`striate runs` (GET /api/v1/runs) lists the runs you can see")
 
 
 @contextlib.contextmanager

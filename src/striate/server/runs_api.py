@@ -40,9 +40,34 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 _UPDATABLE = frozenset(wire.RECORD_FIELDS) - {"id", "metrics", "artifacts"}
 
 
-def _not_found(run_ref: str) -> RunNotFoundError:
+def run_not_found(run_ref: str) -> RunNotFoundError:
+    """The one answer for a run that does not exist or that the caller may not see (nothing leaks)."""
     return RunNotFoundError(f"no run {run_ref[:MAX_REF]!r} on this server",
                             "`striate runs` (GET /api/v1/runs) lists the runs you can see")
+
+
+def require_role(auth: Auth, caller: Principal, project: str, needed: str, shown: str) -> None:
+    """Go on only when ``caller`` has at least ``needed`` in ``project``: 404 about ``shown`` for a non-member
+    (the project does not exist for them), 403 for a member whose role is too low."""
+    role = auth.role(caller, project)
+    if role is None:
+        raise run_not_found(shown)
+    if not at_least(role, needed):
+        raise ForbiddenError(f"your role in project {project!r} is {role}; this needs {needed}",
+                             "ask a project owner for the role")
+
+
+def run_project(engine: sa.Engine, auth: Auth, caller: Principal, run_id: str, needed: str) -> str:
+    """The project of the run with this full id (what clients write with), after checking the caller's role
+    there: one indexed lookup, not the whole record."""
+    if not run_id or len(run_id) > LIMITS["id"]:
+        raise run_not_found(run_id)
+    with engine.connect() as conn:
+        project = conn.execute(sa.select(runs.c.project).where(runs.c.id == run_id)).scalar()
+    if project is None:
+        raise run_not_found(run_id)
+    require_role(auth, caller, project, needed, run_id)
+    return str(project)
 
 
 class NewRun(Strict):
@@ -162,40 +187,23 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
     router = APIRouter(prefix=API)
     Caller = Annotated[Principal, Depends(caller_dependency)]
 
-    def require_role(caller: Principal, project: str, needed: str, shown: str) -> None:
-        role = auth.role(caller, project)
-        if role is None:
-            raise _not_found(shown)
-        if not at_least(role, needed):
-            raise ForbiddenError(f"your role in project {project!r} is {role}; this needs {needed}",
-                                 "ask a project owner for the role")
-
     def visible_run(caller: Principal, run_ref: str, needed: str = "viewer",
                     only: Optional[list[str]] = None) -> RunRecord:
         # A reference resolves among the caller's projects only: a hidden run can neither shadow one of
         # theirs (an ambiguous prefix, the same name) nor be told apart from a run that does not exist.
         if not run_ref or len(run_ref) > MAX_REF or "\x00" in run_ref:
-            raise _not_found(run_ref)
+            raise run_not_found(run_ref)
         visible = auth.projects(caller)
         scope = None if visible is None else set(visible)
         if only is not None:
             scope = set(only) if scope is None else scope & set(only)
         # Not found and ambiguous answers come from the store, about the caller's projects only.
         record = store.get_run(run_ref, projects=None if scope is None else sorted(scope))
-        require_role(caller, record.project, needed, run_ref)
+        require_role(auth, caller, record.project, needed, run_ref)
         return record
 
     def writable_run(caller: Principal, run_id: str, needed: str = "editor") -> str:
-        """A run given by its full id (what the client writes with), checked cheaply: one indexed lookup,
-        not the whole record. Returns the run's project."""
-        if not run_id or len(run_id) > LIMITS["id"]:
-            raise _not_found(run_id)
-        with engine.connect() as conn:
-            project = conn.execute(sa.select(runs.c.project).where(runs.c.id == run_id)).scalar()
-        if project is None:
-            raise _not_found(run_id)
-        require_role(caller, project, needed, run_id)
-        return str(project)
+        return run_project(engine, auth, caller, run_id, needed)
 
     def visible_projects(caller: Principal) -> Optional[list[str]]:
         visible = auth.projects(caller)
@@ -318,7 +326,7 @@ def runs_router(store: Store, engine: sa.Engine, auth: Auth, caller_dependency: 
     def create_run(caller: Caller, body: NewRun) -> Response:
         """A new run; the caller needs the editor role in its project (an admin may start any project)."""
         check_project_name(body.project)
-        require_role(caller, body.project, "editor", body.id)
+        require_role(auth, caller, body.project, "editor", body.id)
         record = RunRecord(**body.model_dump())
         check_record(record)
         _check_values(record.__dict__)
