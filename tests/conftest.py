@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 from subprocess import CompletedProcess
 from subprocess import run as run_process
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -190,6 +190,62 @@ def as_nobody(task: Callable[[], str]) -> str:
     return message
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    """GET ``url`` (with a bearer token): the status and the decoded JSON body, also for error answers."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def wait_for_health(base: str, process: subprocess.Popen, output: Callable[[], str] | None = None,
+                    timeout: float = 90) -> None:
+    """Return once the striate server at ``base`` answers its health check; fail with ``output()`` (default:
+    the process's stderr) when the process ends first, or after ``timeout`` seconds."""
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if get_json(f"{base}/api/v1/health")[0] == 200:
+                return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if process.poll() is not None:
+            said = output() if output is not None else process.communicate()[1]
+            raise AssertionError(f"the server process ended: {said[-2000:]}")
+        assert time.monotonic() < deadline, f"the server did not answer within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGINT (a server's Ctrl-C), then SIGKILL if it has not ended within 20 s."""
+    import signal
+
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class TeamServer:
     """A real `striate server` process on 127.0.0.1 with an admin's token: over a SQLite store folder
     (``folder``) or another database (``db``, e.g. a postgresql:// URL)."""
@@ -197,8 +253,6 @@ class TeamServer:
     def __init__(self, folder: Path, db: str | None = None, args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None) -> None:
         """``args``: more options for `striate server` (e.g. --artifacts URL); ``env``: more environment."""
-        import socket
-
         self.folder = folder
         self.db = db or str(folder)
         folder.mkdir(parents=True)
@@ -209,9 +263,7 @@ class TeamServer:
                                capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr
         self.token = done.stdout.strip().splitlines()[-1]
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder.parent / f"server-{self.port}.log"
         self.log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
@@ -219,22 +271,10 @@ class TeamServer:
 
     def start(self) -> None:
         """Start the server process (again, after kill()) on the same port; return once it answers."""
-        import time
-        import urllib.error
-        import urllib.request
-
         self.process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", self.db, "--port",
                                          str(self.port), *self.args], env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert self.process.poll() is None, self.log_path.read_text()
-                assert time.monotonic() < deadline, "the server did not answer within 90 s"
-                time.sleep(0.2)
+        wait_for_health(self.url, self.process, self.log_path.read_text)
 
     def kill(self) -> None:
         """SIGKILL the server process: no shutdown of any kind."""
@@ -255,14 +295,7 @@ class TeamServer:
         engine.dispose()
 
     def stop(self) -> None:
-        import signal
-
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 
@@ -283,15 +316,6 @@ def server_url(team_server: TeamServer, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("STRIATE_TOKEN", team_server.token)
     monkeypatch.setenv("STRIATE_SPOOL", str(Path(os.environ["STRIATE_CACHE"]).parent / "spool"))
     return team_server.url
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 now."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

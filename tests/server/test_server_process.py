@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,25 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI_ENV, run_cli
+from tests.conftest import CLI_ENV, free_port, get_json, run_cli
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get(url: str, token: str | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_the_server_refuses_a_database_that_needs_upgrade_then_serves_it(tmp_path: Path) -> None:
@@ -55,7 +39,7 @@ def test_the_server_refuses_a_database_that_needs_upgrade_then_serves_it(tmp_pat
     duplicate = run_cli("server", "create-admin", "root", "--db", store)
     assert duplicate.returncode != 0 and "exists already" in duplicate.stderr
 
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", store, "--port", str(port)],
                                env={**os.environ, **CLI_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
@@ -64,15 +48,15 @@ def test_the_server_refuses_a_database_that_needs_upgrade_then_serves_it(tmp_pat
         deadline = time.monotonic() + 60
         while True:
             try:
-                status, body = _get(f"{base}/health")
+                status, body = get_json(f"{base}/health")
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert process.poll() is None, process.communicate()[1]
                 assert time.monotonic() < deadline, "the server did not answer within 60 s"
                 time.sleep(0.2)
         assert status == 200 and body["status"] == "ok"
-        assert _get(f"{base}/runs")[0] == 401
-        status, body = _get(f"{base}/me", token)
+        assert get_json(f"{base}/runs")[0] == 401
+        status, body = get_json(f"{base}/me", token)
         assert status == 200 and body["user"] == "root" and body["admin"] is True
     finally:
         process.send_signal(signal.SIGINT)
@@ -138,7 +122,7 @@ def test_several_worker_processes_serve_the_same_store_and_stop_together(tmp_pat
     (tmp_path / "store").mkdir()
     assert run_cli("server", "upgrade", "--db", store).returncode == 0
     token = run_cli("server", "create-admin", "root", "--db", store).stdout.strip().splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "striate", "server", "--db", store, "--port", str(port),
                                 "--workers", "2"], env={**os.environ, **CLI_ENV}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -147,14 +131,14 @@ def test_several_worker_processes_serve_the_same_store_and_stop_together(tmp_pat
         deadline = time.monotonic() + 90
         while True:
             try:
-                status, body = _get(f"{base}/me", token)
+                status, body = get_json(f"{base}/me", token)
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert process.poll() is None, process.communicate()[1]
                 assert time.monotonic() < deadline, "the server did not answer within 90 s"
                 time.sleep(0.2)
         assert status == 200 and body["user"] == "root"
-        assert _get(f"{base}/runs")[0] == 401  # every worker authenticates
+        assert get_json(f"{base}/runs")[0] == 401  # every worker authenticates
         workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "python" in p.name().lower()]
         assert len(workers) >= 2
     finally:

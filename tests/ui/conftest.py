@@ -8,15 +8,11 @@ Playwright never downloads a browser here: it launches /usr/bin/chromium.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import CLI_ENV
+from tests.conftest import CLI_ENV, free_port, get_json, stop_process, wait_for_health  # noqa: F401 - used by the ui tests
 
 CHROMIUM = Path("/usr/bin/chromium")
 PROJECT = "vision"
@@ -51,43 +47,6 @@ def require_ui() -> None:
     from striate.server.ui import UI_DIST, ui_built
 
     _require(ui_built(), f"the dashboard bundle is not built ({UI_DIST} is missing)", "run `make ui`")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-def wait_for_health(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if get_json(f"{base}/api/v1/health")[0] == 200:
-                return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        assert process.poll() is None, f"the server process ended: {process.communicate()[1][-2000:]}"
-        assert time.monotonic() < deadline, "the server did not answer within 60 s"
-        time.sleep(0.2)
-
-
-def stop_process(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass
@@ -178,7 +137,7 @@ def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer
                                text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_health(base, process)
+        wait_for_health(base, process, timeout=60)
         yield TeamServer(base, folder, token, viewer_token, runs)
     finally:
         stop_process(process)

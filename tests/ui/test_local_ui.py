@@ -37,7 +37,7 @@ def local_ui(tmp_path_factory: pytest.TempPathFactory) -> Any:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and "/?token=" in url, (url, process.poll())
         base = url.split("/?token=")[0]
-        wait_for_health(base, process)
+        wait_for_health(base, process, timeout=60)
         yield url, base, folder, runs, tables_before
     finally:
         stop_process(process)
